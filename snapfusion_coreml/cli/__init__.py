@@ -1,0 +1,51 @@
+"""The `snapfusion-coreml` command line. Each module in COMMAND_MODULES registers its commands;
+commands only parse options and call library functions."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import UserError
+
+app = typer.Typer(
+    name="snapfusion-coreml",
+    help="SnapFusion-style text-to-image for iPhones: train, convert to Core ML, verify.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Each module defines `register(app)`.
+COMMAND_MODULES = ("convert", "generate", "inspect")
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}").register(app)
+
+
+def main() -> None:
+    """Entry point: user errors become one red line and a non-zero exit, Ctrl-C exits 130."""
+    err = Console(stderr=True)
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]: nothing was written", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            err.print("[red]interrupted[/red]: nothing was written", highlight=False)
+            sys.exit(130)
+        raise

@@ -1,0 +1,22 @@
+"""The one exception type that reaches the user as a single clear line.
+
+Library code raises `UserError` for anything the user can fix (a missing file, a wrong option,
+a layout that does not fit the weights). The CLI prints its message and exits non-zero; every
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input: the message says what was expected and where."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def expected(what: str, got: str, where: str | None = None) -> UserError:
+    """Build the project's standard message: "expected X, got Y (in FILE)"."""
+    suffix = f" (in {where})" if where else ""
+    return UserError(f"expected {what}, got {got}{suffix}")
