@@ -189,6 +189,12 @@ class BlockSpec:
     skip_channels: int = 0  # channels concatenated from a skip connection (up-stage ResNets)
     heads: int = 0
     depth: int = 0
+    push_skip: bool = False  # the block's output is pushed as a skip connection (down stages)
+
+    @property
+    def skippable(self) -> bool:
+        """Whether the block can be replaced by identity (robust training): channels unchanged."""
+        return self.in_channels - self.skip_channels == self.out_channels
 
     @property
     def name(self) -> str:
@@ -215,13 +221,14 @@ def plan_blocks(layout: UNetLayout, source: str = "layout") -> list[BlockSpec]:
                     f"but the stage is {stage.width} wide; start the stage with a resnet block (in {source})"
                 )
             out = stage.width
+            following = stage.blocks[position + 1] if position + 1 < len(stage.blocks) else None
+            push = name.startswith("down_blocks") and following in (None, RESNET)
             specs.append(BlockSpec(name, kind, counters[kind], position, level, channels + skip, out, skip,
                                    stage.heads if kind == TRANSFORMER else 0,
-                                   stage.transformer_depth if kind == TRANSFORMER else 0))
+                                   stage.transformer_depth if kind == TRANSFORMER else 0, push))
             counters[kind] += 1
             channels = out
-            following = stage.blocks[position + 1] if position + 1 < len(stage.blocks) else None
-            if name.startswith("down_blocks") and following in (None, RESNET):
+            if push:
                 skips[level].append(channels)
         if channels != stage.width:
             raise UserError(f"stage {name} has no resnet block to change channels from {channels} to {stage.width} (in {source})")

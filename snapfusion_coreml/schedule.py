@@ -43,7 +43,8 @@ def timesteps(config: SchedulerConfig, steps: int) -> list[int]:
     if not 1 <= steps <= n:
         raise UserError(f"expected 1 <= steps <= {n}, got {steps}")
     if config.timestep_spacing == "trailing":
-        ts = np.round(np.arange(n, 0, -n / steps)).astype(np.int64) - 1
+        # float arange can yield one extra value (e.g. 61 steps of 1000): keep exactly `steps`
+        ts = np.round(np.arange(n, 0, -n / steps)[:steps]).astype(np.int64) - 1
     elif config.timestep_spacing == "leading":
         ts = (np.arange(0, steps) * (n // steps)).round()[::-1].astype(np.int64) + config.steps_offset
     else:  # linspace

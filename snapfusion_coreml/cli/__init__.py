@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`.
-COMMAND_MODULES = ("convert", "generate", "inspect")
+COMMAND_MODULES = ("convert", "generate", "inspect", "report")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

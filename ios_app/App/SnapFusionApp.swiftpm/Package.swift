@@ -1,0 +1,41 @@
+// swift-tools-version: 5.9
+// The SnapFusion sample app as an app package: open this folder in Xcode (or Swift Playgrounds)
+// and run it on an iPhone; no project file is needed. It uses SnapFusionKit from ../.. by path.
+import AppleProductTypes
+import PackageDescription
+
+let package = Package(
+    name: "SnapFusionApp",
+    platforms: [.iOS("16.0")],
+    products: [
+        .iOSApplication(
+            name: "SnapFusion",
+            targets: ["AppModule"],
+            bundleIdentifier: "org.snapfusion-coreml.SnapFusionApp",
+            displayVersion: "0.1.0",
+            bundleVersion: "1",
+            appIcon: .placeholder(icon: .sparkle),
+            accentColor: .presetColor(.indigo),
+            supportedDeviceFamilies: [.pad, .phone],
+            supportedInterfaceOrientations: [
+                .portrait,
+                .landscapeRight,
+                .landscapeLeft,
+                .portraitUpsideDown(.when(deviceFamilies: [.pad])),
+            ]
+        ),
+    ],
+    dependencies: [
+        .package(path: "../.."),
+    ],
+    targets: [
+        .executableTarget(
+            name: "AppModule",
+            dependencies: [.product(name: "SnapFusionKit", package: "ios_app")],
+            path: "Sources",
+            // Put a converted folder's files (pipeline.json, *.mlpackage or *.mlmodelc, vocab.json,
+            // merges.txt) into Sources/Model to ship it inside the app; see Model/README.md.
+            resources: [.copy("Model")]
+        ),
+    ]
+)

@@ -1,0 +1,62 @@
+import SnapFusionKit
+import SwiftUI
+import UniformTypeIdentifiers
+
+/// Two tabs, Generate and Benchmark, with the model folder and Core ML settings in the toolbar.
+struct ContentView: View {
+    @EnvironmentObject private var store: ModelStore
+    @State private var importing = false
+
+    var body: some View {
+        TabView {
+            NavigationStack {
+                GenerateView()
+                    .navigationTitle("SnapFusion")
+                    .toolbar { settings }
+            }
+            .tabItem { Label("Generate", systemImage: "wand.and.stars") }
+            NavigationStack {
+                BenchmarkView()
+                    .navigationTitle("Benchmark")
+                    .toolbar { settings }
+            }
+            .tabItem { Label("Benchmark", systemImage: "stopwatch") }
+        }
+        .safeAreaInset(edge: .top) {
+            if let message = store.message {
+                Text(message)
+                    .font(.footnote)
+                    .padding(8)
+                    .frame(maxWidth: .infinity)
+                    .background(.yellow.opacity(0.2))
+            }
+        }
+        .fileImporter(isPresented: $importing, allowedContentTypes: [.folder]) { result in
+            switch result {
+            case let .success(url): try? store.select(url)
+            case let .failure(error): store.message = error.localizedDescription
+            }
+        }
+    }
+
+    private var settings: some ToolbarContent {
+        ToolbarItem(placement: .primaryAction) {
+            Menu {
+                Button {
+                    importing = true
+                } label: {
+                    Label("Choose model folder", systemImage: "folder")
+                }
+                Picker("Compute units", selection: $store.computeUnits) {
+                    ForEach(ComputeUnits.allCases, id: \.self) { Text($0.rawValue).tag($0) }
+                }
+                Toggle("Reduce memory", isOn: $store.reduceMemory)
+                if let folder = store.folder {
+                    Text("Model: \(folder.lastPathComponent)")
+                }
+            } label: {
+                Image(systemName: "gearshape")
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import SnapFusionKit
+import SwiftUI
+import UniformTypeIdentifiers
+
+/// Prompt, steps, guidance and seed; Generate with progress and Cancel; the image with Share and
+/// Save; per-stage timings.
+struct GenerateView: View {
+    @EnvironmentObject private var store: ModelStore
+    @StateObject private var model = GeneratorModel()
+    @State private var exporting = false
+
+    var body: some View {
+        Form {
+            Section("Prompt") {
+                TextField("What to draw", text: $model.prompt, axis: .vertical)
+                    .lineLimit(2...5)
+                Stepper("Steps: \(model.steps)", value: $model.steps, in: 1...50)
+                VStack(alignment: .leading) {
+                    Text("Guidance: \(model.guidance, specifier: "%.1f")")
+                    Slider(value: $model.guidance, in: 1...15, step: 0.5)
+                }
+                HStack {
+                    Text("Seed")
+                    TextField("Seed", value: $model.seed, format: IntegerFormatStyle<UInt64>().grouping(.never))
+                        .keyboardType(.numberPad)
+                        .multilineTextAlignment(.trailing)
+                    Button {
+                        model.seed = UInt64.random(in: 0...UInt64(UInt32.max))
+                    } label: {
+                        Image(systemName: "dice")
+                    }
+                    .accessibilityLabel("Random seed")
+                }
+            }
+            Section {
+                if model.isRunning {
+                    ProgressView(value: model.fraction) { Text(model.status) }
+                    Button("Cancel", role: .destructive) { model.cancel() }
+                } else {
+                    Button("Generate") { model.generate(store: store) }
+                        .disabled(store.folder == nil || model.prompt.isEmpty)
+                }
+                if let error = model.error {
+                    Text(error).foregroundStyle(.red)
+                }
+            }
+            if let image = model.image {
+                Section("Image") {
+                    let picture = Image(decorative: image, scale: 1)
+                    picture
+                        .resizable()
+                        .scaledToFit()
+                    HStack {
+                        ShareLink(item: picture, preview: SharePreview(model.prompt, image: picture))
+                        Spacer()
+                        Button {
+                            exporting = true
+                        } label: {
+                            Label("Save PNG", systemImage: "square.and.arrow.down")
+                        }
+                    }
+                    .buttonStyle(.borderless)
+                }
+            }
+            if let timings = model.timings {
+                Section("Timings") {
+                    TimingsView(timings: timings)
+                }
+            }
+        }
+        .onAppear { model.adopt(store.description) }
+        .onChange(of: store.folder) { _ in model.adopt(store.description) }
+        .fileExporter(isPresented: $exporting, document: model.image.map { PNGDocument(image: $0) }, contentType: .png,
+                      defaultFilename: "snapfusion-\(model.seed).png") { result in
+            if case let .failure(error) = result { model.error = error.localizedDescription }
+        }
+    }
+}
+
+/// Per-stage timings of one generation.
+struct TimingsView: View {
+    let timings: StageTimings
+
+    var body: some View {
+        LabeledContent("Text encoder", value: Self.ms(timings.textEncoderMs))
+        LabeledContent("UNet, \(timings.unetStepMs.count) steps", value: Self.ms(timings.unetStepMs.reduce(0, +)))
+        LabeledContent("UNet per step", value: Self.ms(timings.unetStepMs.reduce(0, +) / Double(max(timings.unetStepMs.count, 1))))
+        LabeledContent("Decoder", value: Self.ms(timings.decoderMs))
+        LabeledContent("End to end", value: Self.ms(timings.endToEndMs))
+    }
+
+    static func ms(_ value: Double) -> String {
+        value >= 1000 ? String(format: "%.2f s", value / 1000) : String(format: "%.1f ms", value)
+    }
+}

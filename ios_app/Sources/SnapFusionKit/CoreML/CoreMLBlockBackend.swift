@@ -1,0 +1,46 @@
+#if canImport(CoreML)
+import CoreML
+import Foundation
+
+/// Loads the single-block packages of `snapfusion-coreml export-blocks` for the latency-table
+/// runner. Inputs are seeded standard-normal arrays of the manifest's shapes, built once per block.
+public final class CoreMLBlockBackend: BlockBackend {
+    private let configuration: MLModelConfiguration
+    private let cache: CompiledModelCache
+
+    /// A backend on `computeUnits`; compiled blocks are cached like pipeline models.
+    public init(computeUnits: ComputeUnits, cache: CompiledModelCache = CompiledModelCache()) {
+        configuration = MLModelConfiguration()
+        configuration.computeUnits = computeUnits.mlComputeUnits
+        self.cache = cache
+    }
+
+    public func loadBlock(_ block: BlockManifest.Block, at url: URL) throws -> BlockPredictor {
+        let model = ManagedModel(url: url, sha256: nil, configuration: configuration, cache: cache)
+        try model.load()
+        var generator = TorchRandomSource(seed: 0)
+        var features: [String: MLFeatureValue] = [:]
+        for input in block.inputs {
+            guard let shape = input.shape else { throw CoreMLBackendError.missingInputShape(input.name, block: block.package) }
+            features[input.name] = MLFeatureValue(multiArray: generator.normalTensor(shape: shape).multiArray)
+        }
+        return Predictor(model: model, inputs: try MLDictionaryFeatureProvider(dictionary: features))
+    }
+
+    private final class Predictor: BlockPredictor {
+        let model: ManagedModel
+        let inputs: MLFeatureProvider
+
+        init(model: ManagedModel, inputs: MLFeatureProvider) {
+            self.model = model
+            self.inputs = inputs
+        }
+
+        func predict() throws {
+            _ = try model.perform { try $0.prediction(from: inputs) }
+        }
+
+        deinit { model.unload() }
+    }
+}
+#endif

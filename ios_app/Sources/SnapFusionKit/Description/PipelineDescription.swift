@@ -1,0 +1,154 @@
+import Foundation
+
+/// pipeline.json, format_version 1 (docs/contracts.md section 2): everything the app needs to run
+/// a converted folder and nothing it must guess. Unknown keys are ignored.
+///
+/// ```swift
+/// let description = try PipelineDescription.load(from: folder)   // checks version and files
+/// let sampler = try description.makeSampler(steps: description.sampler.defaultSteps)
+/// ```
+public struct PipelineDescription: Codable, Equatable, Sendable {
+    /// The only format this reader understands.
+    public static let supportedFormatVersion = 1
+    /// The file name inside a converted folder.
+    public static let fileName = "pipeline.json"
+
+    public var formatVersion: Int
+    public var tool: Tool
+    public var source: Source?
+    public var predictionType: PredictionType
+    /// Output image side in pixels.
+    public var imageSize: Int
+    public var latent: Latent
+    public var noiseSchedule: NoiseScheduleDescription
+    public var sampler: Sampler
+    public var guidance: Guidance
+    public var tokenizer: Tokenizer
+    public var components: Components
+
+    /// The converter that wrote the folder.
+    public struct Tool: Codable, Equatable, Sendable {
+        public var name: String
+        public var version: String
+    }
+
+    /// The model the folder was converted from.
+    public struct Source: Codable, Equatable, Sendable {
+        public var model: String?
+        public var unetLayout: String?
+    }
+
+    /// Latent shape and the VAE scale factor (the decoder takes `latents / scaleFactor`).
+    public struct Latent: Codable, Equatable, Sendable {
+        public var channels: Int
+        public var height: Int
+        public var width: Int
+        public var scaleFactor: Double
+    }
+
+    /// The training noise schedule.
+    public struct NoiseScheduleDescription: Codable, Equatable, Sendable {
+        public var numTrainTimesteps: Int
+        public var betaStart: Double
+        public var betaEnd: Double
+        public var betaSchedule: BetaSchedule
+    }
+
+    /// Sampler settings; `timesteps` is authoritative for `defaultSteps`.
+    public struct Sampler: Codable, Equatable, Sendable {
+        public var name: String
+        public var eta: Double
+        public var timestepSpacing: TimestepSpacing
+        public var stepsOffset: Int
+        public var defaultSteps: Int
+        public var timesteps: [Int]
+        public var finalAlphaCumprod: Double
+    }
+
+    /// Classifier-free guidance defaults and how the UNet runs it.
+    public struct Guidance: Codable, Equatable, Sendable {
+        public var defaultScale: Double
+        /// 2: one call with `[uncond, cond]`; 1: two calls.
+        public var unetBatch: Int
+    }
+
+    /// Tokenizer files and ids.
+    public struct Tokenizer: Codable, Equatable, Sendable {
+        public var vocab: String
+        public var merges: String
+        public var maxLength: Int
+        public var bosTokenId: Int
+        public var eosTokenId: Int
+        public var padTokenId: Int
+    }
+
+    /// The converted components; the pipeline needs all three.
+    public struct Components: Codable, Equatable, Sendable {
+        public var textEncoder: Component?
+        public var unet: Component?
+        public var decoder: Component?
+    }
+
+    /// One converted Core ML package.
+    public struct Component: Codable, Equatable, Sendable {
+        /// The package; null when the component is chunked.
+        public var file: String?
+        public var sha256: String
+        public var precision: String?
+        public var deploymentTarget: String?
+        public var attention: String?
+        public var compression: Compression?
+        public var inputs: [TensorDescription]?
+        public var outputs: [TensorDescription]?
+        /// Chunked UNet: the packages in execution order (`UnetChunk1`, `UnetChunk2`), else nil.
+        public var chunks: [String]?
+
+        /// The package files this component needs, in execution order.
+        public var files: [String] { chunks ?? file.map { [$0] } ?? [] }
+    }
+
+    /// Weight compression summary.
+    public struct Compression: Codable, Equatable, Sendable {
+        public var mode: String
+        /// Average bits per palettized weight.
+        public var bits: Double?
+        public var method: String?
+        public var granularity: String?
+    }
+
+    /// Name, shape and dtype of a model input or output.
+    public struct TensorDescription: Codable, Equatable, Sendable {
+        public var name: String
+        public var shape: [Int]?
+        public var dtype: String?
+    }
+
+    /// The tokenizer configuration of this folder.
+    public var tokenizerConfiguration: CLIPTokenizer.Configuration {
+        .init(maxLength: tokenizer.maxLength, bosTokenID: tokenizer.bosTokenId,
+              eosTokenID: tokenizer.eosTokenId, padTokenID: tokenizer.padTokenId)
+    }
+
+    /// The noise schedule of this folder.
+    public var noiseScheduleModel: NoiseSchedule {
+        NoiseSchedule(numTrainTimesteps: noiseSchedule.numTrainTimesteps, betaStart: noiseSchedule.betaStart,
+                      betaEnd: noiseSchedule.betaEnd, betaSchedule: noiseSchedule.betaSchedule,
+                      finalAlphaCumprod: sampler.finalAlphaCumprod)
+    }
+
+    /// The sampling timesteps for `steps`: the listed ones for the default step count, else the
+    /// folder's spacing rule (the model may not have been distilled for that count).
+    public func timesteps(steps: Int) throws -> [Int] {
+        if steps == sampler.timesteps.count { return sampler.timesteps }
+        return try sampler.timestepSpacing.timesteps(steps: steps, numTrainTimesteps: noiseSchedule.numTrainTimesteps,
+                                                     stepsOffset: sampler.stepsOffset)
+    }
+
+    /// A DDIM sampler for `steps` steps.
+    public func makeSampler(steps: Int) throws -> DDIMSampler {
+        DDIMSampler(schedule: noiseScheduleModel, predictionType: predictionType, timesteps: try timesteps(steps: steps))
+    }
+
+    /// The latent shape for one image: `(1, channels, height, width)`.
+    public var latentShape: [Int] { [1, latent.channels, latent.height, latent.width] }
+}

@@ -1,0 +1,20 @@
+/// The three models of a text-to-image pipeline, behind one protocol so the orchestration,
+/// the sampler and the benchmark harness run anywhere (Core ML on Apple platforms, a fake
+/// model in the Linux tests).
+///
+/// Shapes follow docs/contracts.md section 1. Calls are synchronous and may be slow; the
+/// pipeline calls them from the caller's thread.
+public protocol DiffusionBackend: AnyObject {
+    /// Loads every model (compiling on first use if needed). Called again after `unload()`.
+    func load() throws
+    /// Releases the models' memory; `load()` brings them back.
+    func unload()
+    /// Text encoder: ids `(1, 77)` -> `last_hidden_state` `(1, 77, D)`.
+    func encodeText(tokenIDs: [Int32]) throws -> Tensor
+    /// UNet: `sample` `(B, 4, h, w)`, `timestep` `(B,)`, `encoder_hidden_states` `(B, D, 1, 77)`
+    /// -> the raw prediction `(B, 4, h, w)` (v or epsilon).
+    func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor
+    /// Decoder: `z` `(1, 4, h, w)` (already divided by the latent scale factor) -> image
+    /// `(1, 3, 8h, 8w)` in [-1, 1].
+    func decode(latents: Tensor) throws -> Tensor
+}

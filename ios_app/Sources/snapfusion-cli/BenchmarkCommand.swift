@@ -1,0 +1,55 @@
+import Foundation
+import SnapFusionKit
+
+/// `snapfusion-cli benchmark`: the benchmark JSON of docs/contracts.md section 6.
+enum BenchmarkCommand: Command {
+    static let name = "benchmark"
+    static let summary = "time loading and every stage of generation with Core ML (macOS), write JSON"
+    static let help = """
+    usage: snapfusion-cli benchmark --resources DIR [options]
+
+    Measures cold and warm model loading, then generates `--warmup` unmeasured and `--runs`
+    measured images, timing the text encoder, every UNet step, the decoder, end to end
+    (tokenization to image, loading excluded) and peak memory. Writes the benchmark JSON read by
+    `snapfusion-coreml report`. Run it in a fresh process for a true cold load. Needs Core ML.
+
+    options:
+      --resources DIR        the converted folder
+      --prompt TEXT          (default "a photo of an astronaut riding a horse on mars")
+      --steps N              (default: pipeline.json)
+      --guidance W           (default: pipeline.json)
+      --seed S               (default 0)
+      --warmup N             unmeasured generations first (default 1)
+      --runs N               measured generations (default 5)
+      --compute-units U      cpuOnly | cpuAndGPU | cpuAndNeuralEngine | all (default cpuAndNeuralEngine)
+      --reduce-memory        keep one model in memory at a time
+      -o, --output FILE      JSON to write (default benchmark.json)
+      -h, --help             show this help
+    """
+
+    static func run(_ arguments: [String]) throws {
+        let args = try Arguments(arguments, options: ["--resources", "--prompt", "--steps", "--guidance", "--seed", "--warmup",
+                                                      "--runs", "--compute-units", "--output"],
+                                 flags: ["--reduce-memory"], aliases: ["-o": "--output"])
+        guard args.positionals.isEmpty else { throw CLIError.usage("unexpected argument \(args.positionals[0].debugDescription)") }
+        let folder = fileURL(try args.required("--resources"))
+        let units = try computeUnits(args)
+        var options = BenchmarkOptions(steps: try args.int("--steps"), guidanceScale: try args.double("--guidance"),
+                                       seed: try args.uint64("--seed") ?? 0, warmup: try args.int("--warmup") ?? 1,
+                                       runs: try args.int("--runs") ?? 5, reduceMemory: args.flag("--reduce-memory"),
+                                       computeUnits: units.rawValue)
+        if let prompt = args.string("--prompt") { options.prompt = prompt }
+        let output = fileURL(args.string("--output") ?? "benchmark.json")
+        #if canImport(CoreML)
+        let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: units, reduceMemory: options.reduceMemory))
+        let runner = BenchmarkRunner(pipeline: try Pipeline(folder: folder, backend: backend), options: options)
+        let report = try runner.run(log: { printError($0) })
+        try ReportCoding.write(report, to: output)
+        print(String(format: "wrote %@: end to end p50 %.1f ms, UNet step p50 %.1f ms, cold load %.0f ms",
+                     output.path, report.summary.endToEndMs.p50, report.summary.unetStepMs.p50, report.load.coldMs))
+        #else
+        _ = (folder, options, output)
+        throw CLIError.unavailable("benchmark needs Core ML, which this platform does not have; run it on macOS or with the sample app on iOS")
+        #endif
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+@testable import SnapFusionKit
+
+/// The fake models of tests/golden/make_golden.py, implemented identically:
+/// - UNet: `float32((0.3 + 0.4 * t / 1000) * z + 0.05 * c / (1 + z * z))` in float64, where c is
+///   the conditioning scalar carried by the hidden states;
+/// - text encoder: hidden states filled with c = (prompt tokens without start/end/padding) / 10;
+/// - decoder: `tanh(z / 4)` per latent channel 0...2, upsampled 8x (any [-1, 1] image works).
+enum FakeModel {
+    static func unet(_ z: Float, t: Int, c: Double) -> Float {
+        let z64 = Double(z)
+        return Float((0.3 + 0.4 * Double(t) / 1000) * z64 + 0.05 * c / (1 + z64 * z64))
+    }
+
+    static func condition(tokenIDs: [Int32], bos: Int32 = 49406, eos: Int32 = 49407) -> Double {
+        Double(tokenIDs.prefix { $0 != eos }.filter { $0 != bos }.count) / 10
+    }
+}
+
+/// A `DiffusionBackend` running `FakeModel`, counting calls and advancing an optional fake clock
+/// by fixed costs so timings are deterministic.
+final class FakeBackend: DiffusionBackend {
+    let hiddenSize: Int
+    var clock: FakeClock?
+    var costs = (load: 120.0, textEncoder: 4.0, unetPerSample: 115.0, decoder: 116.0)
+    private(set) var loads = 0
+    private(set) var unloads = 0
+    private(set) var unetBatches: [Int] = []
+    private(set) var isLoaded = false
+    /// Makes UNet and decoder costs vary from call to call (deterministically), so summaries
+    /// of the golden benchmark have distinct p50 and p95.
+    var jitter = false
+    private var decodes = 0
+    /// Called before each UNet call (used to cancel mid-generation).
+    var onPredict: (() -> Void)?
+
+    init(hiddenSize: Int = 8, clock: FakeClock? = nil) {
+        self.hiddenSize = hiddenSize
+        self.clock = clock
+    }
+
+    func load() throws {
+        loads += 1
+        // The first load of the process pays compilation, later ones do not.
+        clock?.advance(loads == 1 ? costs.load * 10 : costs.load)
+        isLoaded = true
+    }
+
+    func unload() {
+        unloads += 1
+        isLoaded = false
+    }
+
+    func encodeText(tokenIDs: [Int32]) throws -> Tensor {
+        clock?.advance(costs.textEncoder)
+        let c = Float(FakeModel.condition(tokenIDs: tokenIDs))
+        return Tensor(repeating: c, shape: [1, tokenIDs.count, hiddenSize])
+    }
+
+    func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
+        onPredict?()
+        let extra = jitter ? Double(unetBatches.count % 4) * 1.5 + Double(unetBatches.count % 7) * 0.25 : 0
+        clock?.advance((costs.unetPerSample + extra) * Double(sample.batch))
+        unetBatches.append(sample.batch)
+        precondition(encoderHiddenStates.shape == [sample.batch, hiddenSize, 1, 77], "UNet layout (B, D, 1, 77)")
+        var out = sample
+        let perItem = sample.count / sample.batch
+        let hiddenPerItem = encoderHiddenStates.count / sample.batch
+        for b in 0..<sample.batch {
+            let c = Double(encoderHiddenStates.scalars[b * hiddenPerItem])
+            for i in (b * perItem)..<((b + 1) * perItem) {
+                out.scalars[i] = FakeModel.unet(sample.scalars[i], t: Int(timestep[b]), c: c)
+            }
+        }
+        return out
+    }
+
+    func decode(latents: Tensor) throws -> Tensor {
+        clock?.advance(costs.decoder + (jitter ? Double(decodes % 3) * 2 : 0))
+        decodes += 1
+        let (h, w) = (latents.shape[2], latents.shape[3])
+        var image = Tensor(repeating: 0, shape: [1, 3, h * 8, w * 8])
+        for channel in 0..<3 {
+            for y in 0..<(h * 8) {
+                for x in 0..<(w * 8) {
+                    let z = latents.scalars[(channel * h + y / 8) * w + x / 8]
+                    image.scalars[(channel * h * 8 + y) * w * 8 + x] = Float(tanh(Double(z) / 4))
+                }
+            }
+        }
+        return image
+    }
+}
+
+/// A clock that only moves when told to.
+final class FakeClock: MillisecondClock {
+    private(set) var time = 0.0
+
+    func now() -> Double { time }
+
+    func advance(_ milliseconds: Double) { time += milliseconds }
+}
+
+/// A peak memory that grows by `step` bytes at every reading.
+final class FakeMemoryProbe: MemoryProbe {
+    var bytes: Int64 = 1_200_000_000
+    var step: Int64 = 0
+
+    init(step: Int64 = 0) { self.step = step }
+
+    func peakBytes() -> Int64? {
+        defer { bytes += step }
+        return bytes
+    }
+}

@@ -1,0 +1,67 @@
+"""`snapfusion-coreml convert`: a pipeline folder -> Core ML packages + pipeline.json."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..modeling.attention import AttentionImpl
+from .options import DEFAULT_MODEL, Target, human_bytes
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(convert)
+
+
+def convert(
+    model: Optional[str] = typer.Argument(None, help="Model folder or hub id [default: the bundled models/default]"),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically)"),
+    layout: Optional[str] = typer.Option(None, "--layout", help="Map the UNet onto a layout: preset name or JSON file"),
+    attention: AttentionImpl = typer.Option(AttentionImpl.SPLIT_EINSUM, "--attention", help="Attention implementation"),
+    palettize: str = typer.Option("none", "--palettize", help="none, 4, 6, 8 or mixed:BITS (average bits)"),
+    palettize_mode: str = typer.Option("kmeans", "--palettize-mode", help="kmeans or uniform"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
+    unet_batch: int = typer.Option(2, "--unet-batch", help="2 = guidance in one UNet call, 1 = two calls"),
+    target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
+    components: str = typer.Option("text_encoder,unet,decoder", "--components", help="Comma-separated components"),
+    chunk_unet: bool = typer.Option(False, "--chunk-unet", help="Split the UNet into two packages (after palettization)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle (.bin/.ckpt) weights"),
+) -> None:
+    """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools' own bars; ours are below
+    from ..convert import ConvertOptions, convert_pipeline, parse_compression
+
+    options = ConvertOptions(
+        out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
+        compression=parse_compression(palettize, palettize_mode), image_size=image_size, unet_batch=unet_batch,
+        target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
+    )
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_component(key: str, event: str) -> None:
+            if event == "start":
+                tasks[key] = progress.add_task(f"converting {key}", total=1)
+            else:
+                progress.update(tasks[key], completed=1, description=f"converted {key}")
+
+        summary = convert_pipeline(str(model or DEFAULT_MODEL), options, on_component)
+    for report in summary.mapping:
+        console.print(f"UNet layout mapping:\n{report}", highlight=False)
+    table = Table(title=f"{summary.out}")
+    for column in ("component", "files", "size", "compression", "time"):
+        table.add_column(column)
+    for r in summary.results:
+        comp = r.compression
+        text = "fp16" if comp.get("mode") == "none" else f"{comp.get('bits')}-bit {comp.get('method')} ({comp.get('granularity')})"
+        table.add_row(r.key, ", ".join(r.files), human_bytes(r.size_bytes), text, f"{r.seconds:.1f} s")
+    Console().print(table)

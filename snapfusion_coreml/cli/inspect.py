@@ -1,0 +1,49 @@
+"""`snapfusion-coreml inspect`: what a converted folder or package holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .options import human_bytes
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="inspect")(inspect_command)
+
+
+def inspect_command(
+    path: Path = typer.Argument(..., help="A converted folder or one .mlpackage"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
+    """Inputs, outputs, size, op counts, palettization and the pipeline.json summary."""
+    from ..package_info import inspect_path
+
+    info = inspect_path(path)
+    console = Console()
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    if "pipeline" in info:
+        p = info["pipeline"]
+        console.print(f"[bold]{info['folder']}[/bold]  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
+                      f"{p['image_size']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
+                      f"{p['sampler']['timesteps']}, guidance {p['guidance']}", highlight=False)
+    for pkg in info["packages"]:
+        table = Table(title=f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
+                            f"palettized {pkg['palettized_share']:.0%} (bits {pkg['palettized_bits'] or '-'}), "
+                            f"average {pkg['average_bits']:.2f} bits/weight")
+        table.add_column("kind")
+        table.add_column("name")
+        table.add_column("shape")
+        table.add_column("dtype")
+        for kind in ("inputs", "outputs"):
+            for t in pkg[kind]:
+                table.add_row(kind[:-1], t["name"], str(tuple(t["shape"])), t["dtype"])
+        console.print(table)
+        ops = ", ".join(f"{k} {v}" for k, v in pkg["op_counts"].items())
+        console.print(f"ops: {ops}", highlight=False)

@@ -1,0 +1,155 @@
+"""`train v-pred`, `distill steps`, `distill decoder`, `evolve`: parse options, call snapfusion_coreml.train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (convert and verify accept it).")]
+MaxSteps = Annotated[int, typer.Option(help="Optimizer steps (per stage or per evolve iteration).")]
+Seed = Annotated[int, typer.Option(help="Seed of every random draw (data order, noise, timesteps).")]
+BatchSize = Annotated[int, typer.Option(help="Micro-batch size per process.")]
+LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
+Accumulate = Annotated[int, typer.Option(help="Gradient accumulation steps.")]
+Precision = Annotated[str, typer.Option(help="Mixed precision: no, fp16 or bf16.")]
+EmaDecay = Annotated[float, typer.Option(help="EMA decay of the student weights (0: off; the saved model uses the EMA).")]
+CheckpointEvery = Annotated[int, typer.Option(help="Steps between atomic checkpoints (0: none).")]
+RunDir = Annotated[Optional[Path], typer.Option(help="Checkpoints and log.jsonl [default: OUT.run].")]
+Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in the run folder.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
+Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions) or a prompt-list file.")]
+Vae = Annotated[Optional[Path], typer.Option(help="Diffusers VAE folder whose encoder turns training images into latents.")]
+DataSteps = Annotated[int, typer.Option(help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
+CaptionDropout = Annotated[float, typer.Option(help="Share of captions replaced by \"\" (the unconditional embedding).")]
+
+
+def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
+              checkpoint_every, run_dir, resume, overwrite):
+    from ..train.loop import TrainingConfig
+
+    return TrainingConfig(out=out, max_steps=max_steps, seed=seed, batch_size=batch_size, learning_rate=lr,
+                          gradient_accumulation_steps=gradient_accumulation_steps, mixed_precision=mixed_precision,
+                          ema_decay=ema_decay, checkpoint_every=checkpoint_every, run_dir=run_dir, resume=resume,
+                          overwrite=overwrite)
+
+
+def _report(what: str, out: Path, losses: list[float], extra: str = "") -> None:
+    console = Console()
+    if losses:
+        console.print(f"{what}: {len(losses)} steps, loss {losses[0]:.4g} -> {losses[-1]:.4g}{extra}", highlight=False)
+    console.print(f"wrote {out}", highlight=False)
+
+
+train_app = typer.Typer(help="Fine-tune a model.", no_args_is_help=True)
+distill_app = typer.Typer(help="Distil a model: fewer sampling steps, or a slimmer decoder.", no_args_is_help=True)
+
+
+@train_app.command("v-pred")
+def v_pred(
+    model: Annotated[str, typer.Argument(help="Epsilon-prediction MODEL folder.")],
+    data: Data, out: Out, max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4,
+    lr: LearningRate = 1e-5, gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no",
+    ema_decay: EmaDecay = 0.9999, checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None,
+    resume: Resume = True, overwrite: Overwrite = False, vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
+    data_steps: DataSteps = 32,
+) -> None:
+    """Fine-tune an epsilon-prediction model to v-prediction (L_ori = ||v_hat - v||^2)."""
+    from ..train.vpred import VPredConfig, train_vpred
+
+    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
+                         checkpoint_every, run_dir, resume, overwrite)
+    _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps))
+    _report("v-prediction fine-tune", out, result.losses)
+
+
+@distill_app.command("steps")
+def steps(
+    teacher: Annotated[str, typer.Argument(help="Teacher MODEL folder.")],
+    data: Data, out: Out,
+    teacher_steps: Annotated[int, typer.Option(help="Teacher sampling steps.")] = 32,
+    student_steps: Annotated[int, typer.Option(help="Student sampling steps (must divide --teacher-steps).")] = 16,
+    schedule: Annotated[str, typer.Option(help="direct (one stage) or progressive (halve per stage).")] = "direct",
+    student_layout: Annotated[Optional[str], typer.Option(help="Student UNet layout preset or JSON [default: the teacher's].")] = None,
+    cfg_probability: Annotated[float, typer.Option(help="p: share of CFG-aware samples (0 vanilla, 1 CFG-aware).")] = 0.1,
+    guidance_min: Annotated[float, typer.Option(help="w ~ U[min, max] for CFG-aware samples (w = 1: no guidance).")] = 2.0,
+    guidance_max: Annotated[float, typer.Option()] = 14.0,
+    gamma: Annotated[float, typer.Option(help="Weight of L_ori, rescaled to L_dstl's scale every step.")] = 0.2,
+    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
+    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
+    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+    vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
+) -> None:
+    """Step distillation: teacher (T steps) -> student (S steps), vanilla / CFG-aware / mixed."""
+    from ..train.distill_steps import DistillStepsConfig, distill_steps
+
+    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
+                         checkpoint_every, run_dir, resume, overwrite)
+    config = DistillStepsConfig(teacher, data, training, teacher_steps, student_steps, schedule, student_layout,
+                                cfg_probability, guidance_min, guidance_max, gamma, caption_dropout, vae)
+    _, results = distill_steps(config)
+    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [l for r in results for l in r.losses])
+
+
+@distill_app.command("decoder")
+def decoder(
+    teacher: Annotated[str, typer.Argument(help="Teacher MODEL folder (its UNet samples latents, its decoder teaches).")],
+    prompts: Annotated[Path, typer.Option(help="Prompt-list file (or an image-text folder: captions only).")],
+    out: Out,
+    width_multiplier: Annotated[float, typer.Option(help="Slim decoder width relative to the teacher's.")] = 0.5,
+    sample_steps: Annotated[int, typer.Option(help="DDIM steps when sampling teacher latents.")] = 50,
+    guidance_scale: Annotated[float, typer.Option(help="CFG scale when sampling teacher latents.")] = 7.5,
+    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-4,
+    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
+    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+) -> None:
+    """Slim decoder by data distillation: MSE between the teacher's and the slim decoder's images."""
+    from ..train.distill_decoder import DistillDecoderConfig, distill_decoder
+
+    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
+                         checkpoint_every, run_dir, resume, overwrite)
+    _, result = distill_decoder(DistillDecoderConfig(teacher, prompts, training, width_multiplier, sample_steps, guidance_scale))
+    _report("decoder distillation", out, result.losses)
+
+
+def evolve_command(
+    model: Annotated[str, typer.Argument(help="MODEL folder to evolve.")],
+    data: Data, out: Out,
+    latency_target_ms: Annotated[float, typer.Option(help="Target UNet block latency per step (ms, batch 2).")],
+    latency_table: Annotated[Optional[Path], typer.Option(help="Device latency table JSON [default: cost-model estimates].")] = None,
+    skip_probability: Annotated[float, typer.Option(help="Robust training: chance each block is skipped per step.")] = 0.1,
+    iterations: Annotated[int, typer.Option(help="Evolve iterations (robust training + one round of actions).")] = 10,
+    actions_per_step: Annotated[int, typer.Option(help="Blocks removed or copied per iteration, at most.")] = 1,
+    scorer: Annotated[str, typer.Option(help="clip (open_clip + --clip-weights), fidelity, or module:factory.")] = "fidelity",
+    clip_weights: Annotated[Optional[Path], typer.Option(help="Local open_clip weights file for --scorer clip.")] = None,
+    clip_model: Annotated[str, typer.Option(help="open_clip model name.")] = "ViT-g-14",
+    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
+    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
+    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, overwrite: Overwrite = False,
+) -> None:
+    """Robust training + architecture evolution (Algorithm 1) against a latency table."""
+    from ..train.evolve import EvolveConfig, evolve
+
+    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
+                         checkpoint_every, run_dir, False, overwrite)
+    config = EvolveConfig(model, data, training, latency_target_ms, latency_table, skip_probability, iterations,
+                          actions_per_step, scorer, clip_weights, clip_model)
+    _, log = evolve(config)
+    console = Console()
+    label = " (estimated)" if latency_table is None else ""
+    for record in log:
+        for act in record["actions"]:
+            console.print(f"iteration {record['iteration']}: {act['action']} {act['block']}  dCLIP {act['dCLIP']:+.4g}  "
+                          f"dLatency {act['dLatency_ms']:+.3f} ms{label}", highlight=False)
+    if log:
+        console.print(f"block latency {log[0]['latency_ms_before']:.2f} -> {log[-1]['latency_ms_after']:.2f} ms{label}; "
+                      f"layouts in {training.work_dir / 'evolve'}", highlight=False)
+    console.print(f"wrote {out}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")
+    app.add_typer(distill_app, name="distill")
+    app.command("evolve")(evolve_command)

@@ -1,0 +1,91 @@
+"""What each component looks like to Core ML: its export module, input and output tensors.
+
+Names and shapes are the contract of docs/contracts.md section 1 (Apple-compatible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..pipeline import Pipeline
+from .options import ConvertOptions
+
+FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage"}
+CHUNK_NAMES = ("UnetChunk1.mlpackage", "UnetChunk2.mlpackage")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"  # "float32" | "int32"
+
+    def example(self, seed: int = 0) -> torch.Tensor:
+        """A deterministic example input: random normal floats, or real-looking token ids."""
+        g = torch.Generator().manual_seed(seed)
+        if self.name == "timestep":  # spread over the training range, noisiest first
+            return torch.linspace(999, 1, self.shape[0]).round()
+        if self.dtype == "int32":
+            ids = torch.full(self.shape, 49407, dtype=torch.int32)  # padded with <|endoftext|>
+            ids[..., 0] = 49406
+            ids[..., 1:8] = torch.randint(300, 40000, self.shape[:-1] + (7,), generator=g, dtype=torch.int32)
+            return ids
+        return torch.randn(self.shape, generator=g)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+class UnetExport(nn.Module):
+    """sample, timestep, encoder_hidden_states (B, D, 1, 77) -> noise_pred."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.unet(sample, timestep, encoder_hidden_states)
+
+
+@dataclass
+class ComponentSpec:
+    key: str  # "text_encoder" | "unet" | "decoder"
+    file: str
+    module: nn.Module
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[str, ...]
+    compress: bool  # Apple palettizes text encoder and UNet, keeps the decoder fp16
+    attention: str | None = None
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        return tuple(spec.example(seed=i) for i, spec in enumerate(self.inputs))
+
+
+def component_specs(pipeline: Pipeline, options: ConvertOptions, latent_side: int) -> list[ComponentSpec]:
+    """The specs of the requested components, in conversion order."""
+    from ..modeling.text_encoder import TextEncoderExport
+
+    dim = pipeline.unet.layout.cross_attention_dim
+    channels = pipeline.unet.layout.in_channels
+    b, s = options.unet_batch, latent_side
+    specs = {
+        "text_encoder": lambda: ComponentSpec(
+            "text_encoder", FILE_NAMES["text_encoder"], TextEncoderExport(pipeline.text_encoder).eval(),
+            (TensorSpec("input_ids", (1, 77), "int32"),), ("last_hidden_state", "pooled_outputs"), True),
+        "unet": lambda: ComponentSpec(
+            "unet", FILE_NAMES["unet"], UnetExport(pipeline.unet).eval(),
+            (TensorSpec("sample", (b, channels, s, s)), TensorSpec("timestep", (b,)),
+             TensorSpec("encoder_hidden_states", (b, dim, 1, 77))), ("noise_pred",), True, pipeline.unet.attention.value),
+        "decoder": lambda: ComponentSpec(
+            "decoder", FILE_NAMES["decoder"], pipeline.decoder.eval(),
+            (TensorSpec("z", (1, pipeline.decoder.config.latent_channels, s, s)),), ("image",), False),
+    }
+    return [specs[key]() for key in ("text_encoder", "unet", "decoder") if key in options.components]
+
+
+def numpy_inputs(spec: ComponentSpec) -> dict[str, np.ndarray]:
+    return {t.name: x.numpy() for t, x in zip(spec.inputs, spec.example_inputs())}

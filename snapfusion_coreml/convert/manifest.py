@@ -1,0 +1,64 @@
+"""pipeline.json: everything the Swift side needs and nothing it must guess (docs/contracts.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..errors import UserError
+from ..pipeline import Pipeline
+from ..schedule import FINAL_ALPHA_CUMPROD, timesteps
+from .options import ConvertOptions
+
+FORMAT_VERSION = 1
+MANIFEST = "pipeline.json"
+
+
+def build_manifest(pipeline: Pipeline, options: ConvertOptions, latent_side: int, results: list, inputs: dict) -> dict[str, Any]:
+    sched, defaults = pipeline.scheduler, pipeline.defaults
+    tok = pipeline.tokenizer
+    components = {}
+    for result in results:
+        components[result.key] = {
+            "file": result.files[0] if len(result.files) == 1 else None,
+            "chunks": result.files if len(result.files) > 1 else None,
+            "sha256": result.sha256,
+            "precision": "float16",
+            "deployment_target": options.target,
+            "attention": pipeline.unet.attention.value if result.key == "unet" else None,
+            "compression": result.compression,
+            "inputs": [t.to_dict() for t in inputs[result.key]],
+            "outputs": result.outputs,
+            "size_bytes": result.size_bytes,
+        }
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "snapfusion-coreml", "version": __version__},
+        "source": {"model": pipeline.source, "unet_layout": pipeline.unet.layout.name,
+                   "unet_parameters": pipeline.unet.num_parameters()},
+        "prediction_type": sched.prediction_type,
+        "image_size": latent_side * 8,
+        "latent": {"channels": pipeline.unet.layout.in_channels, "height": latent_side, "width": latent_side,
+                   "scale_factor": defaults.latent_scale_factor},
+        "noise_schedule": {"num_train_timesteps": sched.num_train_timesteps, "beta_start": sched.beta_start,
+                           "beta_end": sched.beta_end, "beta_schedule": sched.beta_schedule},
+        "sampler": {"name": "ddim", "eta": 0.0, "timestep_spacing": sched.timestep_spacing,
+                    "steps_offset": sched.steps_offset, "default_steps": defaults.steps,
+                    "timesteps": timesteps(sched, defaults.steps), "final_alpha_cumprod": FINAL_ALPHA_CUMPROD},
+        "guidance": {"default_scale": defaults.guidance_scale, "unet_batch": options.unet_batch},
+        "tokenizer": {"vocab": "vocab.json", "merges": "merges.txt", "max_length": 77,
+                      "bos_token_id": int(tok.bos_token_id), "eos_token_id": int(tok.eos_token_id),
+                      "pad_token_id": int(tok.pad_token_id)},
+        "components": components,
+    }
+
+
+def check_manifest(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Validate the parts of a pipeline.json that readers rely on."""
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserError(f"expected pipeline.json format_version {FORMAT_VERSION}, got {version!r} (in {source})")
+    for key in ("prediction_type", "sampler", "components", "latent"):
+        if key not in data:
+            raise UserError(f"expected key {key!r} in pipeline.json, found none (in {source})")
+    return data

@@ -1,0 +1,78 @@
+"""The frozen configuration of one `convert` run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..modeling.attention import AttentionImpl
+
+COMPONENTS = ("text_encoder", "unet", "decoder")
+TARGETS = ("iOS16", "iOS17", "iOS18")
+PALETTIZE_BITS = (4, 6, 8)
+MIXED_BITS_CHOICES = (2, 4, 6, 8)
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """How weights are compressed: none, one bit width, or a mixed-bit recipe of an average."""
+
+    mode: str = "none"  # "none" | "palettize" | "mixed"
+    bits: float = 16.0  # the bit width, or the mixed recipe's target average
+    method: str = "kmeans"  # "kmeans" | "uniform"
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+
+def parse_compression(value: str, method: str) -> CompressionSpec:
+    """--palettize none|4|6|8|mixed:BITS and --palettize-mode kmeans|uniform."""
+    if method not in ("kmeans", "uniform"):
+        raise UserError(f"expected --palettize-mode kmeans or uniform, got {method!r}")
+    text = value.strip().lower()
+    if text == "none":
+        return CompressionSpec()
+    if text.startswith("mixed:"):
+        try:
+            bits = float(text.split(":", 1)[1])
+        except ValueError:
+            bits = -1.0
+        if not MIXED_BITS_CHOICES[0] <= bits <= MIXED_BITS_CHOICES[-1]:
+            raise UserError(f"expected --palettize mixed:BITS with 2 <= BITS <= 8, got {value!r}")
+        return CompressionSpec("mixed", bits, method)
+    if text.isdigit() and int(text) in PALETTIZE_BITS:
+        return CompressionSpec("palettize", float(int(text)), method)
+    raise UserError(f"expected --palettize none, 4, 6, 8 or mixed:BITS, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    out: Path
+    components: tuple[str, ...] = COMPONENTS
+    attention: AttentionImpl = AttentionImpl.SPLIT_EINSUM
+    compression: CompressionSpec = CompressionSpec()
+    image_size: int | None = None  # default: the model's
+    unet_batch: int = 2
+    target: str = "iOS16"
+    chunk_unet: bool = False
+    overwrite: bool = False
+    layout: str | None = None  # preset name or layout JSON path
+    allow_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.components if c not in COMPONENTS]
+        if bad or not self.components:
+            raise UserError(f"expected --components from {','.join(COMPONENTS)}, got {','.join(self.components) or 'nothing'}")
+        if self.target not in TARGETS:
+            raise UserError(f"expected --target one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.unet_batch not in (1, 2):
+            raise UserError(f"expected --unet-batch 1 or 2, got {self.unet_batch}")
+        if self.chunk_unet and "unet" not in self.components:
+            raise UserError("--chunk-unet needs the unet component")
+
+    @property
+    def grouped_channel_luts(self) -> bool:
+        """Per-grouped-channel palettization needs the iOS 18 opset."""
+        return self.target == "iOS18"

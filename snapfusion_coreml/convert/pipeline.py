@@ -1,0 +1,69 @@
+"""Convert a whole pipeline into the output folder, atomically (pipeline.json written last)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import resolve_layout
+from ..io import atomic_directory, write_json
+from ..modeling.loading import load_pipeline
+from ..modeling.tokenizer import save_tokenizer
+from ..pipeline import Pipeline
+from .components import component_specs
+from .manifest import MANIFEST, build_manifest
+from .options import ConvertOptions
+from .recipe import ComponentResult, convert_component
+
+
+@dataclass
+class ConvertSummary:
+    out: Path
+    results: list[ComponentResult]
+    manifest: dict
+    mapping: list[str] = field(default_factory=list)
+
+
+def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
+                     on_component: Callable[[str, str], None] | None = None) -> ConvertSummary:
+    """Convert MODEL (a folder, hub id or a loaded Pipeline) as `options` says.
+
+    on_component(key, "start" | "done") reports progress.
+    """
+    # 1. load, mapping the UNet onto --layout if given
+    mapping: list[str] = []
+    if isinstance(model, Pipeline):
+        pipeline = model
+    else:
+        layout = resolve_layout(options.layout) if options.layout else None
+        pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping)
+    if pipeline.unet.attention != options.attention:
+        pipeline = _with_attention(pipeline, options)
+    latent_side = pipeline.check_image_size(options.image_size or pipeline.defaults.image_size)
+
+    # 2. every component through the same recipe, into a temporary folder
+    specs = component_specs(pipeline, options, latent_side)
+    results = []
+    with atomic_directory(options.out, options.overwrite) as tmp:
+        for spec in specs:
+            if on_component:
+                on_component(spec.key, "start")
+            results.append(convert_component(spec, options, tmp, pipeline.source))
+            if on_component:
+                on_component(spec.key, "done")
+        save_tokenizer(pipeline.tokenizer, tmp)
+        manifest = build_manifest(pipeline, options, latent_side, results, {s.key: s.inputs for s in specs})
+        write_json(tmp / MANIFEST, manifest)  # last: its presence marks the folder complete
+    return ConvertSummary(Path(options.out), results, manifest, mapping)
+
+
+def _with_attention(pipeline: Pipeline, options: ConvertOptions) -> Pipeline:
+    """The same pipeline with the UNet rebuilt around another attention implementation."""
+    import dataclasses
+
+    from ..modeling.unet import SnapFusionUNet
+
+    unet = SnapFusionUNet(pipeline.unet.layout, options.attention).eval()
+    unet.load_state_dict(pipeline.unet.state_dict())
+    return dataclasses.replace(pipeline, unet=unet)

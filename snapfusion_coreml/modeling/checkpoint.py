@@ -1,0 +1,105 @@
+"""Weights on disk: safetensors by default, pickle only when asked; checkpoint <-> module layouts.
+
+Checkpoints keep diffusers' tensor shapes: a Linear weight is (out, in) even where our module is
+a 1x1 conv for the Neural Engine. `load_weights` reshapes at load, `checkpoint_state_dict` back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .attention import Conv1x1
+
+SAFETENSORS = "diffusion_pytorch_model.safetensors"
+PICKLE = "diffusion_pytorch_model.bin"
+
+
+def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of one weights file; a clear UserError for missing, truncated or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers/data
+            raise UserError(f"expected a valid safetensors file, got a corrupt or truncated one: {exc} (in {path})") from None
+    if not allow_pickle:
+        raise UserError(f"refusing to load pickle checkpoint {path}: pickle can run code; pass --allow-pickle if you trust it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"expected a torch checkpoint, got an unreadable file: {exc} (in {path})") from None
+
+
+def find_weights(directory: Path, allow_pickle: bool = False) -> Path:
+    """The weights file of a component folder, safetensors preferred."""
+    for name in (SAFETENSORS, "model.safetensors"):
+        if (directory / name).is_file():
+            return directory / name
+    for name in (PICKLE, "pytorch_model.bin"):
+        if (directory / name).is_file():
+            if not allow_pickle:
+                raise UserError(f"only a pickle checkpoint found: {directory / name}; pass --allow-pickle if you trust it")
+            return directory / name
+    raise UserError(f"expected {SAFETENSORS} in {directory}, found none")
+
+
+def _linear_as_conv(module: nn.Module) -> set[str]:
+    return {f"{name}.weight" for name, m in module.named_modules() if isinstance(m, Conv1x1)}
+
+
+def checkpoint_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's weights in diffusers' shapes (1x1-conv Linears squeezed to (out, in))."""
+    linear = _linear_as_conv(module)
+    return {k: (v[:, :, 0, 0] if k in linear else v).detach().contiguous() for k, v in module.state_dict().items()}
+
+
+def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Strictly load a diffusers-shaped state dict; every missing/unexpected key and shape
+    mismatch is reported in one UserError naming `source`."""
+    own = module.state_dict()
+    fixed = {}
+    for key, value in state.items():
+        if key in own and value.dim() == 2 and own[key].dim() == 4 and own[key].shape[2:] == (1, 1):
+            value = value[:, :, None, None]  # Linear weight into a 1x1 conv
+        fixed[key] = value
+    missing = sorted(set(own) - set(fixed))
+    unexpected = sorted(set(fixed) - set(own))
+    mismatched = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(fixed[k].shape)}"
+                  for k in own if k in fixed and tuple(fixed[k].shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_abbreviate(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_abbreviate(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches {_abbreviate(mismatched)}")
+    if problems:
+        raise UserError(f"expected weights matching the model config, got {'; '.join(problems)} (in {source})")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in fixed.items()}, strict=True)
+
+
+def _abbreviate(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{f', ... {len(items) - limit} more' if len(items) > limit else ''}] ({len(items)})"
+
+
+def save_weights(module: nn.Module, path: Path, dtype: torch.dtype | None = None) -> None:
+    """Write the module's checkpoint state dict as safetensors (cast to dtype if given), atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".partial")
+    state = checkpoint_state_dict(module)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(tmp))
+    os.replace(tmp, path)

@@ -1,0 +1,71 @@
+"""The PyTorch reference text-to-image pipeline: tokenizer -> text encoder -> DDIM with CFG ->
+decoder. The converted Core ML pipeline and the Swift app compute exactly this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import PipelineDefaults, SchedulerConfig
+from .errors import UserError
+from .modeling.tokenizer import tokenize
+from .schedule import guide, initial_latents, sample
+
+
+@dataclass
+class Pipeline:
+    tokenizer: object  # transformers CLIPTokenizer
+    text_encoder: torch.nn.Module  # transformers CLIPTextModel
+    unet: torch.nn.Module  # SnapFusionUNet
+    decoder: torch.nn.Module  # VAEDecoder
+    scheduler: SchedulerConfig
+    defaults: PipelineDefaults = field(default_factory=PipelineDefaults)
+    source: str = ""
+
+    @property
+    def latent_divisor(self) -> int:
+        return self.unet.layout.latent_divisor
+
+    def check_image_size(self, image_size: int) -> int:
+        """The latent side for `image_size`, or a clear error if the UNet cannot take it."""
+        step = 8 * self.latent_divisor
+        if image_size <= 0 or image_size % step:
+            raise UserError(f"expected an image size that is a positive multiple of {step} for this UNet "
+                            f"({self.unet.layout.num_levels} resolution levels), got {image_size}")
+        return image_size // 8
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """(B, 77, D) last hidden states of the text encoder."""
+        ids = tokenize(self.tokenizer, prompts).to(next(self.text_encoder.parameters()).device)
+        return self.text_encoder(input_ids=ids).last_hidden_state
+
+    @torch.no_grad()
+    def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
+                 image_size: int | None = None, on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> np.ndarray:
+        """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`."""
+        steps = steps or self.defaults.steps
+        w = self.defaults.guidance_scale if guidance_scale is None else guidance_scale
+        side = self.check_image_size(image_size or self.defaults.image_size)
+        device = next(self.unet.parameters()).device
+
+        # 1. text: unconditional ("") and conditional embeddings, in the UNet's (B, D, 1, 77) layout
+        context = self.encode_prompts(["", prompt]).transpose(1, 2).unsqueeze(2)
+        # 2. initial noise, reproducible on any device and in Swift
+        latents = initial_latents(seed, (1, self.unet.layout.in_channels, side, side)).to(device)
+
+        # 3. DDIM with classifier-free guidance (one batch-2 UNet call per step)
+        def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
+            if w == 1.0:
+                return self.unet(z, torch.full((1,), float(t), device=device), context[1:])
+            uncond, cond = self.unet(z.repeat(2, 1, 1, 1), torch.full((2,), float(t), device=device), context).chunk(2)
+            return guide(cond, uncond, w)
+
+        latents = sample(denoise, latents, self.scheduler, steps, on_step)
+        # 4. decode
+        image = self.decoder(latents / self.defaults.latent_scale_factor)
+        image = ((image[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0)
+        return image.cpu().numpy()

@@ -1,0 +1,164 @@
+"""Pieces every training command shares: loading the teacher, text conditioning, where the clean
+latents x0 come from, and the noising of a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import SchedulerConfig
+from ..errors import UserError
+from ..pipeline import Pipeline
+from ..schedule import alpha_sigma, alphas_cumprod, sample, timesteps
+from . import losses
+from .data import STREAM_NOISE, STREAM_TEACHER, STREAM_TIMESTEP, Batch, DataStream, step_generator
+
+
+def load_model(model: str | Path, what: str, allow_pickle: bool = False) -> Pipeline:
+    """A pipeline folder for training (ORIGINAL attention: one batched matmul, best on GPUs)."""
+    from ..modeling.attention import AttentionImpl
+    from ..modeling.loading import load_pipeline
+
+    if not Path(model).exists() and str(model).count("/") != 1:
+        raise UserError(f"{what} model folder not found: {model}")
+    return load_pipeline(model, attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def as_bc1s(hidden: torch.Tensor) -> torch.Tensor:
+    """(B, 77, D) text encoder states -> the UNet's (B, D, 1, 77) layout."""
+    return hidden.transpose(1, 2).unsqueeze(2)
+
+
+class TextConditioner:
+    """Frozen text encoder: captions -> (B, D, 1, 77), with the "" embedding cached."""
+
+    def __init__(self, pipeline: Pipeline, device: torch.device):
+        self.pipeline = pipeline
+        freeze(pipeline.text_encoder).to(device)
+        self._null: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        return as_bc1s(self.pipeline.encode_prompts(captions))
+
+    def null(self, batch: int) -> torch.Tensor:
+        if self._null is None:
+            self._null = self([""])
+        return self._null.expand(batch, -1, -1, -1)
+
+
+def load_vae_encoder(path: Path):
+    """A diffusers AutoencoderKL folder (config.json + weights) whose encoder turns images into x0."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"expected a diffusers VAE folder with config.json for image data, got none (in {path})")
+    from diffusers import AutoencoderKL
+
+    try:
+        return freeze(AutoencoderKL.from_pretrained(str(path)))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"expected a loadable diffusers AutoencoderKL, got: {exc} (in {path})") from None
+
+
+@dataclass
+class LatentSource:
+    """Where x0 (B, 4, h, w) comes from: precomputed latents, images through a VAE encoder, or
+    (data-free, prompt lists) samples of the teacher with classifier-free guidance."""
+
+    teacher: Pipeline
+    text: TextConditioner
+    latent_side: int
+    seed: int
+    rank: int
+    vae_encoder: nn.Module | None = None
+    sample_steps: int = 32
+    sample_guidance: float = 7.5
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch, micro_step: int, device: torch.device) -> torch.Tensor:
+        if batch.latents is not None:
+            return batch.latents.to(device)
+        if batch.images is not None:
+            if self.vae_encoder is None:
+                raise UserError("expected --vae (a diffusers VAE folder with an encoder) to train on images, got none; "
+                                "use precomputed .npy latents or a prompt list instead")
+            g = step_generator(self.seed, micro_step, self.rank, STREAM_NOISE + 100)
+            dist = self.vae_encoder.to(device).encode(batch.images.to(device)).latent_dist
+            noise = torch.randn(dist.mean.shape, generator=g).to(device)
+            return (dist.mean + dist.std * noise) * self.teacher.defaults.latent_scale_factor
+        return self.teacher_samples(batch.captions, micro_step, device)
+
+    def teacher_samples(self, captions: list[str], micro_step: int, device: torch.device) -> torch.Tensor:
+        """x0 by DDIM-sampling the teacher from seeded noise (the data-free path)."""
+        g = step_generator(self.seed, micro_step, self.rank, STREAM_TEACHER)
+        unet = self.teacher.unet
+        shape = (len(captions), unet.layout.in_channels, self.latent_side, self.latent_side)
+        noise = torch.randn(shape, generator=g).to(device)
+        return sample_with_cfg(unet, self.text(captions), self.text.null(len(captions)), noise,
+                               self.teacher.scheduler, self.sample_steps, self.sample_guidance)
+
+
+@torch.no_grad()
+def sample_with_cfg(unet: nn.Module, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tensor,
+                    scheduler: SchedulerConfig, steps: int, guidance: float) -> torch.Tensor:
+    """schedule.sample with CFG as one batch-2B UNet call per step (the app's convention)."""
+    context = torch.cat([uncond, cond])
+
+    def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
+        tt = torch.full((2 * z.shape[0],), float(t), device=z.device)
+        out_uncond, out_cond = unet(z.repeat(2, 1, 1, 1), tt, context).chunk(2)
+        return losses.guided(out_cond, out_uncond, torch.full((z.shape[0],), guidance, device=z.device))
+
+    return sample(denoise, noise, scheduler, steps)
+
+
+@dataclass(frozen=True)
+class Noised:
+    x0: torch.Tensor
+    eps: torch.Tensor
+    z_t: torch.Tensor
+    t: torch.Tensor  # (B,) integer timesteps
+    alpha: torch.Tensor  # (B,) float32
+    sigma: torch.Tensor
+
+
+def noise_batch(x0: torch.Tensor, t: torch.Tensor, cumprod: np.ndarray, seed: int, micro_step: int, rank: int) -> Noised:
+    g = step_generator(seed, micro_step, rank, STREAM_NOISE)
+    eps = torch.randn(x0.shape, generator=g).to(x0.device)
+    alpha, sigma = (v.float() for v in alpha_sigma(cumprod, t))
+    return Noised(x0, eps, losses.diffuse(x0, eps, alpha, sigma), t, alpha, sigma)
+
+
+def uniform_timesteps(batch: int, config: SchedulerConfig, seed: int, micro_step: int, rank: int,
+                      device: torch.device) -> torch.Tensor:
+    """t ~ U{0, ..., N-1} per sample: the ordinary diffusion training distribution."""
+    g = step_generator(seed, micro_step, rank, STREAM_TIMESTEP)
+    return torch.randint(0, config.num_train_timesteps, (batch,), generator=g).to(device)
+
+
+def make_stream(data: Path, run, caption_dropout: float, image_size: int, accelerator) -> DataStream:
+    from .data import load_examples
+
+    return DataStream(load_examples(data), run.batch_size, run.seed, caption_dropout, image_size,
+                      accelerator.process_index, accelerator.num_processes)
+
+
+def check_steps(steps: int, config: SchedulerConfig, what: str) -> list[int]:
+    if steps < 1:
+        raise UserError(f"expected {what} >= 1, got {steps}")
+    return timesteps(config, steps)
+
+
+__all__ = ["LatentSource", "Noised", "TextConditioner", "alphas_cumprod", "as_bc1s", "check_steps", "freeze",
+           "load_model", "load_vae_encoder", "make_stream", "noise_batch", "sample_with_cfg", "uniform_timesteps"]

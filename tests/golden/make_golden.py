@@ -1,0 +1,294 @@
+"""Write the golden vectors that the Swift package (ios_app) is tested against.
+
+Run from the repository root:  python tests/golden/make_golden.py
+Every output file is deterministic and records, under "generated_by", the one line of Python
+that produced its values. The Swift tests read them through #filePath (../tests/golden).
+
+Files:
+  tokenizer.json   CLIPTokenizer ids (padding and truncation to 77) for a varied prompt list
+  random.json      torch.randn on a seeded CPU generator, several seeds and shapes
+  sampler.json     alphas_cumprod samples, timesteps per spacing and step count, and complete
+                   DDIM trajectories of the fake model below (both prediction types, with and
+                   without guidance, UNet batch 1 and 2)
+  pipelines.json   pipeline.json samples: valid, chunked UNet, unknown version, missing keys
+
+The fake model (identical in ios_app/Tests/SnapFusionKitTests/FakeModel.swift):
+  fake(z, t, c) = float32((0.3 + 0.4 * t / 1000) * z + 0.05 * c / (1 + z * z)), computed in float64
+  on the float32 latent z, integer timestep t and conditioning scalar c. Only +, -, *, / are used,
+  so Python and Swift round identically. The fake text encoder maps a prompt to
+  c = (number of prompt tokens, without start/end/padding) / 10, so the empty prompt gives c = 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import CLIPTokenizer
+
+from snapfusion_coreml import schedule
+from snapfusion_coreml.config import SchedulerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parent
+TOKENIZER_DIR = ROOT / "models" / "tokenizer"
+MAX_LENGTH = 77
+
+PROMPTS = [
+    "a photo of an astronaut riding a horse on mars",
+    "A Photo Of An ASTRONAUT",
+    "",
+    "   ",
+    "  leading and trailing spaces  ",
+    "runs   of\twhitespace\n\nand\r\nnewlines",
+    "punctuation!!! commas, periods... (parentheses) [brackets] {braces} \"quotes\" 'single'",
+    "it's a dog's life, they're here, we've gone, I'm fine, you'll see, he'd go, don't, can't",
+    "o'clock ''s 'S IT'S",
+    "digits 1234567890 and 3.14159 and 2024-01-01 and 1,000,000",
+    "emoji 🚀🌕 rocket to the moon 👩‍🚀 astronaut 🇫🇷",
+    "café naïve façade résumé Ångström Zürich São Paulo",
+    "Cafe\u0301 decomposed accents e\u0301e\u0301",
+    "東京の夜景 写真 北京 서울의 밤",
+    "Привет мир, Ελληνικά ΟΔΟΣ, עברית, العربية, हिन्दी",
+    "fish &amp; chips &lt;b&gt;bold&lt;/b&gt; &quot;quoted&quot; &#39;",
+    "<|startoftext|>literal special tokens<|endoftext|> and <|EndOfText|>",
+    "non\u00a0breaking\u3000ideographic\u2003em\u200bzero-width\u0085next-line\u001cfile-sep",
+    "İstanbul straße ǅemal ﬁne ligature Ⅻ roman ½ fraction ²",
+    "x" * 300,
+    "supercalifragilisticexpialidocious antidisestablishmentarianism pneumonoultramicroscopic",
+    "tabs\tand \u2028line separator\u2029paragraph",
+    "mixed123abc456 v2.0-beta_test@example.com #hashtag $100 50% a+b=c",
+    " ".join(f"word{i}" for i in range(120)),
+    "a highly detailed, intricate portrait of a " + ", ".join(["majestic lion"] * 40),
+]
+
+# (seed, shape): numel < 16, == 16, multiples of 16 and not, and a latent shape.
+RANDOM_CASES = [
+    (0, [1]), (0, [5]), (1, [15]), (42, [16]), (42, [17]), (7, [2, 3, 4]), (2024, [33]),
+    (123456789, [1, 4, 8, 8]), (0, [1, 4, 8, 8]), (4294967297, [20]), (3, [1, 4, 5, 7]),
+]
+
+SPACINGS = ("trailing", "leading", "linspace")
+STEP_COUNTS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 25, 32, 50, 64, 100, 250, 1000)
+CUMPROD_SAMPLES = (0, 1, 124, 249, 500, 874, 998, 999)
+
+LATENT_SHAPE = (1, 4, 8, 8)
+COND_PROMPT = "a photo of an astronaut"  # 5 tokens: c = 0.5
+UNCOND_PROMPT = ""  # c = 0
+TRAJECTORIES = [
+    # (prediction_type, steps, guidance_scale, unet_batch, seed, spacing)
+    ("v_prediction", 8, 7.5, 2, 0, "trailing"),
+    ("v_prediction", 8, 7.5, 1, 0, "trailing"),
+    ("v_prediction", 4, 1.0, 2, 1, "trailing"),
+    ("epsilon", 8, 7.5, 2, 2, "trailing"),
+    ("epsilon", 10, 1.0, 1, 3, "leading"),
+    ("v_prediction", 6, 3.0, 2, 4, "linspace"),
+]
+
+
+def write(name: str, generated_by: str, payload: dict[str, Any], out: Path) -> None:
+    """One key per line; every element of a top-level list on one compact line (small diffs)."""
+    data = {"generated_by": generated_by, **payload}
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, list) and value:
+            items = ",\n  ".join(dump(v) for v in value)
+            lines.append(f" {dump(key)}: [\n  {items}\n ]")
+        else:
+            lines.append(f" {dump(key)}: {dump(value)}")
+    (out / name).write_text("{\n" + ",\n".join(lines) + "\n}\n")
+
+
+def float32_list(tensor: torch.Tensor) -> list[float]:
+    """float32 values written with their shortest float32 repr (parsed back to the same float32)."""
+    return [float(str(np.float32(v))) for v in tensor.flatten().tolist()]
+
+
+def tokenizer_cases(out: Path) -> None:
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    cases = []
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt, padding="max_length", max_length=MAX_LENGTH, truncation=True).input_ids
+        assert len(ids) == MAX_LENGTH
+        cases.append({"prompt": prompt, "ids": ids})
+    write(
+        "tokenizer.json",
+        "CLIPTokenizer('models/tokenizer/vocab.json', 'models/tokenizer/merges.txt')"
+        "(prompt, padding='max_length', max_length=77, truncation=True).input_ids",
+        {"max_length": MAX_LENGTH, "cases": cases}, out,
+    )
+
+
+def random_cases(out: Path) -> None:
+    cases = []
+    for seed, shape in RANDOM_CASES:
+        values = float32_list(schedule.initial_latents(seed, tuple(shape)))
+        cases.append({"seed": seed, "shape": shape, "values": values})
+    write(
+        "random.json",
+        "torch.randn(shape, generator=torch.Generator('cpu').manual_seed(seed), dtype=torch.float32).flatten().tolist()",
+        {"cases": cases}, out,
+    )
+
+
+def fake_model(z: np.ndarray, t: int, c: float) -> np.ndarray:
+    """The documented fake UNet: elementwise in z, computed in float64, returned as float32."""
+    z64 = z.astype(np.float64)
+    return ((0.3 + 0.4 * t / 1000) * z64 + 0.05 * c / (1 + z64 * z64)).astype(np.float32)
+
+
+def prompt_condition(tokenizer: CLIPTokenizer, prompt: str) -> float:
+    """The fake text encoder's scalar: prompt tokens (no start/end/padding) / 10."""
+    return len(tokenizer(prompt, truncation=True, max_length=MAX_LENGTH).input_ids[1:-1]) / 10
+
+
+def trajectory(prediction_type: str, steps: int, scale: float, unet_batch: int, seed: int, spacing: str,
+               tokenizer: CLIPTokenizer) -> dict[str, Any]:
+    config = SchedulerConfig(prediction_type=prediction_type, timestep_spacing=spacing)
+    c_cond = prompt_condition(tokenizer, COND_PROMPT)
+    c_uncond = prompt_condition(tokenizer, UNCOND_PROMPT)
+    guided = scale > 1.0
+
+    def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
+        zn = z.numpy()
+        cond = fake_model(zn, t, c_cond)
+        if not guided:
+            return torch.from_numpy(cond)
+        uncond = fake_model(zn, t, c_uncond)
+        out = uncond + np.float32(scale) * (cond - uncond)  # schedule.guide in float32
+        return torch.from_numpy(out.astype(np.float32))
+
+    initial = schedule.initial_latents(seed, LATENT_SHAPE)
+    latents: list[list[float]] = [float32_list(initial)]
+    final = schedule.sample(denoise, initial, config, steps,
+                            on_step=lambda i, t, z: latents.append(float32_list(z)))
+    assert latents[-1] == float32_list(final)
+    return {
+        "prediction_type": prediction_type, "steps": steps, "guidance_scale": scale, "unet_batch": unet_batch,
+        "seed": seed, "timestep_spacing": spacing, "shape": list(LATENT_SHAPE),
+        "prompt": COND_PROMPT, "negative_prompt": UNCOND_PROMPT, "condition": c_cond, "uncondition": c_uncond,
+        "timesteps": schedule.timesteps(config, steps), "latents": latents,
+    }
+
+
+def sampler_cases(out: Path) -> None:
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    cumprod = {}
+    for beta_schedule in ("scaled_linear", "linear"):
+        table = schedule.alphas_cumprod(SchedulerConfig(beta_schedule=beta_schedule))
+        cumprod[beta_schedule] = {str(t): float(table[t]) for t in CUMPROD_SAMPLES}
+    spacing_cases = []
+    for spacing in SPACINGS:
+        for offset in ((0, 1) if spacing == "leading" else (0,)):
+            config = SchedulerConfig(timestep_spacing=spacing, steps_offset=offset)
+            for steps in STEP_COUNTS:
+                ts = schedule.timesteps(config, steps)
+                assert len(ts) == steps and min(ts) >= 0, (spacing, steps, ts)
+                spacing_cases.append({"timestep_spacing": spacing, "steps_offset": offset, "steps": steps,
+                                      "num_train_timesteps": 1000, "timesteps": ts})
+    trajectories = [trajectory(*case, tokenizer) for case in TRAJECTORIES]
+    write(
+        "sampler.json",
+        "schedule.sample(denoise, schedule.initial_latents(seed, (1, 4, 8, 8)), "
+        "SchedulerConfig(prediction_type=p, timestep_spacing=s), steps, on_step=record) with the fake model "
+        "of make_golden.py; schedule.timesteps(SchedulerConfig(timestep_spacing=s, steps_offset=o), steps); "
+        "schedule.alphas_cumprod(SchedulerConfig(beta_schedule=b))[t]",
+        {"fake_model": "float32((0.3 + 0.4 * t / 1000) * z + 0.05 * c / (1 + z * z)) in float64; "
+                       "c = prompt tokens / 10; guided = uncond + float32(w) * (cond - uncond) in float32",
+         "alphas_cumprod": cumprod, "spacings": spacing_cases, "trajectories": trajectories}, out,
+    )
+
+
+def component(file: str, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], sha: str) -> dict[str, Any]:
+    return {"file": file, "sha256": sha, "precision": "float16", "deployment_target": "iOS16",
+            "attention": "split_einsum", "compression": {"mode": "palettize", "bits": 6, "method": "kmeans",
+                                                         "granularity": "per_tensor", "layers": {}},
+            "inputs": inputs, "outputs": outputs}
+
+
+def io(name: str, shape: list[int], dtype: str = "float32") -> dict[str, Any]:
+    return {"name": name, "shape": shape, "dtype": dtype}
+
+
+def valid_pipeline() -> dict[str, Any]:
+    return {
+        "format_version": 1,
+        "tool": {"name": "snapfusion-coreml", "version": "0.1.0"},
+        "source": {"model": "models/default", "unet_layout": "snapfusion-tiny"},
+        "prediction_type": "v_prediction",
+        "image_size": 64,
+        "latent": {"channels": 4, "height": 8, "width": 8, "scale_factor": 0.18215},
+        "noise_schedule": {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+                           "beta_schedule": "scaled_linear"},
+        "sampler": {"name": "ddim", "eta": 0.0, "timestep_spacing": "trailing", "steps_offset": 0,
+                    "default_steps": 8, "timesteps": [999, 874, 749, 624, 499, 374, 249, 124],
+                    "final_alpha_cumprod": 1.0},
+        "guidance": {"default_scale": 7.5, "unet_batch": 2},
+        "tokenizer": {"vocab": "vocab.json", "merges": "merges.txt", "max_length": 77,
+                      "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407},
+        "components": {
+            "text_encoder": component("TextEncoder.mlpackage", [io("input_ids", [1, 77], "int32")],
+                                      [io("last_hidden_state", [1, 77, 768]), io("pooled_outputs", [1, 768])], "1" * 64),
+            "unet": {**component("Unet.mlpackage", [io("sample", [2, 4, 8, 8]), io("timestep", [2]),
+                                                    io("encoder_hidden_states", [2, 768, 1, 77])],
+                                 [io("noise_pred", [2, 4, 8, 8])], "2" * 64), "chunks": None},
+            "decoder": component("VAEDecoder.mlpackage", [io("z", [1, 4, 8, 8])], [io("image", [1, 3, 64, 64])], "3" * 64),
+        },
+    }
+
+
+def pipeline_cases(out: Path) -> None:
+    valid = valid_pipeline()
+    chunked = json.loads(json.dumps(valid))
+    chunked["components"]["unet"]["file"] = None  # as convert/manifest.py writes chunked components
+    chunked["components"]["unet"]["chunks"] = ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
+    epsilon = json.loads(json.dumps(valid))
+    epsilon.update(prediction_type="epsilon", guidance={"default_scale": 7.5, "unet_batch": 1})
+    unknown_version = {**valid, "format_version": 2}
+    no_files = json.loads(json.dumps(valid))
+    no_files["components"]["decoder"]["file"] = None
+    no_sampler = {k: v for k, v in valid.items() if k != "sampler"}
+    bad_prediction = {**valid, "prediction_type": "sample"}
+    text_only = json.loads(json.dumps(valid))
+    del text_only["components"]["unet"], text_only["components"]["decoder"]
+    cases = [
+        {"name": "valid", "expect": "ok", "pipeline": valid},
+        {"name": "chunked_unet", "expect": "ok", "pipeline": chunked},
+        {"name": "epsilon_batch1", "expect": "ok", "pipeline": epsilon},
+        {"name": "unknown_version", "expect": "unsupportedFormatVersion", "pipeline": unknown_version},
+        {"name": "missing_sampler", "expect": "malformed", "pipeline": no_sampler},
+        {"name": "unknown_prediction_type", "expect": "malformed", "pipeline": bad_prediction},
+        {"name": "text_encoder_only", "expect": "missingComponent", "pipeline": text_only},
+        {"name": "decoder_without_file", "expect": "malformed", "pipeline": no_files},
+    ]
+    write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md section 2)",
+          {"cases": cases}, out)
+
+
+FILES = ("tokenizer.json", "random.json", "sampler.json", "pipelines.json")
+
+
+def write_all(out: Path = GOLDEN) -> list[Path]:
+    """Write every golden file into `out`; returns their paths."""
+    torch.set_num_threads(1)
+    tokenizer_cases(out)
+    random_cases(out)
+    sampler_cases(out)
+    pipeline_cases(out)
+    return [out / name for name in FILES]
+
+
+def main() -> None:
+    for path in write_all():
+        print(f"{path.relative_to(ROOT)}: {path.stat().st_size / 1024:.1f} KB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Bad input through the real entry point: one clear line on stderr and a non-zero exit."""
+
+import sys
+
+import pytest
+
+from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+from snapfusion_coreml.modeling.loading import save_pipeline
+
+
+def run_cli(monkeypatch, capsys, *args):
+    from snapfusion_coreml.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["snapfusion-coreml", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("case", ["missing teacher", "steps do not divide", "empty data folder", "layout mismatch"])
+def test_bad_input_gets_one_clear_line(case, teacher_dir, prompts, tmp_path, monkeypatch, capsys):
+    args = ["distill", "steps", str(teacher_dir), "--data", str(prompts), "-o", str(tmp_path / "out"),
+            "--teacher-steps", "4", "--student-steps", "2", "--max-steps", "1"]
+    expected = {"missing teacher": "not found", "steps do not divide": "divide",
+                "empty data folder": "got none", "layout mismatch": "does not fit"}[case]
+    if case == "missing teacher":
+        args[2] = str(tmp_path / "no-such-model")
+    elif case == "steps do not divide":
+        args[args.index("--student-steps") + 1] = "3"
+    elif case == "empty data folder":
+        (tmp_path / "empty").mkdir()
+        args[args.index("--data") + 1] = str(tmp_path / "empty")
+    else:
+        args += ["--student-layout", "sd-v1.5"]
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code != 0
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_latency_estimate_prints_labelled_estimates(monkeypatch, capsys, tmp_path):
+    code, _ = run_cli(monkeypatch, capsys, "latency", "estimate", "--layout", "snapfusion", "-o", str(tmp_path / "t.json"))
+    assert code == 0
+    assert (tmp_path / "t.json").is_file() and '"estimated": true' in (tmp_path / "t.json").read_text()
+    code, err = run_cli(monkeypatch, capsys, "latency", "estimate")
+    assert code != 0 and "MODEL or --layout" in err and len(err.splitlines()) == 1
+
+
+def test_train_commands_end_to_end(tmp_path, prompts, monkeypatch, capsys):
+    eps = tmp_path / "eps"
+    save_pipeline(build_tiny_pipeline(prediction_type="epsilon"), eps)
+    common = ["--max-steps", "2", "--batch-size", "2", "--lr", "1e-3", "--checkpoint-every", "0"]
+    code, err = run_cli(monkeypatch, capsys, "train", "v-pred", str(eps), "--data", str(prompts), "-o", str(tmp_path / "v"),
+                         "--data-steps", "2", *common)
+    assert code == 0, err
+    code, err = run_cli(monkeypatch, capsys, "latency", "estimate", str(tmp_path / "v"))
+    assert code == 0, err

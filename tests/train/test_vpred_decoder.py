@@ -1,0 +1,45 @@
+import dataclasses
+
+import pytest
+import torch
+
+from snapfusion_coreml.config import DecoderConfig
+from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+from snapfusion_coreml.modeling.loading import save_pipeline
+from snapfusion_coreml.modeling.vae_decoder import VAEDecoder
+
+from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.modeling.loading import load_pipeline
+from snapfusion_coreml.train.distill_decoder import DistillDecoderConfig, distill_decoder
+from snapfusion_coreml.train.vpred import VPredConfig, train_vpred
+
+
+def test_vpred_loss_falls(eps_model_dir, prompts, tmp_path, training):
+    _, result = train_vpred(VPredConfig(str(eps_model_dir), prompts, training(tmp_path / "v", max_steps=6), data_steps=4))
+    assert result.eval_after < result.eval_before
+    assert load_pipeline(tmp_path / "v").scheduler.prediction_type == "v_prediction"
+
+
+def test_vpred_refuses_a_v_model(teacher_dir, prompts, tmp_path, training):
+    with pytest.raises(UserError, match="expected an epsilon-prediction model"):
+        train_vpred(VPredConfig(str(teacher_dir), prompts, training(tmp_path / "v")))
+
+
+@pytest.fixture(scope="module")
+def wide_decoder_teacher(tmp_path_factory):
+    """The tiny pipeline with a decoder wide enough to halve (channels stay multiples of 8)."""
+    torch.manual_seed(0)
+    decoder = VAEDecoder(DecoderConfig(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8))
+    pipeline = dataclasses.replace(build_tiny_pipeline(prediction_type="v_prediction"), decoder=decoder.eval())
+    path = tmp_path_factory.mktemp("wide") / "teacher"
+    save_pipeline(pipeline, path)
+    return path
+
+
+def test_decoder_distillation_loss_falls(wide_decoder_teacher, prompts, tmp_path, training):
+    config = DistillDecoderConfig(str(wide_decoder_teacher), prompts, training(tmp_path / "d", max_steps=6, learning_rate=5e-3),
+                                  sample_steps=2)
+    _, result = distill_decoder(config)
+    assert result.eval_after < result.eval_before
+    loaded = load_pipeline(tmp_path / "d")
+    assert loaded.decoder.config.width_multiplier == 0.5
