@@ -8,21 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from .convert.components import describe_features
 from .convert.manifest import MANIFEST, check_manifest
 from .errors import UserError
 from .io import dir_size, read_json
 
 _SPEC_VERSION_TARGET = {7: "iOS16", 8: "iOS17", 9: "iOS18"}
 _LUT_OPS = ("constexpr_lut_to_dense",)
-
-
-def describe_features(features) -> list[dict[str, Any]]:
-    out = []
-    for f in features:
-        arr = f.type.multiArrayType
-        dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(arr.dataType, str(arr.dataType))
-        out.append({"name": f.name, "shape": [int(d) for d in arr.shape], "dtype": dtype})
-    return out
 
 
 def inspect_package(path: Path) -> dict[str, Any]:

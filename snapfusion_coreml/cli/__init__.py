@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`.
-COMMAND_MODULES = ("convert", "generate", "inspect", "report")
+COMMAND_MODULES = ("convert", "generate", "inspect", "train", "latency", "report")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
@@ -34,18 +34,11 @@ def main() -> None:
     except UserError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err.print("[red]interrupted[/red]: nothing was written", highlight=False)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            err.print("[red]interrupted[/red]: nothing was written", highlight=False)
-            sys.exit(130)
-        raise
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad option values, missing arguments
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2))

@@ -6,6 +6,7 @@ Names and shapes are the contract of docs/contracts.md section 1 (Apple-compatib
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,3 +90,12 @@ def component_specs(pipeline: Pipeline, options: ConvertOptions, latent_side: in
 
 def numpy_inputs(spec: ComponentSpec) -> dict[str, np.ndarray]:
     return {t.name: x.numpy() for t, x in zip(spec.inputs, spec.example_inputs())}
+
+
+def describe_features(features) -> list[dict[str, Any]]:
+    out = []
+    for f in features:
+        arr = f.type.multiArrayType
+        dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(arr.dataType, str(arr.dataType))
+        out.append({"name": f.name, "shape": [int(d) for d in arr.shape], "dtype": dtype})
+    return out

@@ -9,6 +9,7 @@ iOS 18 opset; older targets get one LUT per tensor.
 from __future__ import annotations
 
 from .components import ComponentSpec
+from .kmeans import kmeans_lut_function
 from .options import ConvertOptions
 
 GROUP_SIZE = 16
@@ -18,14 +19,15 @@ WEIGHT_OPS = ("conv", "linear", "matmul")
 
 
 def palettizer_config(bits: int, method: str, grouped: bool):
+    """kmeans runs our exact 1-D k-means (kmeans.py) as a custom LUT function; uniform is
+    coremltools' own (evenly spaced palette between min and max)."""
     from coremltools.optimize.coreml import OpPalettizerConfig
 
-    return OpPalettizerConfig(
-        mode=method, nbits=bits,
-        granularity="per_grouped_channel" if grouped else "per_tensor", group_size=GROUP_SIZE,
-        # one k-means worker: coremltools' worker pool forks a process that already runs torch
-        # threads, which deadlocks on Linux
-    )
+    granularity = "per_grouped_channel" if grouped else "per_tensor"
+    if method == "kmeans":
+        return OpPalettizerConfig(mode="custom", lut_function=kmeans_lut_function(bits), granularity=granularity,
+                                  group_size=GROUP_SIZE)
+    return OpPalettizerConfig(mode=method, nbits=bits, granularity=granularity, group_size=GROUP_SIZE)
 
 
 def palettize(mlmodel, bits: int, method: str, grouped: bool, per_op_bits: dict[str, int] | None = None):

@@ -15,8 +15,7 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
-from .components import ComponentSpec
-from ..package_info import describe_features
+from .components import ComponentSpec, describe_features
 from .compress import compress_model
 from .options import ConvertOptions
 

@@ -13,7 +13,7 @@ from torch import nn
 from ..config import SchedulerConfig
 from ..errors import UserError
 from ..pipeline import Pipeline
-from ..schedule import alpha_sigma, alphas_cumprod, sample, timesteps
+from ..schedule import alpha_sigma, sample
 from . import losses
 from .data import STREAM_NOISE, STREAM_TEACHER, STREAM_TIMESTEP, Batch, DataStream, step_generator
 
@@ -152,13 +152,3 @@ def make_stream(data: Path, run, caption_dropout: float, image_size: int, accele
 
     return DataStream(load_examples(data), run.batch_size, run.seed, caption_dropout, image_size,
                       accelerator.process_index, accelerator.num_processes)
-
-
-def check_steps(steps: int, config: SchedulerConfig, what: str) -> list[int]:
-    if steps < 1:
-        raise UserError(f"expected {what} >= 1, got {steps}")
-    return timesteps(config, steps)
-
-
-__all__ = ["LatentSource", "Noised", "TextConditioner", "alphas_cumprod", "as_bc1s", "check_steps", "freeze",
-           "load_model", "load_vae_encoder", "make_stream", "noise_batch", "sample_with_cfg", "uniform_timesteps"]

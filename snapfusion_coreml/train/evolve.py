@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import BlockSpec, StageLayout, UNetLayout, plan_blocks
+from ..config import BlockSpec, UNetLayout, plan_blocks
 from ..errors import UserError
 from ..latency.table import LatencyTable, load_latency_table
 from ..pipeline import Pipeline
 from ..schedule import alphas_cumprod
 from . import losses
-from .common import TextConditioner, freeze, load_model, make_stream, noise_batch, uniform_timesteps, LatentSource
+from .common import LatentSource, TextConditioner, freeze, load_model, make_stream, noise_batch, uniform_timesteps
 from .data import STREAM_SKIP, load_examples, step_generator
 from .loop import TrainingConfig, make_accelerator, run_training
 from .scorers import QualityScorer, load_scorer
@@ -57,6 +57,7 @@ class EvolveConfig:
     score_prompts: int = 8  # how many prompts of the data the scorer uses
     score_steps: int = 50  # sampling steps of the CLIP scorer
     caption_dropout: float = 0.1
+    data_steps: int = 8  # prompt lists only: DDIM steps when sampling x0 from a frozen snapshot of the model
 
 
 def skippable(specs: list[BlockSpec]) -> list[str]:
@@ -159,7 +160,7 @@ def robust_train(pipeline: Pipeline, config: EvolveConfig, run: TrainingConfig, 
     stream = make_stream(config.data, run, config.caption_dropout, pipeline.defaults.image_size, accelerator)
     teacher = dataclasses.replace(pipeline, unet=freeze(copy.deepcopy(unet)).to(device))
     source = LatentSource(teacher, text, pipeline.check_image_size(pipeline.defaults.image_size), run.seed,
-                          accelerator.process_index, None, 8, 7.5)
+                          accelerator.process_index, None, config.data_steps, 7.5)
     cumprod, rank = alphas_cumprod(pipeline.scheduler), accelerator.process_index
     candidates = skippable(plan_blocks(unet.layout))
     ptype = pipeline.scheduler.prediction_type
@@ -264,5 +265,5 @@ def _order(layout: UNetLayout, block: str) -> tuple[int, int]:
     return (names.index(block), 0)
 
 
-__all__ = ["EvolveConfig", "StageLayout", "apply_action", "block_latencies", "edit_layout", "evolve", "robust_train",
+__all__ = ["EvolveConfig", "apply_action", "block_latencies", "edit_layout", "evolve", "robust_train",
            "sample_skip_blocks", "skippable"]

@@ -39,12 +39,18 @@ def _as_tensor(value) -> torch.Tensor:
     return torch.tensor(value, dtype=torch.float32)
 
 
-def coerce(value, dtype: str, round_fp16: bool) -> torch.Tensor:
-    """A kernel result as the interpreter stores a value of MIL dtype `dtype`."""
+def coerce(value, dtype: str, round_fp16: bool, inputs: tuple = ()) -> torch.Tensor:
+    """A kernel result as the interpreter stores a value of MIL dtype `dtype`.
+
+    `inputs` are the op's input values: a result sharing memory with one of them is rounded
+    into a copy, any other result in place (it is the kernel's own fresh tensor).
+    """
     t = _as_tensor(value)
     if dtype in FLOAT_TYPES:
         if t.dtype != torch.float32:
             t = t.to(torch.float32)
+        elif round_fp16 and not _shares_memory(t, inputs):
+            return t.copy_(t.to(torch.float16))
         return t.to(torch.float16).to(torch.float32) if round_fp16 else t
     if dtype == "bool":
         return t if t.dtype == torch.bool else t.to(torch.bool)
@@ -57,6 +63,15 @@ def coerce(value, dtype: str, round_fp16: bool) -> torch.Tensor:
     if dtype in ("int64", "uint32", "uint64"):
         return t.to(torch.int64)
     return t
+
+
+def _shares_memory(t: torch.Tensor, inputs: tuple) -> bool:
+    ptr = t.untyped_storage().data_ptr()
+    for value in inputs:
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, torch.Tensor) and v.untyped_storage().data_ptr() == ptr:
+                return True
+    return False
 
 
 def _inputs(program: Program, given: dict[str, np.ndarray], mode: str) -> dict[str, torch.Tensor]:
@@ -111,7 +126,7 @@ def run_program(program: Program, inputs: dict[str, np.ndarray], mode: str = "fp
             ) from e
         outs = result if isinstance(result, tuple) else (result,)
         for name, dtype, rnd, value in zip(step.outputs, step.out_dtypes, step.round_fp16, outs):
-            env[name] = coerce(value, dtype, fp16 and rnd)
+            env[name] = coerce(value, dtype, fp16 and rnd, tuple(kwargs.values()) if fp16 and rnd else ())
         for name in step.frees:
             del env[name]
     return {name: _to_numpy(env[name]) for name in program.outputs}

@@ -55,12 +55,12 @@ def test_student_with_another_layout(config, teacher_dir, prompts, tmp_path):
     small = tiny_layout(TINY_TEXT["hidden_size"], snapfusion=True)
     layout_file = tmp_path / "small.json"
     small.save(layout_file)
-    distill_steps(config(teacher_dir, prompts, tmp_path / "s", student_layout=str(layout_file), run=dict(max_steps=1)))
+    distill_steps(config(teacher_dir, prompts, tmp_path / "s", student_layout=str(layout_file), run=dict(max_steps=1, evaluate=False)))
     assert load_pipeline(tmp_path / "s").unet.layout == small
 
 
 def test_resume_equals_uninterrupted_run(config, teacher_dir, prompts, tmp_path):
-    full = config(teacher_dir, prompts, tmp_path / "a", run=dict(max_steps=4, checkpoint_every=2, ema_decay=0.9))
+    full = config(teacher_dir, prompts, tmp_path / "a", run=dict(max_steps=4, checkpoint_every=2, ema_decay=0.9, evaluate=False))
     _, (a,) = distill_steps(full)
     half = dataclasses.replace(full, training=dataclasses.replace(full.training, out=tmp_path / "b", max_steps=2))
     distill_steps(half)
@@ -75,7 +75,7 @@ def test_resume_equals_uninterrupted_run(config, teacher_dir, prompts, tmp_path)
 
 
 def test_kill_during_checkpoint_write_keeps_previous(config, teacher_dir, prompts, tmp_path, monkeypatch):
-    c = config(teacher_dir, prompts, tmp_path / "k", run=dict(max_steps=4, checkpoint_every=2))
+    c = config(teacher_dir, prompts, tmp_path / "k", run=dict(max_steps=4, checkpoint_every=2, evaluate=False))
     real = ckpt.write_payload
     calls = []
 

@@ -42,7 +42,7 @@ def test_evolve_removes_least_valuable_block_and_stops_at_target(teacher_dir, pr
     values = {name: 1.0 for name in skippable(plan_blocks(layout))}
     values["up_blocks.0.attentions.1"] = 1e-4  # the scorer barely misses it
     target = sum(latency.values()) - latency["up_blocks.0.attentions.1"] + 1e-6
-    run = training(tmp_path / "evolved", max_steps=2, learning_rate=1e-4)
+    run = training(tmp_path / "evolved", max_steps=2, learning_rate=1e-4, evaluate=False)
     config = EvolveConfig(str(teacher_dir), prompts, run, latency_target_ms=target, skip_probability=0.5, iterations=5,
                           actions_per_step=3)
     pipeline, log = evolve(config, scorer=BlockValueScorer(values))

@@ -100,6 +100,8 @@ CASES = [
     ("select", dict(cond=B1, a=f32(2, 3), b=f32(1, 3)), MIL),
     ("cast", dict(x=X, dtype="int32"), MIL),
     ("cast", dict(x=B1, dtype="fp32"), MIL),
+    ("cast", dict(x=i32(40000, -1, 7), dtype="int16"), lambda x, dtype: x.astype(np.int16)),  # wraps
+    ("cast", dict(x=f32(5) * 3, dtype="int32"), lambda x, dtype: np.trunc(x)),
     ("identity", dict(x=X), MIL),
     # --- shape and layout
     ("reshape", dict(x=X, shape=i32(0, -1, 2)), MIL),
@@ -223,6 +225,8 @@ CASES = [
     ("conv_transpose", dict(x=IMG, weight=f32(4, 3, 4, 4), bias=f32(3), strides=i32(2, 2), pad_type="custom",
                             pad=i32(1, 1, 1, 1)),
      lambda x, weight, bias, strides, pad_type, pad: F.conv_transpose2d(_t(x), _t(weight), _t(bias), 2, 1).numpy()),
+    ("conv_transpose", dict(x=IMG, weight=f32(4, 3, 4, 4), strides=i32(2, 2), pad_type="same"),
+     lambda x, weight, strides, pad_type: F.conv_transpose2d(_t(x), _t(weight), stride=2, padding=1).numpy()),
     ("max_pool", dict(x=IMG, kernel_sizes=i32(2, 2), strides=i32(2, 2), pad_type="valid"),
      lambda x, kernel_sizes, strides, pad_type: F.max_pool2d(_t(x), 2).numpy()),
     ("max_pool", dict(x=IMG, kernel_sizes=i32(3, 3), strides=i32(1, 1), pad_type="same"),

@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny seeded pipelines built in the test session (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline():
+    from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+
+    return build_tiny_pipeline(prediction_type="v_prediction")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_pipeline):
+    """The tiny pipeline saved in this project's folder format."""
+    from snapfusion_coreml.modeling.loading import save_pipeline
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    save_pipeline(tiny_pipeline, out)
+    return out

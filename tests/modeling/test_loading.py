@@ -1,0 +1,110 @@
+import json
+import shutil
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.metrics import PARITY_PSNR_DB, psnr
+from snapfusion_coreml.modeling.factory import TINY_TEXT
+from snapfusion_coreml.modeling.loading import load_pipeline, save_pipeline
+from snapfusion_coreml.modeling.tokenizer import BUNDLED_TOKENIZER, tokenize
+
+
+@pytest.fixture(scope="module")
+def diffusers_folder(tmp_path_factory):
+    """A tiny SD-format folder written by diffusers/transformers themselves."""
+    root = tmp_path_factory.mktemp("sd") / "tiny-sd"
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=2, norm_num_groups=8, sample_size=8, layers_per_block=1)
+    vae = AutoencoderKL(block_out_channels=(8, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8, layers_per_block=1)
+    text = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    for module in (unet, vae, text):
+        for p in module.parameters():
+            p.data.normal_(0, 0.05)
+    unet.save_pretrained(root / "unet")
+    vae.save_pretrained(root / "vae")
+    text.save_pretrained(root / "text_encoder")
+    shutil.copytree(BUNDLED_TOKENIZER, root / "tokenizer")
+    DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1).save_config(root / "scheduler")
+    (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return root, unet.eval(), vae.eval(), text.eval()
+
+
+def test_diffusers_folder_loads_and_matches(diffusers_folder):
+    root, unet, vae, text = diffusers_folder
+    pipe = load_pipeline(root)
+    ids = tokenize(pipe.tokenizer, ["a photo of an astronaut"])
+    assert ids[0, :7].tolist() == [49406, 320, 1125, 539, 550, 18376, 49407]
+    with torch.no_grad():
+        ours, ref = pipe.text_encoder(input_ids=ids).last_hidden_state, text(input_ids=ids).last_hidden_state
+        assert psnr(ref.numpy(), ours.numpy()) >= PARITY_PSNR_DB  # eager vs SDPA attention: rounding only
+        x, t, c = torch.randn(1, 4, 8, 8), torch.tensor([321.0]), torch.randn(1, 77, 32)
+        assert psnr(unet(x, t, c).sample.numpy(), pipe.unet(x, t, c.transpose(1, 2).unsqueeze(2)).numpy()) >= PARITY_PSNR_DB
+        assert psnr(vae.decode(x).sample.numpy(), pipe.decoder(x).numpy()) >= PARITY_PSNR_DB
+    assert pipe.scheduler.timestep_spacing == "leading" and pipe.scheduler.steps_offset == 1
+    assert pipe.defaults.steps == 50 and pipe.defaults.image_size == 64
+
+
+def test_tokenizer_json_form(diffusers_folder, tmp_path):
+    root, *_ = diffusers_folder
+    copy = tmp_path / "sd"
+    shutil.copytree(root, copy)
+    load_pipeline(root).tokenizer.save_pretrained(copy / "tok")
+    shutil.rmtree(copy / "tokenizer")
+    (copy / "tokenizer").mkdir()
+    shutil.copy(copy / "tok" / "tokenizer.json", copy / "tokenizer" / "tokenizer.json")
+    pipe = load_pipeline(copy)
+    assert tokenize(pipe.tokenizer, ["Héllo, wörld!"]).tolist() == tokenize(load_pipeline(root).tokenizer, ["Héllo, wörld!"]).tolist()
+
+
+def test_own_folder_round_trip(tiny_pipeline, tmp_path):
+    save_pipeline(tiny_pipeline, tmp_path / "m")
+    again = load_pipeline(tmp_path / "m")
+    assert again.unet.layout == tiny_pipeline.unet.layout and again.scheduler == tiny_pipeline.scheduler
+    a = tiny_pipeline.generate("a red fox", steps=2, seed=3)
+    b = again.generate("a red fox", steps=2, seed=3)
+    assert (a == b).all()
+
+
+def test_existing_output_is_kept_without_overwrite(tiny_pipeline, tmp_path):
+    save_pipeline(tiny_pipeline, tmp_path / "m")
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        save_pipeline(tiny_pipeline, tmp_path / "m")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: shutil.rmtree(root), "model folder not found"),
+    (lambda root: (root / "model_index.json").unlink(), "expected model_index.json"),
+    (lambda root: (root / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 20), "corrupt or truncated"),
+    (lambda root: _truncate(root / "text_encoder" / "model.safetensors"), "corrupt or truncated"),
+    (lambda root: (root / "unet" / "layout.json").write_text((root / "unet" / "layout.json").read_text().replace('"width": 64', '"width": 96')), "expected weights matching"),
+    (lambda root: shutil.rmtree(root / "vae_decoder"), "expected a vae_decoder/ folder"),
+])
+def test_bad_model_folders_get_one_clear_error(tiny_model_dir, tmp_path, damage, message):
+    root = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, root)
+    damage(root)
+    with pytest.raises(UserError, match=message):
+        load_pipeline(root)
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def test_pickle_needs_opt_in(diffusers_folder, tmp_path):
+    root, unet, *_ = diffusers_folder
+    copy = tmp_path / "sd"
+    shutil.copytree(root, copy)
+    (copy / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save(unet.state_dict(), copy / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(UserError, match="--allow-pickle"):
+        load_pipeline(copy)
+    assert load_pipeline(copy, allow_pickle=True).unet is not None

@@ -1,0 +1,66 @@
+import dataclasses
+import json
+
+import pytest
+
+from snapfusion_coreml.config import RESNET, TRANSFORMER, StageLayout, UNetLayout, load_layout, plan_blocks, resolve_layout
+from snapfusion_coreml.errors import UserError
+
+
+def test_presets_match_the_paper_block_counts():
+    sd, sf = resolve_layout("sd-v1.5"), resolve_layout("snapfusion")
+    counts = lambda layout, stage, kind: sum(k == kind for k in layout.stage(stage).blocks)
+    # Table 3: Down-1 CA 2->0, Up-3 CA 3->0, Up-1 CA 3->6 with RB 3->2
+    assert counts(sd, "down_blocks.0", TRANSFORMER) == 2 and counts(sf, "down_blocks.0", TRANSFORMER) == 0
+    assert counts(sd, "up_blocks.3", TRANSFORMER) == 3 and counts(sf, "up_blocks.3", TRANSFORMER) == 0
+    assert counts(sf, "up_blocks.1", TRANSFORMER) == 6 and counts(sf, "up_blocks.1", RESNET) == 2
+    # all 8x8 work: 7 -> 4 ResNets, 1 transformer
+    low = ("down_blocks.3", "mid_block", "up_blocks.0")
+    assert sum(counts(sd, s, RESNET) for s in low) == 7 and sum(counts(sf, s, RESNET) for s in low) == 4
+    assert sum(counts(sf, s, TRANSFORMER) for s in low) == 1
+    assert sd.block_counts() == {RESNET: 22, TRANSFORMER: 16}
+
+
+def test_skip_plan_reproduces_sd_channels():
+    plan = {s.name: s for s in plan_blocks(resolve_layout("sd-v1.5"))}
+    assert plan["up_blocks.1.resnets.2"].in_channels == 1280 + 640
+    assert plan["up_blocks.3.resnets.0"].in_channels == 640 + 320
+    assert plan["down_blocks.1.resnets.0"].in_channels == 320
+    assert not plan["down_blocks.1.resnets.0"].skippable and plan["down_blocks.1.attentions.0"].skippable
+
+
+def test_layout_round_trips_through_json(tmp_path):
+    layout = resolve_layout("snapfusion")
+    layout.save(tmp_path / "l.json")
+    assert load_layout(tmp_path / "l.json") == layout
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(format="other"), "format"),
+    (lambda d: d["down"][0].update(blocks=["resnet", "conv"]), "unknown block kind 'conv'"),
+    (lambda d: d["down"][1].update(blocks=["transformer"]), "start the stage with a resnet"),
+    (lambda d: d["down"][0].update(width=33), "multiple of norm_num_groups"),
+    (lambda d: d["up"].pop(), "as many up stages"),
+    (lambda d: d.update(colour="red"), "unknown layout keys"),
+])
+def test_bad_layouts_get_one_clear_error(tmp_path, mutate, message):
+    data = resolve_layout("sd-v1.5").to_dict()
+    mutate(data)
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match=message):
+        load_layout(tmp_path / "bad.json")
+
+
+def test_unknown_preset_and_invalid_json(tmp_path):
+    with pytest.raises(UserError, match="unknown layout preset 'nope'"):
+        resolve_layout("nope")
+    (tmp_path / "x.json").write_text("{")
+    with pytest.raises(UserError, match="invalid JSON"):
+        resolve_layout(tmp_path / "x.json")
+
+
+def test_replace_stage():
+    layout = resolve_layout("snapfusion")
+    smaller = layout.replace_stage("up_blocks.1", dataclasses.replace(layout.up[1], blocks=("resnet", "resnet")))
+    assert smaller.up[1].blocks == ("resnet", "resnet") and smaller.down == layout.down
+    assert isinstance(smaller.mid, StageLayout) and isinstance(smaller, UNetLayout)

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from snapfusion_coreml.config import SchedulerConfig
+from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.schedule import alphas_cumprod, guide, initial_latents, sample, timesteps
+
+
+def test_trailing_spacing_for_eight_steps():
+    assert timesteps(SchedulerConfig(), 8) == [999, 874, 749, 624, 499, 374, 249, 124]
+    assert all(len(timesteps(SchedulerConfig(), n)) == n for n in range(1, 1001))
+    with pytest.raises(UserError, match="steps"):
+        timesteps(SchedulerConfig(), 0)
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "leading", "linspace"])
+def test_spacing_matches_diffusers(spacing):
+    ours = timesteps(SchedulerConfig(timestep_spacing=spacing, steps_offset=1 if spacing == "leading" else 0), 20)
+    ref = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, timestep_spacing=spacing,
+                        steps_offset=1 if spacing == "leading" else 0)
+    ref.set_timesteps(20)
+    assert ours == ref.timesteps.tolist()
+
+
+def test_alphas_cumprod_matches_diffusers():
+    ref = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod.numpy()
+    np.testing.assert_allclose(alphas_cumprod(SchedulerConfig()), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddim_loop_matches_diffusers(prediction_type):
+    config = SchedulerConfig(prediction_type=prediction_type)
+    ref = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, timestep_spacing="trailing",
+                        prediction_type=prediction_type, set_alpha_to_one=True, clip_sample=False)
+    # 8 steps: diffusers steps to t - 1000 // 8, which is exactly the next listed timestep
+    ref.set_timesteps(8)
+    fake = lambda z, t: torch.tanh(z) * (0.3 + t / 2000)
+    z0 = initial_latents(3, (1, 4, 8, 8))
+    ours = sample(lambda z, t: fake(z, t), z0, config, 8)
+    z = z0.double()
+    for i, t in enumerate(ref.timesteps):
+        z = ref.step(fake(z, int(t)), t, z).prev_sample
+    np.testing.assert_allclose(ours.double().numpy(), z.numpy(), atol=2e-4, rtol=1e-4)
+
+
+def test_guidance_convention():
+    cond, uncond = torch.tensor([2.0]), torch.tensor([1.0])
+    assert guide(cond, uncond, 1.0).item() == 2.0  # w = 1: no guidance
+    assert guide(cond, uncond, 7.5).item() == pytest.approx(7.5 * 2 - 6.5 * 1)
+
+
+def test_initial_latents_are_torch_randn_on_cpu_generator():
+    expected = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(42))
+    assert torch.equal(initial_latents(42, (1, 4, 8, 8)), expected)
