@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .io import read_json
 
 RESNET = "resnet"
 TRANSFORMER = "transformer"
@@ -249,13 +250,7 @@ def resolve_layout(spec: str | Path) -> UNetLayout:
 
 
 def load_layout(path: Path) -> UNetLayout:
-    if not path.is_file():
-        raise UserError(f"layout file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"expected a JSON UNet layout, got invalid JSON: {exc} (in {path})") from None
-    return UNetLayout.from_dict(data, str(path))
+    return UNetLayout.from_dict(read_json(Path(path), "a UNet layout JSON file"), str(path))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ _LUT_OPS = ("constexpr_lut_to_dense",)
 def inspect_package(path: Path) -> dict[str, Any]:
     """Facts about one .mlpackage (readable on Linux: no Core ML runtime needed)."""
     from .convert.recipe import quiet_coremltools
-    from .verify.program import _load_mil
+    from .verify.program import load_mil
 
     quiet_coremltools()
     import coremltools as ct
@@ -30,7 +30,7 @@ def inspect_package(path: Path) -> dict[str, Any]:
         spec = ct.utils.load_spec(str(path))
     except Exception as exc:
         raise UserError(f"expected a Core ML package, got an unreadable one: {exc} (in {path})") from None
-    program = _load_mil(path)
+    program = load_mil(path)
     ops: dict[str, int] = {}
     dense = palettized = 0
     bits: dict[int, int] = {}

@@ -8,13 +8,13 @@ ml-stable-diffusion SD-2.1-base figures (20 steps, end to end excluding load).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .io import read_json
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"
 STAGES = ("text_encoder_ms", "unet_step_ms", "decoder_ms", "end_to_end_ms", "peak_memory_bytes")
@@ -84,14 +84,9 @@ PUBLISHED = (
 def load_benchmark(path: Path) -> BenchmarkResult:
     """Read one benchmark JSON; bad input raises UserError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"benchmark file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"expected a benchmark JSON, got invalid JSON: {exc} (in {path})") from None
-    if not isinstance(data, dict) or data.get("format") != BENCHMARK_FORMAT or data.get("version") != 1:
-        got = (data.get("format"), data.get("version")) if isinstance(data, dict) else type(data).__name__
+    data = read_json(path, "a benchmark JSON file")
+    if data.get("format") != BENCHMARK_FORMAT or data.get("version") != 1:
+        got = (data.get("format"), data.get("version"))
         raise UserError(f"expected format {BENCHMARK_FORMAT!r} version 1, got {got!r} (in {path})")
     try:
         env, config, load = data["environment"], data["config"], data["load"]

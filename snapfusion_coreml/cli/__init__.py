@@ -4,7 +4,12 @@ commands only parse options and call library functions."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# coremltools reports its passes with tqdm, which reads this once at import: our own rich
+# progress bars replace them.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 import typer
 from rich.console import Console
@@ -20,7 +25,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`.
-COMMAND_MODULES = ("convert", "generate", "inspect", "train", "latency", "report")
+COMMAND_MODULES = ("convert", "generate", "inspect", "train", "latency", "report", "export_blocks")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -37,7 +36,6 @@ def convert(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle (.bin/.ckpt) weights"),
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
-    os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools' own bars; ours are below
     from ..convert import ConvertOptions, convert_pipeline, parse_compression
 
     options = ConvertOptions(

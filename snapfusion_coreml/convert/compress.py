@@ -8,6 +8,8 @@ iOS 18 opset; older targets get one LUT per tensor.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .components import ComponentSpec
 from .kmeans import kmeans_lut_function
 from .options import ConvertOptions
@@ -16,6 +18,7 @@ GROUP_SIZE = 16
 # Only weights feeding these ops are palettized: the token embedding (gather), attention masks
 # and other constants stay as they are.
 WEIGHT_OPS = ("conv", "linear", "matmul")
+MIN_WEIGHT_SIZE = 2048  # coremltools' default weight_threshold: smaller weights stay fp16
 
 
 def palettizer_config(bits: int, method: str, grouped: bool):
@@ -30,16 +33,44 @@ def palettizer_config(bits: int, method: str, grouped: bool):
     return OpPalettizerConfig(mode=method, nbits=bits, granularity=granularity, group_size=GROUP_SIZE)
 
 
+def palettizable_weights(mlmodel) -> dict[str, np.ndarray]:
+    """const op name -> value of every weight that is palettized: fed only to conv, linear or
+    matmul, rank >= 2, more than MIN_WEIGHT_SIZE elements; in program order."""
+    found = {}
+    for op in mlmodel._mil_program.functions["main"].operations:
+        val = op.outputs[0].val if op.op_type == "const" else None
+        children = op.outputs[0].child_ops if op.op_type == "const" else ()
+        if (isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.ndim >= 2 and val.size > MIN_WEIGHT_SIZE
+                and children and all(c.op_type in WEIGHT_OPS for c in children)):
+            found[op.name] = val
+    return found
+
+
+def _shared_constants(mlmodel) -> list[str]:
+    """Constants feeding a weight op and some other op too: they stay fp16. coremltools merges
+    equal constants (e.g. two all-zero biases), and a constant with two configs is an error."""
+    shared = []
+    for op in mlmodel._mil_program.functions["main"].operations:
+        if op.op_type == "const":
+            kinds = {c.op_type in WEIGHT_OPS for c in op.outputs[0].child_ops}
+            if kinds == {True, False}:
+                shared.append(op.name)
+    return shared
+
+
 def palettize(mlmodel, bits: int, method: str, grouped: bool, per_op_bits: dict[str, int] | None = None):
-    """Palettize every weight (except gather's) at `bits`, or per const-op name from per_op_bits."""
+    """Palettize every palettizable weight at `bits`, or per const-op name from per_op_bits.
+
+    Weights are selected by name (palettizable_weights), so nothing else (the token embedding,
+    masks, norms, shared constants) is ever touched.
+    """
     from coremltools.optimize.coreml import OptimizationConfig, palettize_weights
 
     if per_op_bits is None:
-        config = OptimizationConfig(op_type_configs={t: palettizer_config(bits, method, grouped) for t in WEIGHT_OPS})
-    else:
-        config = OptimizationConfig(
-            op_name_configs={name: palettizer_config(b, method, grouped) for name, b in per_op_bits.items()})
-    return palettize_weights(mlmodel, config)
+        per_op_bits = {name: bits for name in palettizable_weights(mlmodel)}
+    configs = {name: None for name in _shared_constants(mlmodel)}
+    configs.update({name: palettizer_config(b, method, grouped) for name, b in per_op_bits.items()})
+    return palettize_weights(mlmodel, OptimizationConfig(op_name_configs=configs))
 
 
 def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions):

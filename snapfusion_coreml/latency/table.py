@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..io import read_json
 
 LATENCY_FORMAT = "snapfusion-latency-table"
 
@@ -75,12 +76,7 @@ class LatencyTable:
 def load_latency_table(path: Path) -> LatencyTable:
     """Read a latency table JSON written by the Swift harness or by `latency estimate`."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"latency table not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"expected a latency table JSON, got invalid JSON: {exc} (in {path})") from None
+    data = read_json(path, "a latency table JSON file")
     if data.get("format") != LATENCY_FORMAT or data.get("version") != 1:
         raise UserError(f"expected format {LATENCY_FORMAT!r} version 1, got {data.get('format')!r} version {data.get('version')!r} (in {path})")
     try:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ..config import DecoderConfig
 from ..errors import UserError
 from ..io import read_json, write_json
+from .layers import Upsample
 from .checkpoint import load_weights, read_state_dict, save_weights
 
 CONFIG_NAME = "decoder_config.json"
@@ -94,18 +95,6 @@ class SpatialSelfAttention(nn.Module):
         return x + h
 
 
-class Upsample2D(nn.Module):
-    """Nearest-neighbour 2x upsampling followed by a 3x3 conv."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W) -> (B, C, 2H, 2W)."""
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
 class MidBlock(nn.Module):
     """resnet -> attention -> resnet at the latent resolution (diffusers' UNetMidBlock2D)."""
 
@@ -130,7 +119,7 @@ class UpBlock(nn.Module):
             [ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups) for i in range(num_resnets)]
         )
         # diffusers has no `upsamplers` key at all on the last block; None keeps the state dict equal.
-        self.upsamplers = nn.ModuleList([Upsample2D(out_channels)]) if upsample else None
+        self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if upsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, H, W) -> (B, C_out, 2H, 2W) with an upsampler, else (B, C_out, H, W)."""

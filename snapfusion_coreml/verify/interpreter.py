@@ -101,17 +101,26 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 @torch.inference_mode()
-def run_program(program: Program, inputs: dict[str, np.ndarray], mode: str = "fp32") -> dict[str, np.ndarray]:
+def run_program(program: Program, inputs: dict[str, np.ndarray], mode: str = "fp32",
+                weights_override: dict[str, torch.Tensor] | None = None) -> dict[str, np.ndarray]:
     """Run `program` on numpy `inputs`; returns every output as numpy (floats as float32).
 
     Args:
         program: from `load_program`.
         inputs: name -> array with the shapes of `program.inputs`.
         mode: "fp32" (reference math) or "fp16" (round to the program's declared dtypes).
+        weights_override: constant name -> float32 tensor of the same shape used instead of the
+            stored constant for this run only (per-layer sensitivity analysis).
     """
     if mode not in MODES:
         raise expected("mode 'fp32' or 'fp16'", repr(mode))
     env = dict(weights(program))
+    for name, value in (weights_override or {}).items():
+        if name not in env or tuple(env[name].shape) != tuple(value.shape):
+            got = "no such constant" if name not in env else f"shape {tuple(value.shape)}"
+            raise expected(f"constant {name} of shape {tuple(env[name].shape) if name in env else '?'}", got,
+                           str(program.package))
+        env[name] = value
     env.update(_inputs(program, inputs, mode))
     fp16 = mode == "fp16"
     for step in program.steps:

@@ -99,9 +99,11 @@ def _model_file(package: Path) -> Path:
     return model
 
 
-def _load_mil(package: Path):
+def load_mil(package: Path):
     """The package's MIL program, rebuilt by coremltools' milproto frontend."""
-    import coremltools as ct
+    from ..convert.recipe import quiet_coremltools
+
+    ct = quiet_coremltools()
     from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
 
     model = _model_file(package)
@@ -203,7 +205,7 @@ def _with_frees(steps: list[Step], keep: set[str]) -> list[Step]:
 def load_program(path: Path | str) -> Program:
     """Read `path` (an .mlpackage) into an executable `Program`. Weights decode on first run."""
     package = Path(path)
-    return _compile(_load_mil(package), package)
+    return _compile(load_mil(package), package)
 
 
 # --- constants and the weight cache ------------------------------------------------------------

@@ -127,3 +127,16 @@ def test_existing_output_needs_overwrite(tiny_pipeline, tmp_path):
     (tmp_path / "o").mkdir()
     with pytest.raises(UserError, match="already exists; pass --overwrite"):
         convert_pipeline(tiny_pipeline, ConvertOptions(out=tmp_path / "o", components=("decoder",)))
+
+
+def test_token_embedding_stays_unpalettized(tmp_path):
+    """The bundled model's text encoder: every linear weight palettized, the gather's table not."""
+    from snapfusion_coreml.cli.options import DEFAULT_MODEL
+    from snapfusion_coreml.verify.program import load_program
+
+    options = ConvertOptions(out=tmp_path / "te", components=("text_encoder",), compression=parse_compression("8", "kmeans"))
+    convert_pipeline(str(DEFAULT_MODEL), options)
+    info = inspect_path(tmp_path / "te")["packages"][0]
+    assert info["palettized_bits"] == {"8": 2 * (4 * 64 * 64 + 2 * 64 * 256)}  # 2 layers: q, k, v, out, fc1, fc2
+    assert info["op_counts"]["gather"] >= 1 and info["palettized_share"] < 0.1  # 49408 x 64 table stays fp16
+    assert load_program(tmp_path / "te" / "TextEncoder.mlpackage").op_counts()["constexpr_lut_to_dense"] == 12

@@ -1,0 +1,186 @@
+"""One small Core ML package per UNet block, for on-device per-block latency tables.
+
+`export-blocks` writes the folder of docs/contracts.md section 5: `{block name}.mlpackage` for
+every block of the layout (or the --blocks subset), each at its stage's resolution, and
+`manifest.json` last. The Swift harness (`snapfusion-cli latency-table`) times every package and
+writes the latency table of section 4, which `evolve` and the cost model read. Every block goes
+through the same trace -> convert step as the whole components (recipe.to_coreml), fp16.
+
+Block inputs (B = batch, s = image_size / 8 / 2**level):
+  resnet       hidden_states (B, in_channels, s, s), temb (B, time_embed_dim)
+  transformer  hidden_states (B, C, s, s), encoder_hidden_states (B, D, 1, 77)
+and the one output `output` (B, out_channels, s, s).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from ..config import RESNET, BlockSpec, resolve_layout
+from ..errors import UserError
+from ..io import atomic_directory, dir_size, write_json
+from ..modeling.attention import AttentionImpl
+from ..modeling.loading import load_pipeline
+from ..pipeline import Pipeline
+from .components import ComponentSpec, TensorSpec, describe_features
+from .options import TARGETS, ConvertOptions
+from .pipeline import _with_attention
+from .recipe import to_coreml
+
+BLOCK_MANIFEST = "manifest.json"
+BLOCK_MANIFEST_FORMAT = "snapfusion-block-manifest"
+BLOCK_MANIFEST_VERSION = 1
+BLOCK_OUTPUT = "output"
+CONTEXT_LENGTH = 77  # CLIP's token count: encoder_hidden_states is (B, D, 1, 77)
+
+
+@dataclass(frozen=True)
+class BlockExportOptions:
+    out: Path
+    attention: AttentionImpl = AttentionImpl.SPLIT_EINSUM
+    image_size: int | None = None  # default: the model's
+    batch: int = 2  # the UNet batch the app runs (2: guidance in one call)
+    target: str = "iOS16"
+    overwrite: bool = False
+    layout: str | None = None  # preset name or layout JSON path the UNet is mapped onto
+    blocks: tuple[str, ...] = ()  # block names (BlockSpec.name) to export; empty: all
+    allow_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attention", AttentionImpl(self.attention))
+        if self.target not in TARGETS:
+            raise UserError(f"expected --target one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.batch not in (1, 2):
+            raise UserError(f"expected --batch 1 or 2 (the UNet batch), got {self.batch}")
+
+    def convert_options(self) -> ConvertOptions:
+        """The same settings as `convert` takes them (what recipe.to_coreml reads)."""
+        return ConvertOptions(out=self.out, components=("unet",), attention=self.attention, image_size=self.image_size,
+                              unet_batch=self.batch, target=self.target, overwrite=self.overwrite, layout=self.layout,
+                              allow_pickle=self.allow_pickle)
+
+
+@dataclass
+class BlockResult:
+    name: str
+    kind: str
+    resolution: int
+    in_channels: int
+    out_channels: int
+    seconds: float
+    size_bytes: int
+
+
+@dataclass
+class BlockExportSummary:
+    out: Path
+    manifest: dict[str, Any]
+    results: list[BlockResult]
+    mapping: list[str] = field(default_factory=list)
+
+
+def select_blocks(plan: list[BlockSpec], names: tuple[str, ...]) -> list[BlockSpec]:
+    """The blocks named in `names` (all when empty), in execution order."""
+    if not names:
+        return list(plan)
+    known = {spec.name for spec in plan}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UserError(f"unknown block {unknown[0]!r} in --blocks; expected names of this layout's blocks: "
+                        f"{', '.join(spec.name for spec in plan)}")
+    wanted = set(names)
+    return [spec for spec in plan if spec.name in wanted]
+
+
+def block_component(pipeline: Pipeline, spec: BlockSpec, latent_side: int, batch: int) -> ComponentSpec:
+    """The export description of one block: its module of the UNet and its input tensors."""
+    unet = pipeline.unet
+    layout = unet.layout
+    side = latent_side // 2 ** spec.level
+    hidden = TensorSpec("hidden_states", (batch, spec.in_channels, side, side))
+    if spec.kind == RESNET:
+        second = TensorSpec("temb", (batch, layout.time_embed_dim))
+    else:
+        second = TensorSpec("encoder_hidden_states", (batch, layout.cross_attention_dim, 1, CONTEXT_LENGTH))
+    # ResnetBlock.forward(x, temb) and TransformerBlock.forward(x, context) take the inputs in this order
+    return ComponentSpec(spec.name, f"{spec.name}.mlpackage", unet.get_submodule(spec.name), (hidden, second),
+                         (BLOCK_OUTPUT,), compress=False,
+                         attention=None if spec.kind == RESNET else unet.attention.value)
+
+
+def manifest_entry(spec: BlockSpec, component: ComponentSpec, batch: int) -> dict[str, Any]:
+    """One block of manifest.json (docs/contracts.md section 5)."""
+    side = component.inputs[0].shape[-1]
+    output = TensorSpec(BLOCK_OUTPUT, (batch, spec.out_channels, side, side))
+    return {
+        "stage": spec.stage, "index": spec.index, "kind": spec.kind, "resolution": side,
+        "channels": spec.out_channels, "in_channels": spec.in_channels, "batch": batch, "package": component.file,
+        "inputs": [t.to_dict() for t in component.inputs], "outputs": [output.to_dict()],
+    }
+
+
+def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
+                  on_block: Callable[[str, int, int], None] | None = None) -> BlockExportSummary:
+    """Export MODEL's UNet blocks into options.out, atomically; returns the manifest and per-block facts.
+
+    on_block(name, number, total) is called before block `number` (0-based) of `total` is converted.
+    """
+    convert_options = options.convert_options()
+    mapping: list[str] = []
+    with atomic_directory(Path(options.out), options.overwrite) as tmp:  # refuses an existing OUT before any work
+        # 1. load, mapping the UNet onto --layout if given; blocks, image size
+        if isinstance(model, Pipeline):
+            pipeline = model
+        else:
+            layout = resolve_layout(options.layout) if options.layout else None
+            pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping)
+        if pipeline.unet.attention != options.attention:
+            pipeline = _with_attention(pipeline, convert_options)
+        latent_side = pipeline.check_image_size(options.image_size or pipeline.defaults.image_size)
+        selected = select_blocks(pipeline.unet.plan, options.blocks)
+
+        # 2. every block through the common trace -> convert step
+        entries, results = [], []
+        for number, spec in enumerate(selected):
+            if on_block:
+                on_block(spec.name, number, len(selected))
+            start = time.perf_counter()
+            component = block_component(pipeline, spec, latent_side, options.batch)
+            entry = manifest_entry(spec, component, options.batch)
+            mlmodel = to_coreml(component, convert_options)
+            _check_features(mlmodel, entry)
+            mlmodel.author = "snapfusion-coreml"
+            mlmodel.version = __version__
+            mlmodel.short_description = (f"{spec.name} ({spec.kind} block) of {pipeline.source}, "
+                                         f"layout {pipeline.unet.layout.name}")
+            mlmodel.user_defined_metadata.update({
+                "snapfusion.component": "unet_block", "snapfusion.block": spec.name, "snapfusion.source": pipeline.source,
+                "snapfusion.unet_layout": pipeline.unet.layout.name, "snapfusion.attention": component.attention or "",
+            })
+            mlmodel.save(str(tmp / component.file))
+            del mlmodel
+            gc.collect()
+            entries.append(entry)
+            results.append(BlockResult(spec.name, spec.kind, entry["resolution"], spec.in_channels, spec.out_channels,
+                                       time.perf_counter() - start, dir_size(tmp / component.file)))
+
+        # 3. the manifest, last: its presence marks the folder complete
+        manifest = {"format": BLOCK_MANIFEST_FORMAT, "version": BLOCK_MANIFEST_VERSION,
+                    "layout": pipeline.unet.layout.name, "image_size": latent_side * 8, "blocks": entries}
+        write_json(tmp / BLOCK_MANIFEST, manifest)
+    return BlockExportSummary(Path(options.out), manifest, results, mapping)
+
+
+def _check_features(mlmodel, entry: dict[str, Any]) -> None:
+    """The converted program must have exactly the manifest's inputs and outputs (the Swift harness
+    builds its inputs from the manifest alone)."""
+    description = mlmodel.get_spec().description
+    for what, features in (("inputs", description.input), ("outputs", description.output)):
+        got = describe_features(features)
+        if got != entry[what]:
+            raise RuntimeError(f"{entry['package']}: converted {what} {got} differ from the manifest's {entry[what]}")
