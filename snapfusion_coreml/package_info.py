@@ -95,8 +95,17 @@ def inspect_path(path: Path) -> dict[str, Any]:
             "guidance": manifest.get("guidance"),
             "components": {k: {"files": [v["file"]] if v.get("file") else v.get("chunks"),
                                "compression": {kk: vv for kk, vv in v.get("compression", {}).items() if kk != "layers"},
-                               "mixed_layers": len(v.get("compression", {}).get("layers", {}) or {})}
+                               "mixed_layers": len(v.get("compression", {}).get("layers", {}) or {}),
+                               "mixed_bits_histogram": _bits_histogram(v.get("compression", {}).get("layers"))}
                            for k, v in manifest["components"].items()},
         },
         "packages": [inspect_package(p) for p in packages],
     }
+
+
+def _bits_histogram(layers: dict[str, int] | None) -> dict[str, int]:
+    """bits -> number of layers of a mixed recipe (pipeline.json compression.layers); {} if none."""
+    counts: dict[int, int] = {}
+    for bits in (layers or {}).values():
+        counts[int(bits)] = counts.get(int(bits), 0) + 1
+    return {str(b): n for b, n in sorted(counts.items())}

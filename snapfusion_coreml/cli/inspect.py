@@ -33,6 +33,13 @@ def inspect_command(
         console.print(f"[bold]{info['folder']}[/bold]  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
                       f"{p['image_size']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
                       f"{p['sampler']['timesteps']}, guidance {p['guidance']}", highlight=False)
+        for key, component in p["components"].items():
+            comp = component["compression"]
+            if component["mixed_layers"]:
+                layers = ", ".join(f"{b}-bit {n}" for b, n in component["mixed_bits_histogram"].items())
+                console.print(f"{key}: mixed-bit recipe, {comp.get('bits')} average bits (target {comp.get('target_bits')}, "
+                              f"{comp.get('method')}), {component['mixed_layers']} layers: {layers}; "
+                              f"predicted PSNR {comp.get('predicted_psnr_db', float('nan')):.1f} dB", highlight=False)
     for pkg in info["packages"]:
         table = Table(title=f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
                             f"palettized {pkg['palettized_share']:.0%} (bits {pkg['palettized_bits'] or '-'}), "

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import UserError, expected
 from .kernels import KERNELS
+from .kernels.registry import tensor
 from .program import FLOAT_TYPES, Program, weights
 
 MODES = ("fp32", "fp16")
@@ -27,25 +28,13 @@ def supported_ops() -> set[str]:
     return set(KERNELS) | {"const"}
 
 
-def _as_tensor(value) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, bool):
-        return torch.tensor(value)
-    if isinstance(value, int):
-        return torch.tensor(value, dtype=torch.int32)
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    return torch.tensor(value, dtype=torch.float32)
-
-
 def coerce(value, dtype: str, round_fp16: bool, inputs: tuple = ()) -> torch.Tensor:
     """A kernel result as the interpreter stores a value of MIL dtype `dtype`.
 
     `inputs` are the op's input values: a result sharing memory with one of them is rounded
     into a copy, any other result in place (it is the kernel's own fresh tensor).
     """
-    t = _as_tensor(value)
+    t = tensor(value)
     if dtype in FLOAT_TYPES:
         if t.dtype != torch.float32:
             t = t.to(torch.float32)
@@ -92,7 +81,7 @@ def _inputs(program: Program, given: dict[str, np.ndarray], mode: str) -> dict[s
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
-    t = _as_tensor(t)
+    t = tensor(t)
     if t.is_floating_point():
         return t.to(torch.float32).numpy().copy()
     if t.dtype == torch.bool:

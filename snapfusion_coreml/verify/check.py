@@ -1,0 +1,131 @@
+"""`verify`: run every package of a converted folder and compare it with its PyTorch reference.
+
+    report = verify_folder("out")            # reference: pipeline.json's source.model
+    report.ok, report.failures()
+
+For each component pipeline.json lists (a chunked UNet runs chunk 1, then chunk 2 on chunk 1's
+outputs plus the UNet inputs it names), the deterministic inputs of reference.py go through the
+interpreter in each mode ("fp32": reference math; "fp16": the program's declared precision, so
+fp16 overflow shows as inf/NaN) and, on macOS, through Core ML itself ("coreml"). Every output
+is compared with the PyTorch reference by `metrics.compare`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..convert.manifest import MANIFEST, check_manifest
+from ..errors import UserError, expected
+from ..io import read_json, tree_sha256
+from ..metrics import MIN_PSNR_DB, compare
+from . import native
+from .interpreter import MODES, run_program
+from .program import Program, load_program
+from .reference import component_inputs, load_reference, reference_outputs
+from .report import OutputCheck, VerifyReport
+
+ALL_MODES = (*MODES, native.MODE)
+
+
+def parse_modes(text: str | None) -> tuple[str, ...] | None:
+    """--modes "fp32,fp16[,coreml]" -> a tuple; None (the default) stays None."""
+    if text is None:
+        return None
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in modes if m not in ALL_MODES]
+    if bad or not modes:
+        raise UserError(f"expected --modes from {', '.join(ALL_MODES)}, got {text!r}")
+    return modes
+
+
+def resolve_modes(modes: tuple[str, ...] | None) -> tuple[tuple[str, ...], list[str]]:
+    """(modes to run, notes). Default: both interpreter modes, plus Core ML where it runs."""
+    reason = native.unavailable_reason()
+    if modes is None:
+        return (MODES + (native.MODE,), []) if reason is None else (MODES, [reason])
+    if native.MODE in modes and reason is not None:
+        raise UserError(f"expected --modes without {native.MODE} here: {reason}")
+    return modes, []
+
+
+def _package_files(component: dict) -> list[str]:
+    return list(component.get("chunks") or [component["file"]])
+
+
+def _run_chain(programs: list[Program], inputs: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
+    """Run programs in order; each takes what it names from the inputs and earlier outputs."""
+    available = dict(inputs)
+    outputs: dict[str, np.ndarray] = {}
+    for program in programs:
+        missing = sorted(set(program.inputs) - set(available))
+        if missing:
+            raise expected(f"inputs {missing} from the component inputs or an earlier chunk",
+                           f"only {sorted(available)}", str(program.package))
+        outputs = run_program(program, {n: available[n] for n in program.inputs}, mode)
+        available.update(outputs)
+    return outputs
+
+
+def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float = MIN_PSNR_DB,
+                  modes: tuple[str, ...] | None = None,
+                  on_step: Callable[[str], None] | None = None) -> VerifyReport:
+    """Verify every package of the converted folder `out` against its PyTorch reference.
+
+    Args:
+        out: a folder written by `convert` (with pipeline.json).
+        reference: the PyTorch model to compare with; default pipeline.json's source.model.
+        min_psnr: the pass threshold in dB.
+        modes: from ALL_MODES; None = "fp32", "fp16" and, on macOS, "coreml".
+        on_step: called with a short description before each component runs.
+    """
+    folder = Path(out)
+    # 1. the manifest and the packages it lists
+    if not folder.is_dir():
+        raise expected("a converted folder", "nothing at that path" if not folder.exists() else "a file", str(folder))
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise UserError(f"expected {MANIFEST} in {folder} (an incomplete or foreign folder), found none")
+    manifest = check_manifest(read_json(manifest_path, MANIFEST), str(manifest_path))
+    components = manifest["components"]
+    for key, component in components.items():
+        for name in _package_files(component):
+            if not (folder / name).is_dir():
+                raise expected(f"package {name} (listed for {key} in {MANIFEST})", "no such package", str(folder))
+    run_modes, notes = resolve_modes(modes)
+
+    # 2. the reference model
+    model = reference or manifest.get("source", {}).get("model")
+    pipeline = load_reference(model, manifest, folder, given=reference is not None)
+    report = VerifyReport(str(folder), str(model), float(min_psnr), run_modes, notes=notes)
+
+    # 3. every component: integrity, inputs, reference, each mode
+    for key, component in components.items():
+        files = _package_files(component)
+        digest = ",".join(tree_sha256(folder / f) for f in files)
+        if component.get("sha256") and digest != component["sha256"]:
+            report.integrity.append(f"{', '.join(files)} differs from its sha256 in {MANIFEST} (altered after convert)")
+        if on_step:
+            on_step(f"{key}: {', '.join(files)}")
+        inputs = component_inputs(key, component["inputs"], folder)
+        expected_outputs = reference_outputs(pipeline, manifest, key, inputs)
+        programs = [load_program(folder / f) for f in files] if set(run_modes) & set(MODES) else []
+        for mode in run_modes:
+            start = time.perf_counter()
+            if mode == native.MODE:
+                got = native.predict_chain([folder / f for f in files], inputs)
+            else:
+                got = _run_chain(programs, inputs, mode)
+            seconds = time.perf_counter() - start
+            for name, ref in expected_outputs.items():
+                value = np.asarray(got[name], dtype=np.float32) if name in got else None
+                if value is None or value.shape != ref.shape:
+                    found = f"outputs {sorted(got)}" if value is None else f"{name} of shape {value.shape}"
+                    raise expected(f"output {name} of shape {ref.shape}", found, str(folder / files[-1]))
+                report.checks.append(OutputCheck(key, tuple(files), name, mode, tuple(ref.shape),
+                                                 compare(ref, value), seconds))
+        del programs
+    return report

@@ -1,0 +1,80 @@
+"""What `verify` feeds each package and what PyTorch says the answer is.
+
+Inputs are deterministic and follow the declared shapes of pipeline.json (TensorSpec.example:
+normal noise with a fixed seed per input, a spread of timesteps), except the text encoder's ids,
+which are a fixed prompt tokenized with the folder's own vocab.json + merges.txt. The reference is
+the model the folder was converted from, loaded with the same UNet layout and attention, run
+through the same export wrappers convert traced (so the UNet output is the raw prediction: v for
+a v-prediction model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import resolve_layout
+from ..convert.components import TensorSpec, component_specs
+from ..convert.options import ConvertOptions
+from ..errors import UserError
+from ..modeling.attention import AttentionImpl
+from ..modeling.loading import load_pipeline
+from ..modeling.tokenizer import load_tokenizer, tokenize
+from ..pipeline import Pipeline
+
+PROMPT = "a photo of an astronaut riding a horse on mars"
+
+
+def load_reference(model: str | None, manifest: dict, folder: Path, given: bool) -> Pipeline:
+    """The PyTorch pipeline `folder` was converted from, as convert built it.
+
+    `model` is --reference (given=True) or pipeline.json's source.model (given=False).
+    """
+    where = "--reference" if given else f"pipeline.json source.model in {folder}"
+    hub_id = given and str(model).count("/") == 1 and not str(model).startswith((".", "/", "~"))
+    if not model or not (Path(model).exists() or hub_id):  # a hub id only when asked for explicitly
+        hint = "" if given else "; pass --reference MODEL"
+        raise UserError(f"reference model not found: {model!r} ({where}){hint}")
+    unet = manifest["components"].get("unet") or {}
+    attention = AttentionImpl(unet.get("attention") or AttentionImpl.SPLIT_EINSUM.value)
+    try:
+        pipeline = load_pipeline(model, attention=attention)
+    except UserError as exc:
+        raise UserError(f"reference model {model!r} ({where}) could not be loaded: {exc}") from None
+    layout_name = manifest.get("source", {}).get("unet_layout")
+    if layout_name and pipeline.unet.layout.name != layout_name:
+        # the folder was converted with --layout: map the reference onto the same layout
+        pipeline = load_pipeline(model, layout=resolve_layout(layout_name), attention=attention)
+    return pipeline
+
+
+def component_inputs(key: str, declared: list[dict], folder: Path) -> dict[str, np.ndarray]:
+    """name -> array for every input pipeline.json declares for component `key`."""
+    inputs = {}
+    for i, item in enumerate(declared):
+        spec = TensorSpec(item["name"], tuple(int(d) for d in item["shape"]), item["dtype"])
+        if key == "text_encoder" and spec.name == "input_ids":
+            ids = tokenize(load_tokenizer(folder), [PROMPT] * spec.shape[0]).numpy().astype(np.int32)
+            if ids.shape != spec.shape:
+                raise UserError(f"expected input_ids of shape {spec.shape}, got {ids.shape} from the tokenizer (in {folder})")
+            inputs[spec.name] = ids
+        else:
+            inputs[spec.name] = spec.example(seed=i).numpy().astype(np.int32 if spec.dtype == "int32" else np.float32)
+    return inputs
+
+
+def reference_outputs(pipeline: Pipeline, manifest: dict, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the PyTorch export module convert used for `key` on `inputs`; output name -> array."""
+    unet_batch = int(manifest.get("guidance", {}).get("unet_batch", 2))
+    options = ConvertOptions(out=Path("."), components=(key,), unet_batch=unet_batch,
+                             attention=pipeline.unet.attention)
+    spec = component_specs(pipeline, options, int(manifest["latent"]["height"]))[0]
+    names = [t.name for t in spec.inputs]
+    if sorted(names) != sorted(inputs):
+        raise UserError(f"expected {key} inputs {names}, got {sorted(inputs)} in pipeline.json")
+    with torch.no_grad():
+        out = spec.module(*(torch.from_numpy(inputs[n]) for n in names))
+    out = out if isinstance(out, tuple) else (out,)
+    return {name: o.float().numpy() for name, o in zip(spec.outputs, out)}
