@@ -24,3 +24,14 @@ def tiny_model_dir(tmp_path_factory, tiny_pipeline):
     out = tmp_path_factory.mktemp("models") / "tiny"
     save_pipeline(tiny_pipeline, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny Core ML programs run fastest on one thread (and do not fight other jobs for cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

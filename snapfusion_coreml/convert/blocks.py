@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
-from ..config import RESNET, BlockSpec, resolve_layout
+from ..config import RESNET, BlockSpec
 from ..errors import UserError
 from ..io import atomic_directory, dir_size, write_json
 from ..modeling.attention import AttentionImpl
-from ..modeling.loading import load_pipeline
 from ..pipeline import Pipeline
 from .components import ComponentSpec, TensorSpec, describe_features
 from .options import TARGETS, ConvertOptions
-from .pipeline import _with_attention
+from .pipeline import prepare_pipeline
 from .recipe import to_coreml
 
 BLOCK_MANIFEST = "manifest.json"
@@ -134,14 +133,7 @@ def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
     mapping: list[str] = []
     with atomic_directory(Path(options.out), options.overwrite) as tmp:  # refuses an existing OUT before any work
         # 1. load, mapping the UNet onto --layout if given; blocks, image size
-        if isinstance(model, Pipeline):
-            pipeline = model
-        else:
-            layout = resolve_layout(options.layout) if options.layout else None
-            pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping)
-        if pipeline.unet.attention != options.attention:
-            pipeline = _with_attention(pipeline, convert_options)
-        latent_side = pipeline.check_image_size(options.image_size or pipeline.defaults.image_size)
+        pipeline, latent_side = prepare_pipeline(model, convert_options, mapping)
         selected = select_blocks(pipeline.unet.plan, options.blocks)
 
         # 2. every block through the common trace -> convert step

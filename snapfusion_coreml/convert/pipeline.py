@@ -33,14 +33,7 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
     """
     # 1. load, mapping the UNet onto --layout if given
     mapping: list[str] = []
-    if isinstance(model, Pipeline):
-        pipeline = model
-    else:
-        layout = resolve_layout(options.layout) if options.layout else None
-        pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping)
-    if pipeline.unet.attention != options.attention:
-        pipeline = _with_attention(pipeline, options)
-    latent_side = pipeline.check_image_size(options.image_size or pipeline.defaults.image_size)
+    pipeline, latent_side = prepare_pipeline(model, options, mapping)
 
     # 2. every component through the same recipe, into a temporary folder
     specs = component_specs(pipeline, options, latent_side)
@@ -56,6 +49,22 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
         manifest = build_manifest(pipeline, options, latent_side, results, {s.key: s.inputs for s in specs})
         write_json(tmp / MANIFEST, manifest)  # last: its presence marks the folder complete
     return ConvertSummary(Path(options.out), results, manifest, mapping)
+
+
+def prepare_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
+                     mapping: list[str]) -> tuple[Pipeline, int]:
+    """(pipeline with the UNet on options' layout and attention, latent side for the image size).
+
+    Layout mapping reports are appended to `mapping`.
+    """
+    if isinstance(model, Pipeline):
+        pipeline = model
+    else:
+        layout = resolve_layout(options.layout) if options.layout else None
+        pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping)
+    if pipeline.unet.attention != options.attention:
+        pipeline = _with_attention(pipeline, options)
+    return pipeline, pipeline.check_image_size(options.image_size or pipeline.defaults.image_size)
 
 
 def _with_attention(pipeline: Pipeline, options: ConvertOptions) -> Pipeline:

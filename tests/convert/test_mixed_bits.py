@@ -22,12 +22,7 @@ from snapfusion_coreml.verify.program import load_mil
 from cli_runner import run_cli
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _unet(pipeline, batch: int):

@@ -4,7 +4,6 @@ run on Linux, compared with PyTorch through the project's PSNR helper."""
 from __future__ import annotations
 
 import shutil
-import struct
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from snapfusion_coreml.verify import load_program, run_program, supported_ops
 from snapfusion_coreml.verify.kernels import KERNELS
 
 from .conftest import INPUTS
+from weight_blobs import rewrite_largest_fp16_blob
 
 CONVERSIONS = [("text", "iOS16"), ("text", "iOS18"), ("unet", "iOS16"), ("decoder", "iOS16"), ("decoder", "iOS18")]
 
@@ -101,18 +101,8 @@ def test_weights_decode_once_per_program(packages):
 
 
 def _flip_largest_fp16_blob(weight_bin) -> None:
-    """Negate every value of the largest fp16 blob (blob storage: 64-byte metadata headers
-    starting with the 0xDEADBEEF sentinel, then dtype, size and data offset)."""
-    data = bytearray(weight_bin.read_bytes())
-    blobs = []
-    for pos in range(64, len(data) - 64, 64):
-        sentinel, dtype, size, offset = struct.unpack_from("<IIQQ", data, pos)
-        if sentinel == 0xDEADBEEF and dtype == 1:  # 1 = fp16
-            blobs.append((size, offset))
-    size, offset = max(blobs)
-    values = np.frombuffer(bytes(data[offset : offset + size]), dtype=np.uint16) ^ 0x8000
-    data[offset : offset + size] = values.tobytes()
-    weight_bin.write_bytes(bytes(data))
+    """Negate every value of the largest fp16 blob (flip the sign bit)."""
+    rewrite_largest_fp16_blob(weight_bin, lambda values: values ^ 0x8000)
 
 
 def test_altered_weight_file_changes_the_result(packages, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 
 import numpy as np
 import pytest
@@ -15,15 +14,10 @@ from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.verify import check, native
 from snapfusion_coreml.verify.check import resolve_modes, verify_folder
 from cli_runner import run_cli
+from weight_blobs import rewrite_largest_fp16_blob
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny programs run fastest on one thread (and do not fight other jobs for both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +36,8 @@ def _copy(folder, tmp_path):
 
 def _corrupt_largest_fp16_blob(weight_bin) -> None:
     """Swap the two bytes of every value of the largest fp16 blob: garbage of every magnitude
-    (a uniform scale would not do: a group norm after the conv cancels it). Blob storage: 64-byte
-    metadata headers starting with the 0xDEADBEEF sentinel, then dtype, size and data offset."""
-    data = bytearray(weight_bin.read_bytes())
-    blobs = []
-    for pos in range(64, len(data) - 64, 64):
-        sentinel, dtype, size, offset = struct.unpack_from("<IIQQ", data, pos)
-        if sentinel == 0xDEADBEEF and dtype == 1:  # 1 = fp16
-            blobs.append((size, offset))
-    size, offset = max(blobs)
-    values = np.frombuffer(bytes(data[offset:offset + size]), dtype=np.uint16).byteswap()
-    data[offset:offset + size] = values.tobytes()
-    weight_bin.write_bytes(bytes(data))
+    (a uniform scale would not do: a group norm after the conv cancels it)."""
+    rewrite_largest_fp16_blob(weight_bin, lambda values: values.byteswap())
 
 
 def test_verify_passes_and_reports_every_output_and_mode(folder, tiny_model_dir, capsys):

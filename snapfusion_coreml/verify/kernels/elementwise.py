@@ -63,49 +63,29 @@ def minimum(x, y):
 # --- comparisons and logic (bool outputs) ----------------------------------------------------
 
 
-@kernel("equal")
-def equal(x, y):
-    return torch.eq(tensor(x), y)
+_COMPARE_AND_LOGIC = {
+    "equal": torch.eq, "not_equal": torch.ne, "greater": torch.gt, "greater_equal": torch.ge,
+    "less": torch.lt, "less_equal": torch.le,
+}
+_LOGIC = {"logical_and": torch.logical_and, "logical_or": torch.logical_or, "logical_xor": torch.logical_xor}
 
 
-@kernel("not_equal")
-def not_equal(x, y):
-    return torch.ne(tensor(x), y)
+def _compare(fn):
+    def run(x, y):
+        return fn(tensor(x), y)
+    return run
 
 
-@kernel("greater")
-def greater(x, y):
-    return torch.gt(tensor(x), y)
+def _logic(fn):
+    def run(x, y):
+        return fn(tensor(x), tensor(y))
+    return run
 
 
-@kernel("greater_equal")
-def greater_equal(x, y):
-    return torch.ge(tensor(x), y)
-
-
-@kernel("less")
-def less(x, y):
-    return torch.lt(tensor(x), y)
-
-
-@kernel("less_equal")
-def less_equal(x, y):
-    return torch.le(tensor(x), y)
-
-
-@kernel("logical_and")
-def logical_and(x, y):
-    return torch.logical_and(tensor(x), tensor(y))
-
-
-@kernel("logical_or")
-def logical_or(x, y):
-    return torch.logical_or(tensor(x), tensor(y))
-
-
-@kernel("logical_xor")
-def logical_xor(x, y):
-    return torch.logical_xor(tensor(x), tensor(y))
+for _name, _fn in _COMPARE_AND_LOGIC.items():
+    kernel(_name)(_compare(_fn))
+for _name, _fn in _LOGIC.items():
+    kernel(_name)(_logic(_fn))
 
 
 @kernel("logical_not")
