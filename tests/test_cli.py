@@ -61,3 +61,12 @@ def test_inspect_incomplete_folder(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     code, _, err = run_cli(["inspect", str(tmp_path / "half")], capsys)
     assert code == 2 and "pipeline.json" in err
+
+
+def test_palettize_the_decoder_by_name(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "decoder",
+                            "--palettize", "decoder=8", "--palettize-mode", "uniform"], capsys)
+    assert code == 0, err
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert manifest["components"]["decoder"]["compression"]["bits"] == 8

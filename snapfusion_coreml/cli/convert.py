@@ -25,7 +25,9 @@ def convert(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically)"),
     layout: Optional[str] = typer.Option(None, "--layout", help="Map the UNet onto a layout: preset name or JSON file"),
     attention: AttentionImpl = typer.Option(AttentionImpl.SPLIT_EINSUM, "--attention", help="Attention implementation"),
-    palettize: str = typer.Option("none", "--palettize", help="none, 4, 6, 8 or mixed:BITS (average bits)"),
+    palettize: str = typer.Option("none", "--palettize",
+                                  help="none, 4, 6, 8 or mixed:BITS for text encoder and UNet, or per component: "
+                                       "text_encoder=8,unet=mixed:4.5"),
     palettize_mode: str = typer.Option("kmeans", "--palettize-mode", help="kmeans or uniform"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
     unet_batch: int = typer.Option(2, "--unet-batch", help="2 = guidance in one UNet call, 1 = two calls"),
@@ -36,11 +38,12 @@ def convert(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle (.bin/.ckpt) weights"),
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
-    from ..convert import ConvertOptions, convert_pipeline, parse_compression
+    from ..convert import ConvertOptions, convert_pipeline, parse_palettize
 
+    compression, per_component = parse_palettize(palettize, palettize_mode)
     options = ConvertOptions(
         out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
-        compression=parse_compression(palettize, palettize_mode), image_size=image_size, unet_batch=unet_batch,
+        compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
         target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:

@@ -75,8 +75,8 @@ def palettize(mlmodel, bits: int, method: str, grouped: bool, per_op_bits: dict[
 
 def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions):
     """(compressed model, summary for pipeline.json)."""
-    compression = options.compression
-    if not compression.enabled or not spec.compress:
+    compression = options.compression_for(spec.key, spec.compress)
+    if not compression.enabled:
         return mlmodel, {"mode": "none"}
     grouped = options.grouped_channel_luts
     granularity = "per_grouped_channel" if grouped else "per_tensor"

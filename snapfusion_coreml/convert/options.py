@@ -27,6 +27,23 @@ class CompressionSpec:
         return self.mode != "none"
 
 
+def parse_palettize(value: str, method: str) -> tuple[CompressionSpec, tuple[tuple[str, CompressionSpec], ...]]:
+    """--palettize as (default for text encoder and UNet, per-component overrides).
+
+    Either one spec ("6", "mixed:4.5") or comma-separated COMPONENT=SPEC pairs
+    ("text_encoder=8,unet=6"; the decoder may be named too). Components not named stay fp16.
+    """
+    if "=" not in value:
+        return parse_compression(value, method), ()
+    overrides = []
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        key, _, spec = part.partition("=")
+        if key.strip() not in COMPONENTS or not spec:
+            raise UserError(f"expected --palettize COMPONENT=SPEC with COMPONENT from {', '.join(COMPONENTS)}, got {part!r}")
+        overrides.append((key.strip(), parse_compression(spec, method)))
+    return CompressionSpec(), tuple(overrides)
+
+
 def parse_compression(value: str, method: str) -> CompressionSpec:
     """--palettize none|4|6|8|mixed:BITS and --palettize-mode kmeans|uniform."""
     if method not in ("kmeans", "uniform"):
@@ -52,7 +69,8 @@ class ConvertOptions:
     out: Path
     components: tuple[str, ...] = COMPONENTS
     attention: AttentionImpl = AttentionImpl.SPLIT_EINSUM
-    compression: CompressionSpec = CompressionSpec()
+    compression: CompressionSpec = CompressionSpec()  # text encoder and UNet (Apple keeps the decoder fp16)
+    component_compression: tuple[tuple[str, CompressionSpec], ...] = ()  # per-component overrides
     image_size: int | None = None  # default: the model's
     unet_batch: int = 2
     target: str = "iOS16"
@@ -69,8 +87,19 @@ class ConvertOptions:
             raise UserError(f"expected --target one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.unet_batch not in (1, 2):
             raise UserError(f"expected --unet-batch 1 or 2, got {self.unet_batch}")
+        unused = [c for c, _ in self.component_compression if c not in self.components]
+        if unused:
+            raise UserError(f"expected --palettize to name converted components, got {','.join(unused)} "
+                            f"(--components {','.join(self.components)})")
         if self.chunk_unet and "unet" not in self.components:
             raise UserError("--chunk-unet needs the unet component")
+
+    def compression_for(self, component: str, palettized_by_default: bool) -> CompressionSpec:
+        """The compression of one component: its override, else the default where it applies."""
+        overrides = dict(self.component_compression)
+        if component in overrides:
+            return overrides[component]
+        return self.compression if palettized_by_default else CompressionSpec()
 
     @property
     def grouped_channel_luts(self) -> bool:

@@ -140,3 +140,20 @@ def test_token_embedding_stays_unpalettized(tmp_path):
     assert info["palettized_bits"] == {"8": 2 * (4 * 64 * 64 + 2 * 64 * 256)}  # 2 layers: q, k, v, out, fc1, fc2
     assert info["op_counts"]["gather"] >= 1 and info["palettized_share"] < 0.1  # 49408 x 64 table stays fp16
     assert load_program(tmp_path / "te" / "TextEncoder.mlpackage").op_counts()["constexpr_lut_to_dense"] == 12
+
+
+def test_palettize_per_component():
+    from snapfusion_coreml.convert import parse_palettize
+
+    default, overrides = parse_palettize("6", "kmeans")
+    assert default.bits == 6 and overrides == ()
+    default, overrides = parse_palettize("text_encoder=8, unet=mixed:4.5", "uniform")
+    assert not default.enabled and dict(overrides)["unet"].mode == "mixed" and dict(overrides)["text_encoder"].bits == 8
+    options = ConvertOptions(out="x", compression=parse_compression("6", "kmeans"),
+                             component_compression=(("decoder", parse_compression("8", "kmeans")),))
+    assert options.compression_for("decoder", palettized_by_default=False).bits == 8
+    assert options.compression_for("unet", palettized_by_default=True).bits == 6
+    with pytest.raises(UserError, match="COMPONENT=SPEC"):
+        parse_palettize("vae=8", "kmeans")
+    with pytest.raises(UserError, match="to name converted components"):
+        ConvertOptions(out="x", components=("unet",), component_compression=overrides)
