@@ -45,8 +45,12 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                 image_size: int | None = None, on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> np.ndarray:
-        """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`."""
+                 image_size: int | None = None, on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+                 skip_blocks: frozenset[str] = frozenset()) -> np.ndarray:
+        """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`.
+
+        skip_blocks: UNet blocks that act as identity (architecture evolution scores them so).
+        """
         steps = steps or self.defaults.steps
         w = self.defaults.guidance_scale if guidance_scale is None else guidance_scale
         side = self.check_image_size(image_size or self.defaults.image_size)
@@ -60,8 +64,9 @@ class Pipeline:
         # 3. DDIM with classifier-free guidance (one batch-2 UNet call per step)
         def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
             if w == 1.0:
-                return self.unet(z, torch.full((1,), float(t), device=device), context[1:])
-            uncond, cond = self.unet(z.repeat(2, 1, 1, 1), torch.full((2,), float(t), device=device), context).chunk(2)
+                return self.unet(z, torch.full((1,), float(t), device=device), context[1:], skip_blocks)
+            uncond, cond = self.unet(z.repeat(2, 1, 1, 1), torch.full((2,), float(t), device=device), context,
+                                     skip_blocks).chunk(2)
             return guide(cond, uncond, w)
 
         latents = sample(denoise, latents, self.scheduler, steps, on_step)

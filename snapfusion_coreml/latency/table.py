@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..io import read_json
+from ..io import read_json, write_json
 
 LATENCY_FORMAT = "snapfusion-latency-table"
 
@@ -68,9 +67,7 @@ class LatencyTable:
         }
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        write_json(Path(path), self.to_dict())
 
 
 def load_latency_table(path: Path) -> LatencyTable:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -213,9 +212,7 @@ class VAEDecoder(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_weights(self, directory / WEIGHTS_NAME, dtype)
-        tmp = directory / f".{CONFIG_NAME}.tmp"
-        write_json(tmp, self.config.to_dict())
-        os.replace(tmp, directory / CONFIG_NAME)
+        write_json(directory / CONFIG_NAME, self.config.to_dict())
 
     @classmethod
     def load(cls, directory: str | Path) -> "VAEDecoder":

@@ -14,8 +14,6 @@ folders left by a kill are ignored and removed by the next save.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
+from ..io import move_into_place, read_json, write_json
 
 PREFIX = "step-"
 STATE_FILE = "state.json"
@@ -49,10 +48,7 @@ def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
         state = path / STATE_FILE
         if not state.is_file():
             continue
-        try:
-            data = json.loads(state.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"expected a checkpoint state as JSON, got invalid JSON: {exc} (in {state})") from None
+        data = read_json(state, "a checkpoint state")
         found.append(Checkpoint(path, int(data["step"]), data.get("fingerprint", {})))
     return sorted(found, key=lambda c: c.step)
 
@@ -110,16 +106,9 @@ def write_rng(tmp: Path, rank: int) -> None:
 
 def commit_checkpoint(run_dir: Path, tmp: Path, step: int, fingerprint: dict[str, Any], keep: int = 2) -> Path:
     """Write state.json last, move the folder into place atomically, prune old checkpoints."""
-    (tmp / STATE_FILE).write_text(json.dumps({"step": step, "fingerprint": fingerprint}, indent=2) + "\n")
+    write_json(tmp / STATE_FILE, {"step": step, "fingerprint": fingerprint})
     final = checkpoint_dir(run_dir) / f"{PREFIX}{step:08d}"
-    if final.exists():  # re-saving a step (e.g. after resuming at it): swap atomically
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    move_into_place(tmp, final)  # re-saving a step (e.g. after resuming at it) swaps atomically
     for stale in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(stale.path, ignore_errors=True)
     return final

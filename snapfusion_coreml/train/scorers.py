@@ -16,12 +16,11 @@ import importlib
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 
 from ..errors import UserError
 from ..pipeline import Pipeline
-from ..schedule import alpha_sigma, alphas_cumprod, guide, initial_latents, sample
+from ..schedule import alpha_sigma, alphas_cumprod, initial_latents
 from .common import as_bc1s
 
 
@@ -101,33 +100,13 @@ class CLIPScorer:
     def __call__(self, pipeline: Pipeline, skip_blocks: frozenset[str]) -> float:
         from PIL import Image
 
-        images = [Image.fromarray(generate(pipeline, p, self.steps, self.guidance_scale, self.seed + i, skip_blocks))
+        images = [Image.fromarray(pipeline.generate(p, self.steps, self.guidance_scale, self.seed + i, skip_blocks=skip_blocks))
                   for i, p in enumerate(self.prompts)]
         image_features = self.model.encode_image(torch.stack([self.preprocess(im) for im in images]))
         text_features = self.model.encode_text(self.tokenizer(self.prompts))
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
         text_features = text_features / text_features.norm(dim=-1, keepdim=True)
         return float((image_features * text_features).sum(dim=-1).mean())
-
-
-@torch.no_grad()
-def generate(pipeline: Pipeline, prompt: str, steps: int, guidance_scale: float, seed: int,
-             skip_blocks: frozenset[str]) -> np.ndarray:
-    """Pipeline.generate with some blocks skipped: (H, W, 3) uint8."""
-    unet = pipeline.unet
-    side = pipeline.check_image_size(pipeline.defaults.image_size)
-    device = next(unet.parameters()).device
-    context = as_bc1s(pipeline.encode_prompts(["", prompt])).to(device)
-    latents = initial_latents(seed, (1, unet.layout.in_channels, side, side)).to(device)
-
-    def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
-        uncond, cond = unet(z.repeat(2, 1, 1, 1), torch.full((2,), float(t), device=device), context,
-                            skip_blocks=skip_blocks).chunk(2)
-        return guide(cond, uncond, guidance_scale)
-
-    latents = sample(denoise, latents, pipeline.scheduler, steps)
-    image = pipeline.decoder(latents / pipeline.defaults.latent_scale_factor)
-    return ((image[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def load_scorer(spec: str, prompts: list[str], clip_weights: Path | None = None, clip_model: str = "ViT-g-14",
