@@ -1,7 +1,9 @@
-// swift-tools-version: 5.9
-// SnapFusionKit: run a converted snapfusion-coreml folder (pipeline.json + Core ML packages) on
-// iPhone, iPad and Mac. The portable core (tokenizer, sampler, RNG, pipeline, benchmark harness)
-// builds and is tested on Linux; the Core ML backend is compiled only where Core ML exists.
+// swift-tools-version: 6.0
+// SnapFusionKit development package: the library, the snapfusion-cli executable and the tests
+// (`swift test` here). Apps depend on the repository root's Package.swift, which exposes the same
+// library sources. The portable core (tokenizer, sampler, RNG, pipeline, benchmark harness,
+// interpreter client) builds and is tested on Linux; the Core ML backend is compiled only where
+// Core ML exists.
 import PackageDescription
 
 let package = Package(
@@ -15,5 +17,6 @@ let package = Package(
         .target(name: "SnapFusionKit", path: "Sources/SnapFusionKit"),
         .executableTarget(name: "snapfusion-cli", dependencies: ["SnapFusionKit"], path: "Sources/snapfusion-cli"),
         .testTarget(name: "SnapFusionKitTests", dependencies: ["SnapFusionKit"], path: "Tests/SnapFusionKitTests"),
-    ]
+    ],
+    swiftLanguageModes: [.v6]
 )

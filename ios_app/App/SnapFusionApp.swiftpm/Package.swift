@@ -12,7 +12,7 @@ let package = Package(
             name: "SnapFusion",
             targets: ["AppModule"],
             bundleIdentifier: "org.snapfusion-coreml.SnapFusionApp",
-            displayVersion: "0.1.0",
+            displayVersion: "0.2.0",
             bundleVersion: "1",
             appIcon: .placeholder(icon: .sparkle),
             accentColor: .presetColor(.indigo),

@@ -4,7 +4,7 @@ import Foundation
 /// tables and tokenize prompts.
 let commands: [Command.Type] = [GenerateCommand.self, BenchmarkCommand.self, LatencyTableCommand.self, TokenizeCommand.self]
 
-func overview() -> String {
+@MainActor func overview() -> String {
     let width = commands.map { $0.name.count }.max() ?? 0
     let lines = commands.map { "  \($0.name.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.summary)" }
     return """

@@ -18,8 +18,11 @@ enum FakeModel {
 }
 
 /// A `DiffusionBackend` running `FakeModel`, counting calls and advancing an optional fake clock
-/// by fixed costs so timings are deterministic.
-final class FakeBackend: DiffusionBackend {
+/// by fixed costs so timings are deterministic. Each test drives it from one task at a time.
+///
+/// `poisoned` components return NaN in their first value (an fp16 overflow on the Neural
+/// Engine) until `fallBackToCPUAndGPU` moved them, if `canFallBack` allows it.
+final class FakeBackend: ComputeUnitFallback, @unchecked Sendable {
     let hiddenSize: Int
     var clock: FakeClock?
     var costs = (load: 120.0, textEncoder: 4.0, unetPerSample: 115.0, decoder: 116.0)
@@ -33,6 +36,24 @@ final class FakeBackend: DiffusionBackend {
     private var decodes = 0
     /// Called before each UNet call (used to cancel mid-generation).
     var onPredict: (() -> Void)?
+    /// Components whose outputs hold NaN, and from which UNet call on (1-based; 1 for all).
+    var poisoned: [PipelineDescription.ComponentName: Int] = [:]
+    var canFallBack = false
+    private(set) var fellBack: [PipelineDescription.ComponentName] = []
+    private(set) var decodeCalls = 0
+
+    func fallBackToCPUAndGPU(_ component: PipelineDescription.ComponentName) throws -> Bool {
+        guard canFallBack, !fellBack.contains(component) else { return false }
+        fellBack.append(component)
+        return true
+    }
+
+    private func poison(_ tensor: Tensor, _ component: PipelineDescription.ComponentName, call: Int) -> Tensor {
+        guard let from = poisoned[component], call >= from, !fellBack.contains(component) else { return tensor }
+        var out = tensor
+        out.scalars[0] = .nan
+        return out
+    }
 
     init(hiddenSize: Int = 8, clock: FakeClock? = nil) {
         self.hiddenSize = hiddenSize
@@ -54,7 +75,7 @@ final class FakeBackend: DiffusionBackend {
     func encodeText(tokenIDs: [Int32]) throws -> Tensor {
         clock?.advance(costs.textEncoder)
         let c = Float(FakeModel.condition(tokenIDs: tokenIDs))
-        return Tensor(repeating: c, shape: [1, tokenIDs.count, hiddenSize])
+        return poison(Tensor(repeating: c, shape: [1, tokenIDs.count, hiddenSize]), .textEncoder, call: 1)
     }
 
     func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
@@ -72,12 +93,13 @@ final class FakeBackend: DiffusionBackend {
                 out.scalars[i] = FakeModel.unet(sample.scalars[i], t: Int(timestep[b]), c: c)
             }
         }
-        return out
+        return poison(out, .unet, call: unetBatches.count)
     }
 
     func decode(latents: Tensor) throws -> Tensor {
         clock?.advance(costs.decoder + (jitter ? Double(decodes % 3) * 2 : 0))
         decodes += 1
+        decodeCalls += 1
         let (h, w) = (latents.shape[2], latents.shape[3])
         var image = Tensor(repeating: 0, shape: [1, 3, h * 8, w * 8])
         for channel in 0..<3 {
@@ -88,12 +110,12 @@ final class FakeBackend: DiffusionBackend {
                 }
             }
         }
-        return image
+        return poison(image, .decoder, call: 1)
     }
 }
 
-/// A clock that only moves when told to.
-final class FakeClock: MillisecondClock {
+/// A clock that only moves when told to (driven by one test at a time).
+final class FakeClock: MillisecondClock, @unchecked Sendable {
     private(set) var time = 0.0
 
     func now() -> Double { time }

@@ -65,13 +65,11 @@ import Testing
         let item = try #require(SamplerTests.trajectories.first)
         let description = try Self.description(for: item)
         let tokenizer = try Self.tokenizer.get()
-        let task = Task {
-            let backend = FakeBackend()
-            let pipeline = Pipeline(description: description, tokenizer: tokenizer, backend: backend)
-            backend.onPredict = { withUnsafeCurrentTask { $0?.cancel() } }
-            return try pipeline.generate(GenerationRequest(prompt: "x"))
-        }
-        await #expect(throws: PipelineError.cancelled) { try await task.value }
+        let backend = FakeBackend()
+        let pipeline = Pipeline(description: description, tokenizer: tokenizer, backend: backend)
+        backend.onPredict = { withUnsafeCurrentTask { $0?.cancel() } }
+        await #expect(throws: PipelineError.cancelled) { try await pipeline.generate(GenerationRequest(prompt: "x")) }
+        #expect(backend.unetBatches.count == 1)
     }
 
     @Test func progressReportsStagesAndTimings() throws {
@@ -82,7 +80,7 @@ import Testing
                                 backend: backend, clock: clock)
         var stages: [GenerationProgress.Stage] = []
         let result = try pipeline.generate(GenerationRequest(prompt: "a cat", guidanceScale: 7.5)) { stages.append($0.stage) }
-        #expect(stages == [.textEncoder] + [GenerationProgress.Stage](repeating: .unet, count: 8) + [.done])
+        #expect(stages == [.textEncoder] + [GenerationProgress.Stage](repeating: .unet, count: 8) + [.decoder, .done])
         #expect(result.timings.textEncoderMs == 8)  // two prompts x 4 ms
         #expect(result.timings.unetStepMs == [Double](repeating: 230, count: 8))  // batch 2 x 115 ms
         #expect(result.timings.decoderMs == 116)

@@ -38,6 +38,7 @@ public struct BenchmarkReport: Codable, Equatable, Sendable {
     public struct Configuration: Codable, Equatable, Sendable {
         public var steps: Int
         public var guidanceScale: Double
+        /// The longer image side in pixels (`image_size` of docs/contracts.md section 6).
         public var imageSize: Int
         public var unetBatch: Int
         public var prompt: String

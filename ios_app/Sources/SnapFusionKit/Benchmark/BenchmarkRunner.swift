@@ -87,7 +87,7 @@ public final class BenchmarkRunner {
                           decoder: description.components.decoder?.sha256),
             config: .init(steps: options.steps ?? description.sampler.defaultSteps,
                           guidanceScale: options.guidanceScale ?? description.guidance.defaultScale,
-                          imageSize: description.imageSize, unetBatch: description.guidance.unetBatch,
+                          imageSize: max(description.imageHeight, description.imageWidth), unetBatch: description.guidance.unetBatch,
                           prompt: options.prompt, seed: options.seed, warmup: options.warmup, runs: options.runs,
                           reduceMemory: options.reduceMemory),
             load: .init(coldMs: coldMs, warmMs: warmMs),

@@ -5,60 +5,55 @@ import Foundation
 /// Compiles `.mlpackage` files on first use and keeps the compiled `.mlmodelc` in the caches
 /// directory, keyed by the package's sha256 from pipeline.json, so later launches load directly.
 /// A `.mlmodelc` is used as it is.
+///
+/// Entries are complete or absent and stale ones are evicted (`CompiledModelStore`, which holds
+/// all the file logic and is tested on Linux); this type only adds Core ML's compiler.
 public struct CompiledModelCache: Sendable {
-    /// Where compiled models live: `<directory>/<key>/<Name>.mlmodelc`.
-    public let directory: URL
+    /// Where compiled models live: `<directory>/<Name>-<sha256>/<Name>.mlmodelc`.
+    public var directory: URL { store.directory }
+    /// The file logic.
+    public let store: CompiledModelStore
 
     /// A cache under `directory`, by default `Library/Caches/SnapFusionKit/CompiledModels`
     /// (the system may purge it; models are then compiled again).
-    public init(directory: URL? = nil) {
-        self.directory = directory ?? FileManager.default.urls(for: .cachesDirectory, in: .userDomainMask)[0]
+    public init(directory: URL? = nil, maxEntries: Int = 6) {
+        let directory = directory ?? FileManager.default.urls(for: .cachesDirectory, in: .userDomainMask)[0]
             .appendingPathComponent("SnapFusionKit/CompiledModels", isDirectory: true)
+        store = CompiledModelStore(directory: directory, maxEntries: maxEntries)
     }
 
     /// The compiled model for `url`: `url` itself for a `.mlmodelc`, else the cached compilation
-    /// of the `.mlpackage`, compiling it now if needed.
+    /// of the `.mlpackage`, compiling it now (synchronously) if needed.
     ///
     /// - Parameter sha256: the package's sha256 from pipeline.json; without one the key is the
     ///   package path and modification date.
     public func compiledModel(for url: URL, sha256: String?) throws -> URL {
         if url.pathExtension == "mlmodelc" { return url }
-        let name = url.deletingPathExtension().lastPathComponent
-        let target = directory.appendingPathComponent(try key(for: url, sha256: sha256), isDirectory: true)
-            .appendingPathComponent("\(name).mlmodelc", isDirectory: true)
-        let fileManager = FileManager.default
-        if fileManager.fileExists(atPath: target.path) { return target }
-        let compiled: URL
-        do {
-            compiled = try MLModel.compileModel(at: url)
-        } catch {
-            throw CoreMLBackendError.compilationFailed(url.lastPathComponent, error.localizedDescription)
+        return try store.compiledModel(for: url, sha256: sha256) { package in
+            do {
+                return try MLModel.compileModel(at: package)
+            } catch {
+                throw CoreMLBackendError.compilationFailed(package.lastPathComponent, error.localizedDescription)
+            }
         }
-        try fileManager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-        // Another process may have finished first; keep whichever copy is in place.
-        if fileManager.fileExists(atPath: target.path) {
-            try? fileManager.removeItem(at: compiled)
-        } else {
-            try fileManager.moveItem(at: compiled, to: target)
+    }
+
+    /// As `compiledModel(for:sha256:)` with Core ML's asynchronous compiler (iOS 16, macOS 13),
+    /// which does not block a thread while compiling.
+    public func compiledModel(for url: URL, sha256: String?) async throws -> URL {
+        if url.pathExtension == "mlmodelc" { return url }
+        return try await store.compiledModel(for: url, sha256: sha256) { package in
+            do {
+                return try await MLModel.compileModel(at: package)
+            } catch {
+                throw CoreMLBackendError.compilationFailed(package.lastPathComponent, error.localizedDescription)
+            }
         }
-        return target
     }
 
     /// Removes every cached compilation.
     public func clear() throws {
-        if FileManager.default.fileExists(atPath: directory.path) {
-            try FileManager.default.removeItem(at: directory)
-        }
-    }
-
-    private func key(for url: URL, sha256: String?) throws -> String {
-        if let sha256, sha256.count == 64, sha256.allSatisfy(\.isHexDigit) {
-            return "\(sha256.lowercased())-\(url.deletingPathExtension().lastPathComponent)"
-        }
-        let attributes = try FileManager.default.attributesOfItem(atPath: url.path)
-        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let readable = url.path.map { $0.isLetter || $0.isNumber ? $0 : "_" }
-        return "\(String(readable).suffix(80))-\(Int(modified))"
+        try store.clear()
     }
 }
 #endif

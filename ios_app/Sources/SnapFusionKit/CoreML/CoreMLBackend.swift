@@ -3,20 +3,26 @@ import CoreML
 import Foundation
 
 /// Runs a converted folder with Core ML: TextEncoder, Unet (or UnetChunk1 + UnetChunk2) and
-/// VAEDecoder, `.mlpackage` (compiled on first use and cached) or `.mlmodelc`.
+/// VAEDecoder. For each, a compiled `.mlmodelc` next to the `.mlpackage` named in pipeline.json is
+/// used when present; otherwise the package is compiled on first use and cached.
 ///
 /// ```swift
 /// let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: .cpuAndNeuralEngine))
 /// let pipeline = try Pipeline(folder: folder, backend: backend)
+/// try await backend.compile()   // first launch only: Core ML's asynchronous compiler
 /// try backend.load()
-/// let image = try pipeline.generate(GenerationRequest(prompt: "a red bicycle", seed: 1)).cgImage()
+/// let image = try await pipeline.generate(GenerationRequest(prompt: "a red bicycle", seed: 1)).cgImage()
 /// ```
-public final class CoreMLBackend: DiffusionBackend, @unchecked Sendable {
+///
+/// Memory: see `ModelResidency` (normal mode keeps all three models resident after `load()`;
+/// reduce-memory mode keeps one component at a time).
+public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
     /// How models are loaded.
     public struct Configuration: Sendable {
         public var computeUnits: ComputeUnits
-        /// Keep at most one model in memory: each is loaded when its stage starts and the others
-        /// are released (the UNet stays loaded for all steps). Slower, but fits low-memory devices.
+        /// Keep at most one component in memory: each is loaded when its stage starts and the
+        /// others are released (the UNet stays loaded for all steps). Slower, but fits
+        /// low-memory devices.
         public var reduceMemory: Bool
         /// Where compiled `.mlpackage`s are cached.
         public var cache: CompiledModelCache
@@ -32,58 +38,72 @@ public final class CoreMLBackend: DiffusionBackend, @unchecked Sendable {
 
     public let configuration: Configuration
     public let description: PipelineDescription
-    private let textEncoder: ManagedModel
+    /// Which models are in memory.
+    public let residency: ModelResidency<ManagedModel>
+    private var textEncoder: ManagedModel { residency.models(of: .textEncoder)[0] }
     /// One model, or the chunks in execution order.
-    private let unet: [ManagedModel]
-    private let decoder: ManagedModel
-    private var all: [ManagedModel] { [textEncoder] + unet + [decoder] }
+    private var unet: [ManagedModel] { residency.models(of: .unet) }
+    private var decoder: ManagedModel { residency.models(of: .decoder)[0] }
 
     /// Prepares the models of `folder` (reads pipeline.json, checks files; loads nothing).
     public init(folder: URL, configuration: Configuration = .init()) throws {
         let description = try PipelineDescription.load(from: folder)
         self.description = description
         self.configuration = configuration
-        let mlConfiguration = MLModelConfiguration()
-        mlConfiguration.computeUnits = configuration.computeUnits.mlComputeUnits
+        let source = folder.appendingPathComponent(ResourceNames.pipeline).path
         func managed(_ name: PipelineDescription.ComponentName) throws -> [ManagedModel] {
-            let source = folder.appendingPathComponent(ResourceNames.pipeline).path
             guard let component = description.component(name) else {
                 throw PipelineDescriptionError.missingComponent(name.rawValue, source)
             }
             guard !component.files.isEmpty else {
                 throw PipelineDescriptionError.malformed(source, "component \"\(name.rawValue)\" names no file")
             }
-            return component.files.map {
-                ManagedModel(url: folder.appendingPathComponent($0), sha256: component.sha256,
-                             configuration: mlConfiguration, cache: configuration.cache)
+            return try component.files.map { file in
+                guard let url = ModelFiles.resolve(file, in: folder) else {
+                    throw PipelineDescriptionError.missingFile(file, component: name.rawValue, folder: folder.path)
+                }
+                return ManagedModel(url: url, sha256: component.sha256, computeUnits: configuration.computeUnits.mlComputeUnits,
+                                    cache: configuration.cache)
             }
         }
-        textEncoder = try managed(.textEncoder)[0]
-        unet = try managed(.unet)
-        decoder = try managed(.decoder)[0]
+        residency = ModelResidency(components: [(.textEncoder, try managed(.textEncoder)), (.unet, try managed(.unet)),
+                                                (.decoder, try managed(.decoder))],
+                                   reduceMemory: configuration.reduceMemory)
     }
 
-    /// Loads every model (compiling packages on first use). In reduce-memory mode it only
-    /// compiles; each stage then loads its own model.
+    /// Compiles every package that is not compiled yet with Core ML's asynchronous compiler and
+    /// caches it; loads nothing. Optional: `load()` compiles synchronously what is missing.
+    public func compile() async throws {
+        for model in residency.allModels { try await model.compile() }
+    }
+
+    /// Makes the models ready: all of them, or in reduce-memory mode the text encoder only
+    /// (compiling packages on first use).
     public func load() throws {
-        for model in all {
-            if configuration.reduceMemory { try model.compile() } else { try model.load() }
-        }
+        try residency.load()
     }
 
     /// Releases every model.
     public func unload() {
-        all.forEach { $0.unload() }
+        residency.unload()
     }
 
-    /// Loads and unloads each model once so the first generation does not pay the device's
-    /// first-load specialization.
+    /// Loads and releases each model that is not in memory, one at a time (the device caches
+    /// its specialized program, so later loads are fast), then leaves the models as `load()`.
     public func prewarm() throws {
-        for model in all { try model.prewarm() }
+        try residency.prewarm()
+    }
+
+    /// Moves `component` to `.cpuAndGPU` for the rest of this backend's life.
+    public func fallBackToCPUAndGPU(_ component: PipelineDescription.ComponentName) throws -> Bool {
+        var switched = false
+        for model in residency.models(of: component) where model.switchComputeUnits(to: .cpuAndGPU) { switched = true }
+        if switched { try residency.prepare(component) }
+        return switched
     }
 
     public func encodeText(tokenIDs: [Int32]) throws -> Tensor {
-        try resident(textEncoder)
+        try residency.prepare(.textEncoder)
         return try textEncoder.perform { model in
             let ids = try Self.tokenInput(tokenIDs, for: model)
             let provider = try MLDictionaryFeatureProvider(dictionary: [ResourceNames.textEncoderInput: ids])
@@ -92,7 +112,7 @@ public final class CoreMLBackend: DiffusionBackend, @unchecked Sendable {
     }
 
     public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
-        try resident(unet)
+        try residency.prepare(.unet)
         let inputs: [String: MLMultiArray] = [
             ResourceNames.unetSample: sample.multiArray,
             ResourceNames.unetTimestep: Tensor(validShape: [timestep.count], scalars: timestep).multiArray,
@@ -122,33 +142,24 @@ public final class CoreMLBackend: DiffusionBackend, @unchecked Sendable {
     }
 
     public func decode(latents: Tensor) throws -> Tensor {
-        try resident(decoder)
-        let image = try decoder.perform { model in
+        try residency.prepare(.decoder)
+        return try decoder.perform { model in
             let provider = try MLDictionaryFeatureProvider(dictionary: [ResourceNames.decoderInput: latents.multiArray])
             return try Self.output(ResourceNames.decoderOutput, of: model.prediction(from: provider), model: "VAEDecoder")
         }
-        if configuration.reduceMemory { decoder.unload() }
-        return image
     }
 
-    /// In reduce-memory mode, releases every model except `models` before a stage runs.
-    private func resident(_ models: ManagedModel...) throws {
-        try resident(models)
-    }
-
-    private func resident(_ models: [ManagedModel]) throws {
-        guard configuration.reduceMemory else { return }
-        for model in all where !models.contains(where: { $0 === model }) { model.unload() }
-    }
-
-    /// Token ids as the text encoder declares them: int32 (this project) or float32 (Apple's).
+    /// Token ids in the type the text encoder's model description declares: float32 (Apple's
+    /// convention and newer folders) or int32 (older folders); ids <= 49407 are exact in float32.
     private static func tokenInput(_ ids: [Int32], for model: MLModel) throws -> MLMultiArray {
         let constraint = model.modelDescription.inputDescriptionsByName[ResourceNames.textEncoderInput]?.multiArrayConstraint
         let shape = [1, ids.count]
-        if constraint?.dataType == .float32 {
+        switch TokenInputType(declared: constraint.flatMap { ScalarType($0.dataType) }) {
+        case .float32:
             return MLMultiArray(MLShapedArray<Float>(scalars: ids.map { Float($0) }, shape: shape))
+        case .int32:
+            return MLMultiArray(MLShapedArray<Int32>(scalars: ids, shape: shape))
         }
-        return MLMultiArray(MLShapedArray<Int32>(scalars: ids, shape: shape))
     }
 
     private static func output(_ name: String, of provider: MLFeatureProvider, model: String) throws -> Tensor {
@@ -167,6 +178,7 @@ public enum CoreMLBackendError: LocalizedError, Equatable {
     case missingOutput(String, model: String)
     case missingInputShape(String, block: String)
     case imageConversionFailed
+    case unsupportedOutputType(String)
 
     public var errorDescription: String? {
         switch self {
@@ -182,6 +194,8 @@ public enum CoreMLBackendError: LocalizedError, Equatable {
             return "expected a shape for input \"\(name)\" of \(block) in manifest.json"
         case .imageConversionFailed:
             return "could not convert the decoded image to a CGImage"
+        case let .unsupportedOutputType(type):
+            return "expected a float16, float32, float64 or int32 model output, got \(type)"
         }
     }
 }

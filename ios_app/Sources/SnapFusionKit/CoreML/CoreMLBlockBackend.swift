@@ -5,18 +5,17 @@ import Foundation
 /// Loads the single-block packages of `snapfusion-coreml export-blocks` for the latency-table
 /// runner. Inputs are seeded standard-normal arrays of the manifest's shapes, built once per block.
 public final class CoreMLBlockBackend: BlockBackend {
-    private let configuration: MLModelConfiguration
+    private let computeUnits: MLComputeUnits
     private let cache: CompiledModelCache
 
     /// A backend on `computeUnits`; compiled blocks are cached like pipeline models.
     public init(computeUnits: ComputeUnits, cache: CompiledModelCache = CompiledModelCache()) {
-        configuration = MLModelConfiguration()
-        configuration.computeUnits = computeUnits.mlComputeUnits
+        self.computeUnits = computeUnits.mlComputeUnits
         self.cache = cache
     }
 
     public func loadBlock(_ block: BlockManifest.Block, at url: URL) throws -> BlockPredictor {
-        let model = ManagedModel(url: url, sha256: nil, configuration: configuration, cache: cache)
+        let model = ManagedModel(url: url, sha256: nil, computeUnits: computeUnits, cache: cache)
         try model.load()
         var generator = TorchRandomSource(seed: 0)
         var features: [String: MLFeatureValue] = [:]

@@ -2,23 +2,24 @@
 import CoreML
 import Foundation
 
-/// One Core ML model that can be loaded, unloaded and prewarmed; access is serialized.
-public final class ManagedModel: @unchecked Sendable {
+/// One Core ML model that can be loaded, unloaded and moved to other compute units; access is
+/// serialized on a private queue.
+public final class ManagedModel: LoadableModel, @unchecked Sendable {
     /// The package or compiled model in the converted folder.
     public let sourceURL: URL
     /// sha256 from pipeline.json (the compile cache key).
     public let sha256: String?
-    private let configuration: MLModelConfiguration
     private let cache: CompiledModelCache
     private let queue: DispatchQueue
+    private var computeUnits: MLComputeUnits
     private var compiledURL: URL?
     private var model: MLModel?
 
     /// A model that is not loaded yet.
-    public init(url: URL, sha256: String?, configuration: MLModelConfiguration, cache: CompiledModelCache) {
+    public init(url: URL, sha256: String?, computeUnits: MLComputeUnits, cache: CompiledModelCache) {
         self.sourceURL = url
         self.sha256 = sha256
-        self.configuration = configuration
+        self.computeUnits = computeUnits
         self.cache = cache
         self.queue = DispatchQueue(label: "SnapFusionKit.ManagedModel.\(url.lastPathComponent)")
     }
@@ -26,14 +27,24 @@ public final class ManagedModel: @unchecked Sendable {
     /// Whether the model is in memory.
     public var isLoaded: Bool { queue.sync { model != nil } }
 
+    /// The compute units the model loads with.
+    public var currentComputeUnits: MLComputeUnits { queue.sync { computeUnits } }
+
     /// Compiles (first use only) and loads the model.
     public func load() throws {
         try queue.sync { _ = try loadedModel() }
     }
 
-    /// Compiles the package if needed without loading it.
+    /// Compiles the package if needed without loading it (synchronous compiler).
     public func compile() throws {
         try queue.sync { _ = try compiled() }
+    }
+
+    /// Compiles the package if needed without loading it, with Core ML's asynchronous compiler.
+    public func compile() async throws {
+        if queue.sync(execute: { compiledURL }) != nil { return }
+        let url = try await cache.compiledModel(for: sourceURL, sha256: sha256)
+        queue.sync { compiledURL = url }
     }
 
     /// Releases the model.
@@ -41,12 +52,14 @@ public final class ManagedModel: @unchecked Sendable {
         queue.sync { model = nil }
     }
 
-    /// Loads and unloads once: the device compiles and caches its specialized program, so
-    /// the next load is fast (Apple's prewarm pattern for the Neural Engine).
-    public func prewarm() throws {
-        try queue.sync {
-            _ = try loadedModel()
+    /// Releases the model and loads it on `units` from now on. Returns false when it already
+    /// uses them.
+    public func switchComputeUnits(to units: MLComputeUnits) -> Bool {
+        queue.sync {
+            guard computeUnits != units else { return false }
+            computeUnits = units
             model = nil
+            return true
         }
     }
 
@@ -58,7 +71,8 @@ public final class ManagedModel: @unchecked Sendable {
     }
 
     private func compiled() throws -> URL {
-        if let compiledURL { return compiledURL }
+        // The cache may have evicted the entry since (another pipeline, the system purging Caches).
+        if let compiledURL, FileManager.default.fileExists(atPath: compiledURL.path) { return compiledURL }
         let url = try cache.compiledModel(for: sourceURL, sha256: sha256)
         compiledURL = url
         return url
@@ -67,6 +81,8 @@ public final class ManagedModel: @unchecked Sendable {
     private func loadedModel() throws -> MLModel {
         if let model { return model }
         do {
+            let configuration = MLModelConfiguration()
+            configuration.computeUnits = computeUnits
             let loaded = try MLModel(contentsOf: try compiled(), configuration: configuration)
             model = loaded
             return loaded

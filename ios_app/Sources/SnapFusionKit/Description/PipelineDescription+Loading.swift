@@ -30,7 +30,8 @@ extension PipelineDescription {
         }
     }
 
-    /// Reads `folder/pipeline.json` and checks that every component and tokenizer file exists.
+    /// Reads `folder/pipeline.json` and checks that every component and tokenizer file exists
+    /// (a component's `.mlpackage` or a compiled `.mlmodelc` of the same name).
     ///
     /// - Parameter required: components that must be present (all three to generate images).
     public static func load(from folder: URL, requiring required: [ComponentName] = ComponentName.allCases) throws -> PipelineDescription {
@@ -53,7 +54,7 @@ extension PipelineDescription {
             guard !component.files.isEmpty else {
                 throw PipelineDescriptionError.malformed(source, "component \"\(name.rawValue)\" names neither \"file\" nor \"chunks\"")
             }
-            for file in component.files where !FileManager.default.fileExists(atPath: folder.appendingPathComponent(file).path) {
+            for file in component.files where ModelFiles.resolve(file, in: folder) == nil {
                 throw PipelineDescriptionError.missingFile(file, component: name.rawValue, folder: folder.path)
             }
         }
@@ -111,7 +112,7 @@ public enum PipelineDescriptionError: LocalizedError, Equatable {
         case let .missingComponent(name, source):
             return "pipeline.json has no \"\(name)\" component; convert it too (in \(source))"
         case let .missingFile(file, component, folder):
-            return "missing \(component) file \(file) in \(folder)"
+            return "missing \(component) file \(file) in \(folder)" + (file.hasSuffix(".mlpackage") ? " (or \(ModelFiles.compiledName(of: file)))" : "")
         }
     }
 }

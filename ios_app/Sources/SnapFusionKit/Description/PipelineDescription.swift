@@ -17,14 +17,23 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
     public var tool: Tool
     public var source: Source?
     public var predictionType: PredictionType
-    /// Output image side in pixels.
-    public var imageSize: Int
+    /// Output image size in pixels (`"image": {"height": H, "width": W}`); nil in folders written
+    /// before non-square images, which have `image_size` instead. Use `imageHeight`/`imageWidth`.
+    public var image: ImageSize?
+    /// Output image side of square-only folders (the older `image_size` key).
+    public var imageSize: Int?
     public var latent: Latent
     public var noiseSchedule: NoiseScheduleDescription
     public var sampler: Sampler
     public var guidance: Guidance
     public var tokenizer: Tokenizer
     public var components: Components
+
+    /// Image height and width in pixels.
+    public struct ImageSize: Codable, Equatable, Sendable {
+        public var height: Int
+        public var width: Int
+    }
 
     /// The converter that wrote the folder.
     public struct Tool: Codable, Equatable, Sendable {
@@ -148,6 +157,13 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
     public func makeSampler(steps: Int) throws -> DDIMSampler {
         DDIMSampler(schedule: noiseScheduleModel, predictionType: predictionType, timesteps: try timesteps(steps: steps))
     }
+
+    /// Output image height in pixels: `image.height`, else `image_size`, else 8 x the latent height.
+    /// `latent` stays authoritative for what the models take.
+    public var imageHeight: Int { image?.height ?? imageSize ?? latent.height * 8 }
+
+    /// Output image width in pixels: `image.width`, else `image_size`, else 8 x the latent width.
+    public var imageWidth: Int { image?.width ?? imageSize ?? latent.width * 8 }
 
     /// The latent shape for one image: `(1, channels, height, width)`.
     public var latentShape: [Int] { [1, latent.channels, latent.height, latent.width] }

@@ -1,13 +1,14 @@
 import Dispatch
 
 /// A monotonic time source in milliseconds; injectable so timing code is testable.
-public protocol MillisecondClock: AnyObject {
+public protocol MillisecondClock: AnyObject, Sendable {
     /// Milliseconds since an arbitrary fixed origin; never decreases.
     func now() -> Double
 }
 
 /// The system's monotonic clock.
 public final class MonotonicClock: MillisecondClock {
+    /// The clock of `DispatchTime` (uptime, not wall time).
     public init() {}
 
     public func now() -> Double {

@@ -1,11 +1,12 @@
 /// The three models of a text-to-image pipeline, behind one protocol so the orchestration,
-/// the sampler and the benchmark harness run anywhere (Core ML on Apple platforms, a fake
-/// model in the Linux tests).
+/// the sampler and the benchmark harness run anywhere (Core ML on Apple platforms, the Python
+/// interpreter over a pipe in snapfusion-cli, a fake model in the Linux tests).
 ///
 /// Shapes follow docs/contracts.md section 1. Calls are synchronous and may be slow; the
-/// pipeline calls them from the caller's thread.
-public protocol DiffusionBackend: AnyObject {
-    /// Loads every model (compiling on first use if needed). Called again after `unload()`.
+/// pipeline calls them from the task that generates, one call at a time. Implementations are
+/// `Sendable`: one backend may be shared by several screens of an app.
+public protocol DiffusionBackend: AnyObject, Sendable {
+    /// Makes the models ready (compiling on first use if needed). Called again after `unload()`.
     func load() throws
     /// Releases the models' memory; `load()` brings them back.
     func unload()
@@ -17,4 +18,15 @@ public protocol DiffusionBackend: AnyObject {
     /// Decoder: `z` `(1, 4, h, w)` (already divided by the latent scale factor) -> image
     /// `(1, 3, 8h, 8w)` in [-1, 1].
     func decode(latents: Tensor) throws -> Tensor
+}
+
+/// A backend that can move one component to other compute units after it produced NaN or
+/// infinity, so the pipeline can run that call again (`Pipeline.NonFiniteRecovery`).
+///
+/// fp16 overflow on the Neural Engine is the usual cause; the GPU computes some ops (softmax,
+/// normalization) with more headroom.
+public protocol ComputeUnitFallback: DiffusionBackend {
+    /// Reloads `component` on `.cpuAndGPU`. Returns false when it already runs there (nothing
+    /// to retry).
+    func fallBackToCPUAndGPU(_ component: PipelineDescription.ComponentName) throws -> Bool
 }

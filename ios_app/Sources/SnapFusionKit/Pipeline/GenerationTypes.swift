@@ -38,6 +38,8 @@ public struct StageTimings: Codable, Equatable, Sendable {
 
 /// Where a running generation is.
 public struct GenerationProgress: Sendable {
+    /// The stage that just finished (`textEncoder`, `unet`) or is about to start (`decoder`);
+    /// `done` comes last, with every timing filled in.
     public enum Stage: String, Sendable {
         case textEncoder, unet, decoder, done
     }
@@ -49,6 +51,18 @@ public struct GenerationProgress: Sendable {
     public var totalSteps: Int
     /// Timings of the stages finished so far.
     public var timings: StageTimings
+    /// The decoded estimate of the final image after this UNet step, when previews were asked
+    /// for (`previewEvery`) and this step is one of them; nil otherwise.
+    public var preview: RGBAImage?
+
+    /// A progress report without a preview.
+    public init(stage: Stage, step: Int, totalSteps: Int, timings: StageTimings, preview: RGBAImage? = nil) {
+        self.stage = stage
+        self.step = step
+        self.totalSteps = totalSteps
+        self.timings = timings
+        self.preview = preview
+    }
 }
 
 /// The outcome of one generation.
@@ -67,6 +81,10 @@ public enum PipelineError: LocalizedError, Equatable {
     case cancelled
     case unexpectedShape(what: String, expected: [Int], got: [Int])
     case invalidGuidanceBatch(Int)
+    /// A component returned NaN or infinity (fp16 overflow, usually on the Neural Engine).
+    /// `step` is the 1-based UNet step (nil for the text encoder and decoder); `retried` says
+    /// whether the call was already run again on `.cpuAndGPU`.
+    case nonFiniteOutput(component: PipelineDescription.ComponentName, step: Int?, count: Int, retried: Bool)
 
     public var errorDescription: String? {
         switch self {
@@ -76,6 +94,10 @@ public enum PipelineError: LocalizedError, Equatable {
             return "expected \(what) of shape \(expected), got \(got)"
         case let .invalidGuidanceBatch(batch):
             return "expected guidance.unet_batch 1 or 2 in pipeline.json, got \(batch)"
+        case let .nonFiniteOutput(component, step, count, retried):
+            let at = step.map { " at step \($0)" } ?? ""
+            let advice = retried ? "also after retrying on cpuAndGPU" : "retry with compute units cpuAndGPU, or enable NonFiniteRecovery.retryOnCPUAndGPU"
+            return "expected finite values from \(component.rawValue)\(at), got \(count) NaN or infinite values (\(advice))"
         }
     }
 }

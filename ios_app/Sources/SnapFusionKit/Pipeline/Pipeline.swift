@@ -4,45 +4,92 @@ import Foundation
 /// classifier-free guidance from seeded noise, decode.
 ///
 /// ```swift
-/// let pipeline = try Pipeline(folder: modelFolder, backend: CoreMLBackend(folder: modelFolder))
-/// try pipeline.backend.load()
-/// let result = try pipeline.generate(GenerationRequest(prompt: "a photo of an astronaut", seed: 42)) { progress in
-///     print(progress.step, progress.totalSteps)
-/// }
+/// let backend = try CoreMLBackend(folder: modelFolder)
+/// let pipeline = try Pipeline(folder: modelFolder, backend: backend)
+/// try backend.load()
+/// let run = pipeline.start(GenerationRequest(prompt: "a photo of an astronaut", seed: 42), previewEvery: 2)
+/// for await progress in run.progress { print(progress.stage, progress.step, progress.totalSteps) }
+/// let result = try await run.result
 /// ```
-public final class Pipeline {
+///
+/// `Pipeline` is immutable and `Sendable`: share one instance (and so one copy of the models)
+/// between every screen of an app. Generations on one pipeline should not overlap (the backend
+/// serializes model calls, so they would only slow each other down).
+public final class Pipeline: Sendable {
+    /// What to do when a component returns NaN or infinity.
+    public enum NonFiniteRecovery: Sendable, Equatable {
+        /// Throw `PipelineError.nonFiniteOutput` naming the component and step.
+        case fail
+        /// Move that component to `.cpuAndGPU` (when the backend supports it,
+        /// `ComputeUnitFallback`) and run the call again once; throw if it is still not finite.
+        case retryOnCPUAndGPU
+    }
+
     /// The folder's pipeline.json.
     public let description: PipelineDescription
     public let tokenizer: CLIPTokenizer
-    public let backend: DiffusionBackend
+    public let backend: any DiffusionBackend
     /// Source of the stage timings.
-    public let clock: MillisecondClock
+    public let clock: any MillisecondClock
+    /// The NaN/infinity policy for text encoder, UNet and decoder outputs.
+    public let nonFiniteRecovery: NonFiniteRecovery
 
     /// A pipeline over an already-read description and tokenizer.
-    public init(description: PipelineDescription, tokenizer: CLIPTokenizer, backend: DiffusionBackend,
-                clock: MillisecondClock = MonotonicClock()) {
+    public init(description: PipelineDescription, tokenizer: CLIPTokenizer, backend: any DiffusionBackend,
+                clock: any MillisecondClock = MonotonicClock(), nonFiniteRecovery: NonFiniteRecovery = .fail) {
         self.description = description
         self.tokenizer = tokenizer
         self.backend = backend
         self.clock = clock
+        self.nonFiniteRecovery = nonFiniteRecovery
     }
 
     /// Reads pipeline.json and the tokenizer from a converted folder (checking every file).
-    public convenience init(folder: URL, backend: DiffusionBackend, clock: MillisecondClock = MonotonicClock()) throws {
+    public convenience init(folder: URL, backend: any DiffusionBackend, clock: any MillisecondClock = MonotonicClock(),
+                            nonFiniteRecovery: NonFiniteRecovery = .fail) throws {
         let description = try PipelineDescription.load(from: folder)
         let tokenizer = try CLIPTokenizer(directory: folder, vocabFile: description.tokenizer.vocab,
                                           mergesFile: description.tokenizer.merges,
                                           configuration: description.tokenizerConfiguration)
-        self.init(description: description, tokenizer: tokenizer, backend: backend, clock: clock)
+        self.init(description: description, tokenizer: tokenizer, backend: backend, clock: clock,
+                  nonFiniteRecovery: nonFiniteRecovery)
     }
 
-    /// Generates one image. The backend must be loaded.
+    /// Starts one generation in a detached task and returns its progress stream and result.
+    ///
+    /// - Parameter previewEvery: decode the current estimate of the final image every this many
+    ///   UNet steps (0: never; each preview costs one decoder call and is not part of the step
+    ///   timings).
+    public func start(_ request: GenerationRequest, previewEvery: Int = 0) -> GenerationRun {
+        let (stream, continuation) = AsyncStream.makeStream(of: GenerationProgress.self)
+        let task = Task.detached(priority: .userInitiated) { [self] in
+            defer { continuation.finish() }
+            return try generate(request, previewEvery: previewEvery) { continuation.yield($0) }
+        }
+        return GenerationRun(progress: stream, task: task)
+    }
+
+    /// Generates one image without blocking the caller; cancelling the calling task stops the
+    /// generation at the next step. Use `start(_:previewEvery:)` to observe progress.
+    public func generate(_ request: GenerationRequest) async throws -> GenerationResult {
+        let run = start(request)
+        return try await withTaskCancellationHandler {
+            try await run.result
+        } onCancel: {
+            run.cancel()
+        }
+    }
+
+    /// Generates one image on the calling thread. The backend must be loaded (or load on demand).
     ///
     /// - Parameters:
     ///   - cancellation: checked before every stage and step, together with `Task.isCancelled`.
-    ///   - progress: called after the text encoder, after every UNet step and after decoding.
-    /// - Throws: `PipelineError.cancelled` when cancelled, or the backend's errors.
-    public func generate(_ request: GenerationRequest, cancellation: CancellationToken? = nil,
+    ///   - previewEvery: as in `start(_:previewEvery:)`.
+    ///   - progress: called after the text encoder, after every UNet step, before decoding and
+    ///     when done.
+    /// - Throws: `PipelineError.cancelled` when cancelled, `PipelineError.nonFiniteOutput` for NaN
+    ///   or infinity in a model output, or the backend's errors.
+    public func generate(_ request: GenerationRequest, cancellation: CancellationToken? = nil, previewEvery: Int = 0,
                          progress: ((GenerationProgress) -> Void)? = nil) throws -> GenerationResult {
         let sampler = try description.makeSampler(steps: request.steps ?? description.sampler.defaultSteps)
         let scale = request.guidanceScale ?? description.guidance.defaultScale
@@ -70,33 +117,59 @@ public final class Pipeline {
         try check()
         progress?(GenerationProgress(stage: .textEncoder, step: 0, totalSteps: total, timings: timings))
 
-        // 3. denoise from seeded noise
+        // 3. denoise from seeded noise (1, C, h, w); h != w is allowed
         var generator = TorchRandomSource(seed: request.seed)
         var latents = generator.normalTensor(shape: description.latentShape)
         for (index, t) in sampler.timesteps.enumerated() {
             try check()
             let (prediction, stepMs) = try clock.measure {
-                try predict(latents, t: t, hidden: hidden, guided: guided, scale: Float(scale), unetBatch: unetBatch)
+                try predict(latents, t: t, step: index + 1, hidden: hidden, guided: guided, scale: Float(scale), unetBatch: unetBatch)
             }
-            latents = try sampler.step(modelOutput: prediction, sample: latents, timestep: t,
-                                       previousTimestep: sampler.previousTimestep(after: index)).previous
+            let stepped = try sampler.step(modelOutput: prediction, sample: latents, timestep: t,
+                                           previousTimestep: sampler.previousTimestep(after: index))
+            latents = stepped.previous
             timings.unetStepMs.append(stepMs)
-            progress?(GenerationProgress(stage: .unet, step: index + 1, totalSteps: total, timings: timings))
+            var preview: RGBAImage?
+            if previewEvery > 0, (index + 1) % previewEvery == 0, index + 1 < total {
+                try check()
+                preview = try RGBAImage(image: try decodeChecked(stepped.predictedOriginal, step: index + 1))
+            }
+            progress?(GenerationProgress(stage: .unet, step: index + 1, totalSteps: total, timings: timings, preview: preview))
         }
 
         // 4. decode latents / scale_factor
         try check()
-        let (image, decoderMs) = try clock.measure {
-            try backend.decode(latents: latents.scaled(by: 1 / Float(description.latent.scaleFactor)))
-        }
+        progress?(GenerationProgress(stage: .decoder, step: total, totalSteps: total, timings: timings))
+        let (image, decoderMs) = try clock.measure { try decodeChecked(latents, step: nil) }
         timings.decoderMs = decoderMs
         timings.endToEndMs = clock.now() - start
         progress?(GenerationProgress(stage: .done, step: total, totalSteps: total, timings: timings))
         return GenerationResult(latents: latents, image: image, timings: timings, timesteps: sampler.timesteps)
     }
 
+    /// Runs `body` (one model call) and applies the NaN/infinity policy to its output.
+    private func finite(_ component: PipelineDescription.ComponentName, step: Int?, _ body: () throws -> Tensor) throws -> Tensor {
+        let output = try body()
+        if output.isFinite { return output }
+        guard nonFiniteRecovery == .retryOnCPUAndGPU, let fallback = backend as? any ComputeUnitFallback,
+              try fallback.fallBackToCPUAndGPU(component) else {
+            throw PipelineError.nonFiniteOutput(component: component, step: step, count: output.nonFiniteCount, retried: false)
+        }
+        let again = try body()
+        guard again.isFinite else {
+            throw PipelineError.nonFiniteOutput(component: component, step: step, count: again.nonFiniteCount, retried: true)
+        }
+        return again
+    }
+
+    /// The decoder on `latents / scale_factor`.
+    private func decodeChecked(_ latents: Tensor, step: Int?) throws -> Tensor {
+        let z = latents.scaled(by: 1 / Float(description.latent.scaleFactor))
+        return try finite(.decoder, step: step) { try backend.decode(latents: z) }
+    }
+
     private func encode(_ ids: [Int]) throws -> Tensor {
-        let hidden = try backend.encodeText(tokenIDs: ids.map { Int32($0) })
+        let hidden = try finite(.textEncoder, step: nil) { try backend.encodeText(tokenIDs: ids.map { Int32($0) }) }
         guard hidden.shape.count == 3, hidden.shape[0] == 1, hidden.shape[1] == ids.count else {
             throw PipelineError.unexpectedShape(what: "last_hidden_state", expected: [1, ids.count, hidden.shape.last ?? 0], got: hidden.shape)
         }
@@ -105,12 +178,14 @@ public final class Pipeline {
 
     /// The guided model prediction at `t`: one batch-2 call `[uncond, cond]`, two batch-1 calls,
     /// or (no guidance) the conditional prediction alone, in the batch the UNet was converted for.
-    private func predict(_ z: Tensor, t: Int, hidden: (cond: Tensor, uncond: Tensor?), guided: Bool,
+    private func predict(_ z: Tensor, t: Int, step: Int, hidden: (cond: Tensor, uncond: Tensor?), guided: Bool,
                          scale: Float, unetBatch: Int) throws -> Tensor {
         let timestep = Float(t)
         func call(_ sample: Tensor, _ states: Tensor) throws -> Tensor {
-            let out = try backend.predictNoise(sample: sample, timestep: [Float](repeating: timestep, count: sample.batch),
-                                               encoderHiddenStates: states)
+            let out = try finite(.unet, step: step) {
+                try backend.predictNoise(sample: sample, timestep: [Float](repeating: timestep, count: sample.batch),
+                                         encoderHiddenStates: states)
+            }
             guard out.shape == sample.shape else {
                 throw PipelineError.unexpectedShape(what: "noise_pred", expected: sample.shape, got: out.shape)
             }
@@ -132,5 +207,28 @@ public final class Pipeline {
             (unconditional, conditional) = (try call(z, uncond), try call(z, hidden.cond))
         }
         return try DDIMSampler.guide(conditional: conditional, unconditional: unconditional, scale: scale)
+    }
+}
+
+/// One generation started with `Pipeline.start(_:previewEvery:)`.
+public struct GenerationRun: Sendable {
+    /// Every progress report in order; finishes when the generation ends (also on error or
+    /// cancellation).
+    public let progress: AsyncStream<GenerationProgress>
+    private let task: Task<GenerationResult, any Error>
+
+    init(progress: AsyncStream<GenerationProgress>, task: Task<GenerationResult, any Error>) {
+        self.progress = progress
+        self.task = task
+    }
+
+    /// The generated image; throws `PipelineError.cancelled` after `cancel()`.
+    public var result: GenerationResult {
+        get async throws { try await task.value }
+    }
+
+    /// Stops the generation at the next step.
+    public func cancel() {
+        task.cancel()
     }
 }
