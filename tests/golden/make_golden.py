@@ -10,7 +10,8 @@ Files:
   sampler.json     alphas_cumprod samples, timesteps per spacing and step count, and complete
                    DDIM trajectories of the fake model below (both prediction types, with and
                    without guidance, UNet batch 1 and 2)
-  pipelines.json   pipeline.json samples: valid, chunked UNet, unknown version, missing keys
+  pipelines.json   pipeline.json samples: valid, chunked UNet, unknown version, missing keys, and the
+                   newer format (non-square "image", float32 input_ids, pad id 0)
 
 The fake model (identical in ios_app/Tests/SnapFusionKitTests/FakeModel.swift):
   fake(z, t, c) = float32((0.3 + 0.4 * t / 1000) * z + 0.05 * c / (1 + z * z)), computed in float64
@@ -258,6 +259,17 @@ def pipeline_cases(out: Path) -> None:
     bad_prediction = {**valid, "prediction_type": "sample"}
     text_only = json.loads(json.dumps(valid))
     del text_only["components"]["unet"], text_only["components"]["decoder"]
+    # Newer converters: "image": {"height", "width"} instead of image_size (non-square), float32
+    # input_ids (Apple's convention) and the tokenizer's own pad id (SD-2 pads with id 0, "!").
+    non_square = {k: v for k, v in json.loads(json.dumps(valid)).items() if k != "image_size"}
+    non_square["image"] = {"height": 96, "width": 64}
+    non_square["latent"].update(height=12, width=8)
+    non_square["tokenizer"]["pad_token_id"] = 0
+    non_square["components"]["text_encoder"]["inputs"] = [io("input_ids", [1, 77], "float32")]
+    non_square["components"]["unet"]["inputs"][0]["shape"] = [2, 4, 12, 8]
+    non_square["components"]["unet"]["outputs"][0]["shape"] = [2, 4, 12, 8]
+    non_square["components"]["decoder"]["inputs"] = [io("z", [1, 4, 12, 8])]
+    non_square["components"]["decoder"]["outputs"] = [io("image", [1, 3, 96, 64])]
     cases = [
         {"name": "valid", "expect": "ok", "pipeline": valid},
         {"name": "chunked_unet", "expect": "ok", "pipeline": chunked},
@@ -267,6 +279,7 @@ def pipeline_cases(out: Path) -> None:
         {"name": "unknown_prediction_type", "expect": "malformed", "pipeline": bad_prediction},
         {"name": "text_encoder_only", "expect": "missingComponent", "pipeline": text_only},
         {"name": "decoder_without_file", "expect": "malformed", "pipeline": no_files},
+        {"name": "non_square_float_ids_pad0", "expect": "ok", "pipeline": non_square},
     ]
     write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md section 2)",
           {"cases": cases}, out)

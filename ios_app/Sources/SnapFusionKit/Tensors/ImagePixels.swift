@@ -5,9 +5,17 @@ public struct RGBAImage: Equatable, Sendable {
     /// `width * height * 4` bytes, row-major, alpha 255.
     public let bytes: [UInt8]
 
+    /// Pixels from `width * height * 4` RGBA bytes.
+    init(width: Int, height: Int, bytes: [UInt8]) {
+        precondition(bytes.count == width * height * 4, "expected width * height * 4 bytes")
+        self.width = width
+        self.height = height
+        self.bytes = bytes
+    }
+
     /// Converts a decoder output `(1, 3, H, W)` in [-1, 1] (values outside are clipped):
-    /// `round((x + 1) / 2 * 255)`. NaN (fp16 overflow in a model) becomes 0, so a broken
-    /// model gives a black image instead of a crash.
+    /// `round((x + 1) / 2 * 255)`. NaN becomes 0 (the pipeline already
+    /// refuses non-finite decoder outputs with `PipelineError.nonFiniteOutput`).
     public init(image: Tensor) throws {
         guard image.shape.count == 4, image.shape[0] == 1, image.shape[1] == 3 else {
             throw PipelineError.unexpectedShape(what: "image", expected: [1, 3, image.shape.count > 2 ? image.shape[2] : 0,
