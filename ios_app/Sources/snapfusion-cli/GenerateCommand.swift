@@ -1,15 +1,18 @@
 import Foundation
 import SnapFusionKit
 
-/// `snapfusion-cli generate`: one image from a prompt with Core ML.
+/// `snapfusion-cli generate`: one image from a prompt, with Core ML or the Python interpreter.
 enum GenerateCommand: Command {
     static let name = "generate"
-    static let summary = "generate an image with Core ML (macOS)"
+    static let summary = "generate an image with Core ML (macOS) or the Python Core ML interpreter (anywhere)"
     static let help = """
     usage: snapfusion-cli generate --resources DIR --prompt TEXT [options]
 
     Generates one image from a converted folder (snapfusion-coreml convert -o DIR) and writes a PNG.
-    Needs Core ML: runs on macOS (and in apps on iOS), not on Linux.
+    --backend coreml needs Core ML (macOS; apps on iOS). --backend interpreter runs the packages
+    through the project's Python Core ML interpreter (`snapfusion-coreml interpret DIR`) on any
+    machine with the Python package, Linux included; everything else (tokenizer, noise, sampler,
+    guidance, decoding, PNG) is this Swift pipeline.
 
     options:
       --resources DIR        the converted folder (pipeline.json, *.mlpackage or *.mlmodelc, vocab.json, merges.txt)
@@ -18,16 +21,22 @@ enum GenerateCommand: Command {
       --steps N              sampling steps (default: pipeline.json sampler.default_steps)
       --guidance W           guidance scale, 1 = none (default: pipeline.json guidance.default_scale)
       --seed S               seed of the initial noise, as torch.manual_seed (default 0)
-      --compute-units U      cpuOnly | cpuAndGPU | cpuAndNeuralEngine | all (default cpuAndNeuralEngine)
-      --reduce-memory        keep one model in memory at a time
+      --backend B            coreml | interpreter (default coreml)
+      --python-command CMD   interpreter: the command that runs the Python CLI (default snapfusion-coreml;
+                             e.g. ".venv/bin/python -m snapfusion_coreml")
+      --precision P          interpreter: fp16 (as on device, default) | fp32
+      --compute-units U      coreml: cpuOnly | cpuAndGPU | cpuAndNeuralEngine | all (default cpuAndNeuralEngine)
+      --reduce-memory        coreml: keep one model in memory at a time
+      --retry-on-gpu         coreml: rerun a component on cpuAndGPU when it returns NaN or infinity
       -o, --output FILE      PNG to write (default image.png)
       -h, --help             show this help
     """
 
     static func run(_ arguments: [String]) throws {
         let args = try Arguments(arguments, options: ["--resources", "--prompt", "--negative-prompt", "--steps", "--guidance",
-                                                      "--seed", "--compute-units", "--output"],
-                                 flags: ["--reduce-memory"], aliases: ["-o": "--output"])
+                                                      "--seed", "--backend", "--python-command", "--precision",
+                                                      "--compute-units", "--output"],
+                                 flags: ["--reduce-memory", "--retry-on-gpu"], aliases: ["-o": "--output"])
         guard args.positionals.isEmpty else { throw CLIError.usage("unexpected argument \(args.positionals[0].debugDescription)") }
         let folder = fileURL(try args.required("--resources"))
         let request = GenerationRequest(prompt: try args.required("--prompt"), negativePrompt: args.string("--negative-prompt") ?? "",
@@ -35,21 +44,42 @@ enum GenerateCommand: Command {
                                         seed: try args.uint64("--seed") ?? 0)
         let units = try computeUnits(args)
         let output = fileURL(args.string("--output") ?? "image.png")
-        #if canImport(CoreML)
-        let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: units, reduceMemory: args.flag("--reduce-memory")))
-        let pipeline = try Pipeline(folder: folder, backend: backend)
-        try backend.load()
-        let result = try pipeline.generate(request) { progress in
+        let recovery: Pipeline.NonFiniteRecovery = args.flag("--retry-on-gpu") ? .retryOnCPUAndGPU : .fail
+        switch args.string("--backend") ?? "coreml" {
+        case "interpreter":
+            let precision = args.string("--precision") ?? "fp16"
+            guard ["fp16", "fp32"].contains(precision) else {
+                throw CLIError.usage("expected --precision fp16 or fp32, got \(precision.debugDescription)")
+            }
+            let description = try PipelineDescription.load(from: folder)
+            let channel = try ProcessChannel(pythonCommand: args.string("--python-command") ?? "snapfusion-coreml",
+                                             folder: folder, precision: precision)
+            defer { channel.close() }
+            let backend = InterpreterBackend(description: description, channel: channel)
+            try generate(request, pipeline: try Pipeline(folder: folder, backend: backend), output: output)
+        case "coreml":
+            #if canImport(CoreML)
+            let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: units, reduceMemory: args.flag("--reduce-memory")))
+            let pipeline = try Pipeline(folder: folder, backend: backend, nonFiniteRecovery: recovery)
+            try backend.load()
+            try generate(request, pipeline: pipeline, output: output)
+            #else
+            _ = (units, recovery)
+            throw CLIError.unavailable("--backend coreml needs Core ML, which this platform does not have; use --backend interpreter here")
+            #endif
+        case let other:
+            throw CLIError.usage("expected --backend coreml or interpreter, got \(other.debugDescription)")
+        }
+    }
+
+    private static func generate(_ request: GenerationRequest, pipeline: Pipeline, output: URL) throws {
+        let result = try pipeline.generate(request, cancellation: nil) { progress in
             if progress.stage == .unet { printError("step \(progress.step)/\(progress.totalSteps)") }
         }
         try PNGWriter.write(try RGBAImage(image: result.image), to: output)
         let t = result.timings
         print(String(format: "wrote %@ (text encoder %.1f ms, UNet %.1f ms over %ld steps, decoder %.1f ms, end to end %.1f ms)",
                      output.path, t.textEncoderMs, t.unetStepMs.reduce(0, +), t.unetStepMs.count, t.decoderMs, t.endToEndMs))
-        #else
-        _ = (folder, request, units, output)
-        throw CLIError.unavailable("generate needs Core ML, which this platform does not have; run it on macOS, or use `snapfusion-coreml generate` (PyTorch) here")
-        #endif
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SnapFusionKit
 
 /// `snapfusion-cli`: generate images, benchmark a converted folder, measure per-block latency
 /// tables and tokenize prompts.
@@ -36,6 +37,12 @@ do {
 } catch let error as CLIError {
     printError("error: \(error.localizedDescription)")
     exit(error.exitCode)
+} catch let error as PipelineDescriptionError {
+    printError("error: \(error.localizedDescription)")
+    exit(2)  // bad input folder
+} catch let error as TokenizerError {
+    printError("error: \(error.localizedDescription)")
+    exit(2)
 } catch {
     printError("error: \(error.localizedDescription)")
     exit(1)

@@ -15,6 +15,7 @@ import Testing
             description.imageSize = newer.imageSize
             description.latent = newer.latent
             description.tokenizer = newer.tokenizer
+            description.components = newer.components
         }
         let tokenizer = try CLIPTokenizer(directory: GoldenFiles.tokenizerDirectory, configuration: description.tokenizerConfiguration)
         return Pipeline(description: description, tokenizer: tokenizer, backend: backend, nonFiniteRecovery: recovery)

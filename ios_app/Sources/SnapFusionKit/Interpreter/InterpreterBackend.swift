@@ -1,0 +1,61 @@
+import Foundation
+
+/// Runs the converted packages of a folder through the Python Core ML interpreter
+/// (`snapfusion-coreml interpret OUT`) over `InterpreterProtocol`, so the whole Swift pipeline
+/// (tokenizer, RNG, sampler, guidance, decoding, PNG) runs on real model outputs on any machine
+/// with the Python package, Linux included. The server runs a chunked UNet itself.
+///
+/// Token ids are sent in the dtype pipeline.json declares for the text encoder's `input_ids`
+/// (float32 or int32), like the Core ML backend reads it from the model description.
+public final class InterpreterBackend: DiffusionBackend, @unchecked Sendable {
+    public let description: PipelineDescription
+    private let channel: any InterpreterChannel
+    private let lock = NSLock()
+
+    /// A backend over an open channel to a server started on the same folder.
+    public init(description: PipelineDescription, channel: any InterpreterChannel) {
+        self.description = description
+        self.channel = channel
+    }
+
+    /// Nothing to do: the server loads the packages when it starts.
+    public func load() throws {}
+
+    /// Nothing to do: the server owns the models until its stdin closes.
+    public func unload() {}
+
+    public func encodeText(tokenIDs: [Int32]) throws -> Tensor {
+        let declared = description.components.textEncoder?.inputs?.first { $0.name == ResourceNames.textEncoderInput }?.dtype
+        let shape = [1, tokenIDs.count]
+        let ids: InterpreterProtocol.Payload
+        switch TokenInputType(dtype: declared) {
+        case .float32:
+            ids = .init(name: ResourceNames.textEncoderInput, float32: Tensor(validShape: shape, scalars: tokenIDs.map(Float.init)))
+        case .int32:
+            ids = .init(name: ResourceNames.textEncoderInput, int32: tokenIDs, shape: shape)
+        }
+        return try call(.textEncoder, [ids], output: ResourceNames.textEncoderOutput)
+    }
+
+    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
+        try call(.unet, [.init(name: ResourceNames.unetSample, float32: sample),
+                         .init(name: ResourceNames.unetTimestep, float32: Tensor(validShape: [timestep.count], scalars: timestep)),
+                         .init(name: ResourceNames.unetHiddenStates, float32: encoderHiddenStates)],
+                 output: ResourceNames.unetOutput)
+    }
+
+    public func decode(latents: Tensor) throws -> Tensor {
+        try call(.decoder, [.init(name: ResourceNames.decoderInput, float32: latents)], output: ResourceNames.decoderOutput)
+    }
+
+    private func call(_ component: PipelineDescription.ComponentName, _ inputs: [InterpreterProtocol.Payload],
+                      output: String) throws -> Tensor {
+        lock.lock()
+        defer { lock.unlock() }
+        let outputs = try InterpreterProtocol.call(channel, component: component, inputs: inputs)
+        guard let payload = outputs.first(where: { $0.name == output }) else {
+            throw InterpreterError.missingOutput(output, component: component.rawValue)
+        }
+        return try payload.tensor()
+    }
+}
