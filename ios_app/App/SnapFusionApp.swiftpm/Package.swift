@@ -22,6 +22,11 @@ let package = Package(
                 .landscapeRight,
                 .landscapeLeft,
                 .portraitUpsideDown(.when(deviceFamilies: [.pad])),
+            ],
+            // The share sheet's "Save Image" writes to the photo library; without this purpose
+            // string (NSPhotoLibraryAddUsageDescription) iOS terminates the app when it is tapped.
+            capabilities: [
+                .photoLibraryAdd(purposeString: "Saves the images you generate to your photo library."),
             ]
         ),
     ],

@@ -1,10 +1,11 @@
 import Foundation
 import SnapFusionKit
 
-/// State of the Benchmark screen: runs `BenchmarkRunner` on the Core ML backend and keeps the
-/// JSON for sharing.
+/// State of the Benchmark screen: runs `BenchmarkRunner` on the shared pipeline (the same models
+/// as the Generate screen) and keeps the JSON for sharing. Lives as long as the app.
 @MainActor
 final class BenchmarkModel: ObservableObject {
+    @Published var prompt = "a photo of an astronaut riding a horse on mars"
     @Published var runs = 5
     @Published var warmup = 1
     @Published private(set) var isRunning = false
@@ -15,14 +16,12 @@ final class BenchmarkModel: ObservableObject {
 
     private var token: CancellationToken?
 
-    func run(store: ModelStore, prompt: String) {
+    func run(store: ModelStore) {
         guard !isRunning else { return }
         let backend: CoreMLBackend
         let pipeline: Pipeline
         do {
-            guard let folder = store.folder else { throw AppError.noModel }
-            backend = try store.makeBackend()
-            pipeline = try Pipeline(folder: folder, backend: backend)
+            (pipeline, backend) = try store.pipeline()
         } catch {
             self.error = error.localizedDescription
             return

@@ -4,13 +4,12 @@ import SwiftUI
 /// Runs the benchmark harness on this device and shares the JSON for `snapfusion-coreml report`.
 struct BenchmarkView: View {
     @EnvironmentObject private var store: ModelStore
-    @StateObject private var model = BenchmarkModel()
-    @State private var prompt = "a photo of an astronaut riding a horse on mars"
+    @EnvironmentObject private var model: BenchmarkModel
 
     var body: some View {
         Form {
             Section {
-                TextField("Prompt", text: $prompt)
+                TextField("Prompt", text: $model.prompt)
                 Stepper("Measured runs: \(model.runs)", value: $model.runs, in: 1...50)
                 Stepper("Warm-up runs: \(model.warmup)", value: $model.warmup, in: 0...10)
             } footer: {
@@ -21,7 +20,7 @@ struct BenchmarkView: View {
                     ProgressView()
                     Button("Cancel", role: .destructive) { model.cancel() }
                 } else {
-                    Button("Run benchmark") { model.run(store: store, prompt: prompt) }
+                    Button("Run benchmark") { model.run(store: store) }
                         .disabled(store.folder == nil)
                 }
                 if let error = model.error {

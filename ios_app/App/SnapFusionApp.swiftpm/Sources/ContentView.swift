@@ -23,7 +23,10 @@ struct ContentView: View {
             .tabItem { Label("Benchmark", systemImage: "stopwatch") }
         }
         .safeAreaInset(edge: .top) {
-            if let message = store.message {
+            if let fraction = store.importProgress {
+                ProgressView(value: fraction) { Text("Copying the model into the app…") }
+                    .padding(8)
+            } else if let message = store.message {
                 Text(message)
                     .font(.footnote)
                     .padding(8)
@@ -33,7 +36,7 @@ struct ContentView: View {
         }
         .fileImporter(isPresented: $importing, allowedContentTypes: [.folder]) { result in
             switch result {
-            case let .success(url): try? store.select(url)
+            case let .success(url): Task { await store.importFolder(url) }
             case let .failure(error): store.message = error.localizedDescription
             }
         }
@@ -47,6 +50,7 @@ struct ContentView: View {
                 } label: {
                     Label("Choose model folder", systemImage: "folder")
                 }
+                .disabled(store.importProgress != nil)
                 Picker("Compute units", selection: $store.computeUnits) {
                     ForEach(ComputeUnits.allCases, id: \.self) { Text($0.rawValue).tag($0) }
                 }

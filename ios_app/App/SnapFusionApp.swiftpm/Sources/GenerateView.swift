@@ -6,7 +6,7 @@ import UniformTypeIdentifiers
 /// Save; per-stage timings.
 struct GenerateView: View {
     @EnvironmentObject private var store: ModelStore
-    @StateObject private var model = GeneratorModel()
+    @EnvironmentObject private var model: GeneratorModel
     @State private var exporting = false
 
     var body: some View {
@@ -58,6 +58,7 @@ struct GenerateView: View {
                         } label: {
                             Label("Save PNG", systemImage: "square.and.arrow.down")
                         }
+                        .disabled(model.png == nil)
                     }
                     .buttonStyle(.borderless)
                 }
@@ -68,9 +69,9 @@ struct GenerateView: View {
                 }
             }
         }
-        .onAppear { model.adopt(store.description) }
-        .onChange(of: store.folder) { _ in model.adopt(store.description) }
-        .fileExporter(isPresented: $exporting, document: model.image.map { PNGDocument(image: $0) }, contentType: .png,
+        .onAppear { model.adopt(store.description, folder: store.folder) }
+        .onChange(of: store.folder) { _ in model.adopt(store.description, folder: store.folder) }
+        .fileExporter(isPresented: $exporting, document: model.png.map { PNGDocument(data: $0) }, contentType: .png,
                       defaultFilename: "snapfusion-\(model.seed).png") { result in
             if case let .failure(error) = result { model.error = error.localizedDescription }
         }

@@ -2,7 +2,9 @@ import CoreGraphics
 import Foundation
 import SnapFusionKit
 
-/// State of the Generate screen: settings, progress, the image and its stage timings.
+/// State of the Generate screen: settings, progress, the image (and its PNG bytes, encoded once
+/// off the main thread) and its stage timings. Lives as long as the app, so switching tabs never
+/// resets the settings.
 @MainActor
 final class GeneratorModel: ObservableObject {
     @Published var prompt = "a photo of an astronaut riding a horse on mars"
@@ -13,65 +15,79 @@ final class GeneratorModel: ObservableObject {
     @Published private(set) var status = ""
     @Published private(set) var fraction = 0.0
     @Published private(set) var image: CGImage?
+    /// The image as PNG, for saving to Files.
+    @Published private(set) var png: Data?
     @Published private(set) var timings: StageTimings?
     @Published var error: String?
 
-    private var token: CancellationToken?
-    /// Reused while folder and settings stay the same, so models load once.
-    private var pipeline: Pipeline?
-    private var pipelineKey: String?
+    private var task: Task<Void, Never>?
+    /// Counts generations, so a cancelled one that ends late does not touch its successor.
+    private var generation = 0
+    /// The folder whose defaults (steps, guidance) were applied; they are applied once per folder.
+    private var adoptedFolder: URL?
 
-    /// Applies the folder's defaults (steps, guidance).
-    func adopt(_ description: PipelineDescription?) {
-        guard let description else { return }
+    /// Applies the folder's default steps and guidance the first time a folder is seen.
+    func adopt(_ description: PipelineDescription?, folder: URL?) {
+        guard let description, folder != adoptedFolder else { return }
+        adoptedFolder = folder
         steps = description.sampler.defaultSteps
         guidance = description.guidance.defaultScale
     }
 
     func generate(store: ModelStore) {
         guard !isRunning else { return }
-        let key = "\(store.folder?.path ?? "")|\(store.computeUnits.rawValue)|\(store.reduceMemory)"
+        let shared: (pipeline: Pipeline, backend: CoreMLBackend)
+        do {
+            shared = try store.pipeline()
+        } catch {
+            self.error = error.localizedDescription
+            return
+        }
         let request = GenerationRequest(prompt: prompt, steps: steps, guidanceScale: guidance, seed: seed)
-        let token = CancellationToken()
-        self.token = token
         isRunning = true
         error = nil
         fraction = 0
-        do {
-            if pipeline == nil || pipelineKey != key, let folder = store.folder {
-                pipeline = try Pipeline(folder: folder, backend: try store.makeBackend())
-                pipelineKey = key
-            }
-        } catch {
-            finish(error: error)
-            return
-        }
-        guard let pipeline else {
-            finish(error: AppError.noModel)
-            return
-        }
-        status = "Loading models (the first load compiles them; later loads are fast)…"
-        Task.detached(priority: .userInitiated) { [weak self] in
+        status = "Loading models (the first launch compiles them; later loads are fast)…"
+        generation += 1
+        let id = generation
+        task = Task { [weak self] in
             do {
-                try pipeline.backend.load()
-                let result = try pipeline.generate(request, cancellation: token) { progress in
-                    Task { @MainActor in self?.show(progress) }
+                // 1. compile (Core ML's asynchronous compiler) and load, off the main thread
+                try await shared.backend.compile()
+                try Task.checkCancellation()
+                try await Task.detached(priority: .userInitiated) { try shared.backend.load() }.value
+                try Task.checkCancellation()
+                // 2. generate, following the progress stream
+                let run = shared.pipeline.start(request)
+                let result = try await withTaskCancellationHandler {
+                    for await progress in run.progress { self?.show(progress) }
+                    return try await run.result
+                } onCancel: {
+                    run.cancel()
                 }
-                let image = try result.cgImage()
-                await MainActor.run {
-                    self?.image = image
-                    self?.timings = result.timings
-                    self?.finish(error: nil)
-                }
+                // 3. the CGImage and its PNG, once, off the main thread
+                let (image, png) = try await Task.detached(priority: .userInitiated) { () throws -> (CGImage, Data) in
+                    let image = try result.cgImage()
+                    return (image, PNGDocument.encode(image))
+                }.value
+                guard let self, self.generation == id else { return }
+                self.image = image
+                self.png = png
+                self.timings = result.timings
+                self.finish(error: nil)
             } catch {
-                await MainActor.run { self?.finish(error: error) }
+                guard let self, self.generation == id else { return }
+                self.finish(error: error)
             }
         }
     }
 
+    /// Stops at once: loading or the current step is abandoned, the screen is ready again.
     func cancel() {
-        token?.cancel()
-        status = "Cancelling…"
+        task?.cancel()
+        task = nil
+        generation += 1
+        finish(error: nil)
     }
 
     private func show(_ progress: GenerationProgress) {
@@ -86,9 +102,8 @@ final class GeneratorModel: ObservableObject {
 
     private func finish(error: Error?) {
         isRunning = false
-        token = nil
         status = ""
-        if let error, (error as? PipelineError) != .cancelled {
+        if let error, !(error is CancellationError), (error as? PipelineError) != .cancelled {
             self.error = error.localizedDescription
         }
     }

@@ -3,19 +3,25 @@ import ImageIO
 import SwiftUI
 import UniformTypeIdentifiers
 
-/// A generated image exported as a PNG file (Save to Files).
+/// A generated image exported as a PNG file (Save to Files). Holds bytes encoded once by
+/// `encode(_:)` off the main thread, never re-encoded while the view redraws.
 struct PNGDocument: FileDocument {
     static var readableContentTypes: [UTType] { [.png] }
 
     let data: Data
 
-    init(image: CGImage) {
+    /// PNG bytes of `image` (ImageIO); empty if encoding fails.
+    nonisolated static func encode(_ image: CGImage) -> Data {
         let output = NSMutableData()
         if let destination = CGImageDestinationCreateWithData(output as CFMutableData, UTType.png.identifier as CFString, 1, nil) {
             CGImageDestinationAddImage(destination, image, nil)
             CGImageDestinationFinalize(destination)
         }
-        data = output as Data
+        return output as Data
+    }
+
+    init(data: Data) {
+        self.data = data
     }
 
     init(configuration: ReadConfiguration) throws {
