@@ -127,15 +127,26 @@ def tokenizer_cases(out: Path) -> None:
     )
 
 
+LATENT_CASES = [(0, [1, 4, 64, 64]), (42, [1, 4, 96, 64])]
+LATENT_STRIDE = 41
+
+
 def random_cases(out: Path) -> None:
     cases = []
     for seed, shape in RANDOM_CASES:
         values = float32_list(schedule.initial_latents(seed, tuple(shape)))
         cases.append({"seed": seed, "shape": shape, "values": values})
+    # Real latent shapes (512x512 and 768x512 images), every LATENT_STRIDE-th value: torch fills
+    # them with its vectorised float sampler, which the Swift port matches to ~1e-6, not bitwise.
+    samples = []
+    for seed, shape in LATENT_CASES:
+        values = float32_list(schedule.initial_latents(seed, tuple(shape)))[::LATENT_STRIDE]
+        samples.append({"seed": seed, "shape": shape, "stride": LATENT_STRIDE, "values": values})
     write(
         "random.json",
-        "torch.randn(shape, generator=torch.Generator('cpu').manual_seed(seed), dtype=torch.float32).flatten().tolist()",
-        {"cases": cases}, out,
+        "torch.randn(shape, generator=torch.Generator('cpu').manual_seed(seed), dtype=torch.float32).flatten().tolist()"
+        " (latent_samples: the same, [::stride])",
+        {"cases": cases, "latent_samples": samples}, out,
     )
 
 
