@@ -1,5 +1,10 @@
 import Foundation
 import SnapFusionKit
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The interpreter server as a child process: `<python command> interpret FOLDER --precision P`
 /// run by `/bin/sh` (so the command may be `python -m snapfusion_coreml` or a path with
@@ -67,8 +72,24 @@ final class ProcessChannel: InterpreterChannel, @unchecked Sendable {
             buffer.removeFirst(start)
             start = 0
         }
-        guard let data = try output.fileHandleForReading.read(upToCount: 1 << 20), !data.isEmpty else { throw closed() }
-        buffer += data
+        // One read(2): whatever the server has written so far (FileHandle.read(upToCount:) waits
+        // for the full count on Linux, which would deadlock on a short response).
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        let descriptor = output.fileHandleForReading.fileDescriptor
+        var count: Int
+        repeat {
+            count = chunk.withUnsafeMutableBytes { systemRead(descriptor, $0.baseAddress, $0.count) }
+        } while count < 0 && errno == EINTR
+        guard count > 0 else { throw closed() }
+        buffer += chunk[..<count]
+    }
+
+    private func systemRead(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+        #if canImport(Glibc)
+        return Glibc.read(descriptor, buffer, count)
+        #else
+        return Darwin.read(descriptor, buffer, count)
+        #endif
     }
 
     private func closed() -> InterpreterError {

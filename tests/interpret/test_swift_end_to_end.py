@@ -1,0 +1,85 @@
+"""Same prompt, same seed, same image: the Swift pipeline (snapfusion-cli generate --backend
+interpreter: Swift tokenizer, RNG, sampler, guidance, decoding and PNG writer, the packages run by
+`snapfusion-coreml interpret`) against the Python pipeline on the same converted packages.
+
+The bundled default model is converted at fp16 (the README's main job adds palettization, which
+changes the packages but not the comparison; set SNAPFUSION_E2E_FOLDER to a converted folder,
+e.g. the main job's out/default, to compare on it instead). Skipped without a Swift toolchain.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = "a photo of an astronaut riding a horse on mars"
+SEED = 7
+MAX_LEVELS = 2  # per channel, of 255
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("swift") is None,
+                       reason="no Swift toolchain (`swift` not on PATH): snapfusion-cli cannot be built here"),
+    pytest.mark.usefixtures("one_thread"),
+]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    given = os.environ.get("SNAPFUSION_E2E_FOLDER")
+    if given:
+        return Path(given)
+    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+
+    out = tmp_path_factory.mktemp("e2e") / "default"
+    convert_pipeline(str(ROOT / "models" / "default"), ConvertOptions(out=out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def swift_cli() -> Path:
+    package = ROOT / "ios_app"
+    build = subprocess.run(["swift", "build", "-j", "2", "--product", "snapfusion-cli"], cwd=package,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=package, capture_output=True, text=True, check=True)
+    return Path(bin_path.stdout.strip()) / "snapfusion-cli"
+
+
+def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tmp_path):
+    from snapfusion_coreml.interpret.backend import load_package_pipeline
+
+    # 1. Swift: everything but the models, over the interpreter protocol
+    out = tmp_path / "swift.png"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    run = subprocess.run([str(swift_cli), "generate", "--resources", str(converted), "--prompt", PROMPT,
+                          "--seed", str(SEED), "--backend", "interpreter", "--precision", "fp16",
+                          "--python-command", f"{sys.executable} -m snapfusion_coreml", "-o", str(out)],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    swift = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
+
+    # 2. Python: the same packages, the same interpreter, the same precision
+    python = load_package_pipeline(converted, "fp16").generate(PROMPT, seed=SEED).astype(np.int16)
+
+    # 3. compare
+    assert swift.shape == python.shape, f"expected {python.shape}, got {swift.shape}"
+    assert python.std() > 1, "the image is flat: the comparison would prove nothing"
+    difference = np.abs(swift - python)
+    print(f"Swift vs Python on {converted.name}: max {difference.max()} levels, "
+          f"mean {difference.mean():.4f}, {np.count_nonzero(difference)} of {difference.size} channel values differ")
+    assert difference.max() <= MAX_LEVELS, f"expected at most {MAX_LEVELS} levels apart, got {difference.max()}"
+
+
+def test_bad_folder_is_one_line_and_exit_2(swift_cli, tmp_path):
+    run = subprocess.run([str(swift_cli), "generate", "--resources", str(tmp_path), "--prompt", "x",
+                          "--backend", "interpreter"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "no pipeline.json" in run.stderr
