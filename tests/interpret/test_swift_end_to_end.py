@@ -22,7 +22,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "a photo of an astronaut riding a horse on mars"
 SEED = 7
-MAX_LEVELS = 2  # per channel, of 255
+# Per channel, of 255. fp32: the Swift pipeline equals Python's up to the ~1e-6 noise difference
+# (torch's vectorised float Box-Muller is not reproduced bit for bit), measured max 1 level.
+# fp16 (as on device): the server rounds float32 inputs to fp16, so a 1e-6 difference can flip an
+# fp16 rounding and grow over 8 steps; measured max 4 levels, mean 0.22, on the main job's folder.
+BOUNDS = {"fp32": (2, 0.05), "fp16": (6, 0.5)}  # (max levels, mean levels)
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("swift") is None,
@@ -53,29 +57,32 @@ def swift_cli() -> Path:
     return Path(bin_path.stdout.strip()) / "snapfusion-cli"
 
 
-def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tmp_path, precision):
     from snapfusion_coreml.interpret.backend import load_package_pipeline
 
     # 1. Swift: everything but the models, over the interpreter protocol
     out = tmp_path / "swift.png"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     run = subprocess.run([str(swift_cli), "generate", "--resources", str(converted), "--prompt", PROMPT,
-                          "--seed", str(SEED), "--backend", "interpreter", "--precision", "fp16",
+                          "--seed", str(SEED), "--backend", "interpreter", "--precision", precision,
                           "--python-command", f"{sys.executable} -m snapfusion_coreml", "-o", str(out)],
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     swift = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
 
     # 2. Python: the same packages, the same interpreter, the same precision
-    python = load_package_pipeline(converted, "fp16").generate(PROMPT, seed=SEED).astype(np.int16)
+    python = load_package_pipeline(converted, precision).generate(PROMPT, seed=SEED).astype(np.int16)
 
     # 3. compare
     assert swift.shape == python.shape, f"expected {python.shape}, got {swift.shape}"
     assert python.std() > 1, "the image is flat: the comparison would prove nothing"
     difference = np.abs(swift - python)
-    print(f"Swift vs Python on {converted.name}: max {difference.max()} levels, "
+    print(f"Swift vs Python on {converted.name} ({precision}): max {difference.max()} levels, "
           f"mean {difference.mean():.4f}, {np.count_nonzero(difference)} of {difference.size} channel values differ")
-    assert difference.max() <= MAX_LEVELS, f"expected at most {MAX_LEVELS} levels apart, got {difference.max()}"
+    max_levels, mean_levels = BOUNDS[precision]
+    assert difference.max() <= max_levels, f"expected at most {max_levels} levels apart, got {difference.max()}"
+    assert difference.mean() <= mean_levels, f"expected a mean difference under {mean_levels}, got {difference.mean():.4f}"
 
 
 def test_bad_folder_is_one_line_and_exit_2(swift_cli, tmp_path):
