@@ -25,6 +25,8 @@ final class ProcessChannel: InterpreterChannel, @unchecked Sendable {
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle.standardError
+        // A server that exits early closes its stdin: writing must fail with EPIPE, not kill us.
+        signal(SIGPIPE, SIG_IGN)
         do {
             try process.run()
         } catch {

@@ -58,8 +58,8 @@ public final class Pipeline: Sendable {
     /// Starts one generation in a detached task and returns its progress stream and result.
     ///
     /// - Parameter previewEvery: decode the current estimate of the final image every this many
-    ///   UNet steps (0: never; each preview costs one decoder call and is not part of the step
-    ///   timings).
+    ///   UNet steps (0: never; each preview costs one decoder call, in reduce-memory mode also a
+    ///   swap of UNet and decoder, and is not part of the step timings).
     public func start(_ request: GenerationRequest, previewEvery: Int = 0) -> GenerationRun {
         let (stream, continuation) = AsyncStream.makeStream(of: GenerationProgress.self)
         let task = Task.detached(priority: .userInitiated) { [self] in
