@@ -33,4 +33,16 @@ cli=()
 while IFS= read -r -d '' file; do cli+=("$file"); done < <(find Sources/snapfusion-cli -name '*.swift' -print0 | sort -z)
 swiftc -typecheck "${flags[@]}" -module-name snapfusion_cli "${cli[@]}"
 
+# 4. negative control: a misspelled Core ML call must fail against the stubs
+cat > "$work/control.swift" <<'SWIFT'
+import CoreML
+func control(_ url: URL) throws -> URL { try MLModel.compileModell(at: url) }
+SWIFT
+if swiftc -typecheck "${flags[@]}" "$work/control.swift" >"$work/control.log" 2>&1 \
+    || ! grep -q "has no member 'compileModell'" "$work/control.log"; then
+    echo "error: the stubs did not reject a misspelled Core ML call as expected; the check proves nothing" >&2
+    cat "$work/control.log" >&2
+    exit 1
+fi
+
 echo "typecheck-apple: SnapFusionKit (${#kit[@]} files) and snapfusion-cli (${#cli[@]} files) type-check against the Core ML and CoreGraphics stubs"

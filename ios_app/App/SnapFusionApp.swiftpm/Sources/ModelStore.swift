@@ -104,17 +104,7 @@ enum FolderCopy {
     static func copy(_ source: URL, to destination: URL, progress: @escaping @Sendable (Double) -> Void) async throws {
         try await Task.detached(priority: .userInitiated) {
             let fileManager = FileManager.default
-            var files: [(URL, String, Int64)] = []
-            let keys: [URLResourceKey] = [.isRegularFileKey, .fileSizeKey]
-            guard let walker = fileManager.enumerator(at: source, includingPropertiesForKeys: keys) else {
-                throw ImportError.unreadable(source.path)
-            }
-            for case let url as URL in walker {
-                let values = try url.resourceValues(forKeys: Set(keys))
-                guard values.isRegularFile == true else { continue }
-                let relative = String(url.standardizedFileURL.path.dropFirst(source.standardizedFileURL.path.count + 1))
-                files.append((url, relative, Int64(values.fileSize ?? 0)))
-            }
+            let files = try regularFiles(in: source)
             let total = max(files.map(\.2).reduce(0, +), 1)
             let staging = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).partial-\(UUID().uuidString)")
             defer { try? fileManager.removeItem(at: staging) }
@@ -137,6 +127,25 @@ enum FolderCopy {
                 try fileManager.moveItem(at: staging, to: destination)
             }
         }.value
+    }
+}
+
+extension FolderCopy {
+    /// Every regular file below `folder`: URL, path relative to `folder`, size in bytes.
+    /// (Synchronous: directory enumerators cannot be iterated in an async context.)
+    static func regularFiles(in folder: URL) throws -> [(URL, String, Int64)] {
+        let keys: [URLResourceKey] = [.isRegularFileKey, .fileSizeKey]
+        guard let walker = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: keys) else {
+            throw ImportError.unreadable(folder.path)
+        }
+        var files: [(URL, String, Int64)] = []
+        for case let url as URL in walker {
+            let values = try url.resourceValues(forKeys: Set(keys))
+            guard values.isRegularFile == true else { continue }
+            let relative = String(url.standardizedFileURL.path.dropFirst(folder.standardizedFileURL.path.count + 1))
+            files.append((url, relative, Int64(values.fileSize ?? 0)))
+        }
+        return files
     }
 }
 
