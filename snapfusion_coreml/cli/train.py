@@ -20,7 +20,7 @@ CheckpointEvery = Annotated[int, typer.Option(help="Steps between atomic checkpo
 RunDir = Annotated[Optional[Path], typer.Option(help="Checkpoints and log.jsonl [default: OUT.run].")]
 Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in the run folder.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
-Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions) or a prompt-list file.")]
+Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions), a prompt-list file, or shapes[:SEED] (the procedural shapes data set).")]
 Vae = Annotated[Optional[Path], typer.Option(help="Diffusers VAE folder whose encoder turns training images into latents.")]
 DataSteps = Annotated[int, typer.Option(help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
 CaptionDropout = Annotated[float, typer.Option(help="Share of captions replaced by \"\" (the unconditional embedding).")]
