@@ -66,6 +66,7 @@ def run_command(
 
     from ..eval.outputs import markdown, write_outputs
     from ..eval.run import EvalSettings, evaluate
+    from ..io import atomic_directory
 
     if out.exists() and not overwrite:  # before minutes of generation
         raise UserError(f"output folder {out} already exists; pass --overwrite to replace it")
@@ -78,10 +79,12 @@ def run_command(
 
         def on_image(w: float, i: int, total: int) -> None:
             done["n"] += 1
-            progress.update(task, completed=done["n"], description=f"generating (w={w:g})")
+            progress.update(task, completed=done["n"], total=total * len(settings.guidance),
+                            description=f"generating (w={w:g})")
 
-        result = evaluate(str(model or DEFAULT_MODEL), settings, on_image)
-    write_outputs(result, out, overwrite)
+        with atomic_directory(out, overwrite) as tmp:  # nothing at OUT until every file is written
+            result = evaluate(str(model or DEFAULT_MODEL), settings, tmp / "images", on_image)
+            write_outputs(result, tmp)
     Console().print(markdown(result), highlight=False, markup=False)
     console.print(f"wrote {out} in {result.seconds:.0f} s", highlight=False)
 

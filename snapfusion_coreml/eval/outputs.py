@@ -1,7 +1,6 @@
-"""What `eval` writes: results.json, results.md (a table), sweep.png (score against Frechet
-distance over the guidance sweep), grid.png (rows: guidance values; columns: the first prompts)
-and every image as images/w<guidance>/<index>.png. Written into a temporary folder and moved
-into place whole."""
+"""What `eval` writes beside the images (images/w<guidance>/<index>.png, written as they are
+drawn): results.json, results.md (a table), sweep.png (score against Frechet distance over the
+guidance sweep) and grid.png (rows: guidance values; columns: the first prompts)."""
 
 from __future__ import annotations
 
@@ -9,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_directory, write_json, write_png
+from ..io import write_json, write_png
 from .run import EvalResult
-
-GRID_COLUMNS = 8
-
 
 def _score(row: dict) -> tuple[str, float] | None:
     if "judge_accuracy" in row:
@@ -83,27 +79,20 @@ def plot_sweep(result: EvalResult, path: Path) -> bool:
     return True
 
 
-def image_grid(result: EvalResult, columns: int = GRID_COLUMNS) -> np.ndarray:
-    """(rows * H, columns * W, 3) uint8: one row per guidance value, the first `columns` images."""
-    rows = []
-    for w in result.settings.guidance:
-        images = result.images[w][:columns]
-        rows.append(np.concatenate(list(images), axis=1))
-    return np.concatenate(rows, axis=0)
+def image_grid(result: EvalResult) -> np.ndarray:
+    """(rows * H, columns * W, 3) uint8: one row per guidance value, the images the result kept."""
+    return np.concatenate([np.concatenate(result.images[w], axis=1) for w in result.settings.guidance], axis=0)
 
 
-def write_outputs(result: EvalResult, out: Path, overwrite: bool = False) -> list[str]:
-    """Write every output into `out` atomically; returns the file names written."""
+def write_outputs(result: EvalResult, out: Path) -> list[str]:
+    """Write the summaries into the folder `out` (the caller's temporary folder); the file names."""
+    out = Path(out)
     written = ["results.json", "results.md", "grid.png"]
-    with atomic_directory(Path(out), overwrite) as tmp:
-        for w, images in result.images.items():
-            for i, image in enumerate(images):
-                write_png(tmp / "images" / f"w{w:g}" / f"{i:04d}.png", image)
-        write_png(tmp / "grid.png", image_grid(result))
-        if plot_sweep(result, tmp / "sweep.png"):
-            written.append("sweep.png")
-        (tmp / "results.md").write_text(markdown(result))
-        data = result.to_dict()
-        data["files"] = written + ["images/"]
-        write_json(tmp / "results.json", data)
+    write_png(out / "grid.png", image_grid(result))
+    if plot_sweep(result, out / "sweep.png"):
+        written.append("sweep.png")
+    (out / "results.md").write_text(markdown(result))
+    data = result.to_dict()
+    data["files"] = written + ["images/"]
+    write_json(out / "results.json", data)
     return written

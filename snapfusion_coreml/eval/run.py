@@ -27,6 +27,7 @@ import numpy as np
 
 from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
+from ..io import write_png
 from ..train import shapes
 from ..train.data import IMAGE_SUFFIXES
 from .judge import BUNDLED_JUDGE, Judge, attribute_accuracy
@@ -35,6 +36,7 @@ from .train_judge import scene_images
 
 EVAL_PROMPT_SEED = 3
 EVAL_REFERENCE_SEED = 4
+CHUNK = 16  # images scored together
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class EvalResult:
     backend: str
     prompts: Prompts
     rows: list[dict] = field(default_factory=list)  # one per guidance value
-    images: dict[float, np.ndarray] = field(default_factory=dict)  # guidance -> (N, H, W, 3) uint8
+    images: dict[float, list[np.ndarray]] = field(default_factory=dict)  # guidance -> the first grid images
     judge: dict | None = None  # the judge's own record (held-out accuracy, how it was trained)
     reference: str | None = None
     seconds: float = 0.0
@@ -151,11 +153,13 @@ def load_any_pipeline(model: str, precision: str):
     return load_pipeline(model, attention=AttentionImpl.ORIGINAL), "PyTorch"
 
 
-def evaluate(model: str, settings: EvalSettings,
-             on_image: Callable[[float, int, int], None] | None = None) -> EvalResult:
+def evaluate(model: str, settings: EvalSettings, images_dir: Path | None = None,
+             on_image: Callable[[float, int, int], None] | None = None, grid_columns: int = 8) -> EvalResult:
     """Generate `settings.count` images per guidance value with MODEL and score them.
 
-    on_image(w, i, total) is called after each image.
+    Images are scored in chunks as they come and written to `images_dir`/w<guidance>/<i>.png when
+    given, so memory stays bounded for thousands of images; the result keeps the first
+    `grid_columns` of each guidance value. on_image(w, i, total) is called after each image.
     """
     start = time.perf_counter()
     # 1. prompts, pipeline and the scorers that apply
@@ -178,26 +182,48 @@ def evaluate(model: str, settings: EvalSettings,
             distances["fid"] = FeatureDistance(inception_features(settings.inception))
         for measure in distances.values():
             measure.set_reference(reference)
+        del reference
     result = EvalResult(settings, str(model), backend, prompts, judge=getattr(judge, "metadata", None),
                         reference=reference_spec)
 
     # 2. every guidance value: the same prompts and seeds
     for w in settings.guidance:
-        images = []
+        predictions: list[dict[str, str]] = []
+        clip_scores: list[np.ndarray] = []
+        for measure in distances.values():
+            measure.reset()
+        chunk: list[np.ndarray] = []
+
+        def score(images: list[np.ndarray], first: int) -> None:
+            # 3. scores, a chunk at a time
+            batch = np.stack(images)
+            if judge is not None and prompts.attributes is not None:
+                predictions.extend(judge.predict(batch))
+            if clip is not None:
+                clip_scores.append(clip(batch, prompts.texts[first:first + len(batch)]))
+            for measure in distances.values():
+                measure.add(batch)
+
         for i, prompt in enumerate(prompts.texts):
-            images.append(pipeline.generate(prompt, settings.steps, w, settings.seed + i))
+            image = pipeline.generate(prompt, settings.steps, w, settings.seed + i)
+            if images_dir is not None:
+                write_png(Path(images_dir) / f"w{w:g}" / f"{i:04d}.png", image)
+            if i < grid_columns:
+                result.images.setdefault(w, []).append(image)
+            chunk.append(image)
+            if len(chunk) == CHUNK or i + 1 == len(prompts.texts):
+                score(chunk, i + 1 - len(chunk))
+                chunk = []
             if on_image:
                 on_image(w, i + 1, len(prompts.texts))
-        batch = np.stack(images)
-        result.images[w] = batch
-        row: dict = {"guidance": w, "images": len(batch)}
-        # 3. scores of this guidance value
-        if judge is not None and prompts.attributes is not None:
-            row["judge_accuracy"] = attribute_accuracy(judge.predict(batch), prompts.attributes)
-        if clip is not None:
-            row["clip_score"] = float(clip(batch, prompts.texts).mean())
+        # 4. this guidance value's row
+        row: dict = {"guidance": w, "images": len(prompts.texts)}
+        if predictions:
+            row["judge_accuracy"] = attribute_accuracy(predictions, prompts.attributes)
+        if clip_scores:
+            row["clip_score"] = float(np.concatenate(clip_scores).mean())
         for name, measure in distances.items():
-            row[name] = measure.distance(batch)
+            row[name] = measure.compute()
         result.rows.append(row)
     result.seconds = time.perf_counter() - start
     return result

@@ -152,14 +152,26 @@ class FeatureDistance:
 
     def distance(self, images: np.ndarray, batch: int = 64) -> float:
         """FD between `images` (N, H, W, 3) uint8 and the reference set."""
-        self.metric.reset()  # generated statistics only: reset_real_features=False keeps the reference
+        self.reset()
+        self.add(images, batch)
+        return self.compute()
+
+    def reset(self) -> None:
+        """Forget the generated images (the reference is kept: reset_real_features=False)."""
+        self.metric.reset()
+
+    def add(self, images: np.ndarray, batch: int = 64) -> None:
+        """Accumulate generated images (N, H, W, 3) uint8, a few at a time if need be."""
         self._update(images, real=False, batch=batch)
+
+    def compute(self) -> float:
+        """FD between the images added since `reset` and the reference."""
         return float(self.metric.compute())
 
     @torch.no_grad()
     def _update(self, images: np.ndarray, real: bool, batch: int) -> None:
-        if len(images) < 2:
-            raise UserError(f"expected at least 2 images for a Frechet distance, got {len(images)}")
+        if real and len(images) < 2:
+            raise UserError(f"expected at least 2 reference images for a Frechet distance, got {len(images)}")
         for i in range(0, len(images), batch):
             self.metric.update(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2), real=real)
 

@@ -36,7 +36,7 @@ class JudgeTraining:
     held_out_seed: int = JUDGE_HELD_OUT_SEED  # data set seed of the accuracy report
     train_images: int = 6000
     held_out_images: int = 1000
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 3e-3
     render_size: int = 128  # the data set's native size; the judge resizes as it does for any image

@@ -67,3 +67,14 @@ def test_inception_weights_that_need_torch_fidelity(tmp_path):
     except Exception:
         with pytest.raises(UserError, match="expected torch-fidelity"):
             FeatureDistance(inception_features(state))
+
+
+def test_evolve_clip_scorer_uses_the_same_clip_score(clip_dir, tiny_pipeline):
+    from snapfusion_coreml.train.scorers import load_scorer
+
+    prompts = PROMPTS[:2]
+    scorer = load_scorer("clip", prompts, clip_weights=clip_dir, steps=2)
+    images = np.stack([tiny_pipeline.generate(p, 2, 7.5, i) for i, p in enumerate(prompts)])
+    assert scorer(tiny_pipeline, frozenset()) == pytest.approx(float(CLIPScore(clip_dir)(images, prompts).mean()))
+    with pytest.raises(UserError, match="expected local CLIP weights"):
+        load_scorer("clip", prompts)
