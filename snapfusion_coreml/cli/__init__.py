@@ -26,7 +26,7 @@ app = typer.Typer(
 
 # Each module defines `register(app)`.
 COMMAND_MODULES = ("convert", "inspect", "verify", "generate", "export_blocks", "train", "latency", "report",
-                   "interpret")
+                   "interpret", "eval")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

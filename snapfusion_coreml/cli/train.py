@@ -1,4 +1,4 @@
-"""`train v-pred`, `distill steps`, `distill decoder`, `evolve`: parse options, call snapfusion_coreml.train."""
+"""`train autoencoder|latents|base|v-pred`, `distill steps`, `distill decoder`, `evolve`: parse options, call snapfusion_coreml.train."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ CheckpointEvery = Annotated[int, typer.Option(help="Steps between atomic checkpo
 RunDir = Annotated[Optional[Path], typer.Option(help="Checkpoints and log.jsonl [default: OUT.run].")]
 Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in the run folder.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
-Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions) or a prompt-list file.")]
+Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions), a prompt-list file, or shapes[:SEED] (the procedural shapes data set).")]
 Vae = Annotated[Optional[Path], typer.Option(help="Diffusers VAE folder whose encoder turns training images into latents.")]
 DataSteps = Annotated[int, typer.Option(help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
 CaptionDropout = Annotated[float, typer.Option(help="Share of captions replaced by \"\" (the unconditional embedding).")]
@@ -45,6 +45,83 @@ def _report(what: str, out: Path, losses: list[float], extra: str = "") -> None:
 
 train_app = typer.Typer(help="Fine-tune a model.", no_args_is_help=True)
 distill_app = typer.Typer(help="Distil a model: fewer sampling steps, or a slimmer decoder.", no_args_is_help=True)
+
+
+ImageSize = Annotated[int, typer.Option(help="Image side in pixels (latents are a multiple of 8 smaller).")]
+
+
+@train_app.command("autoencoder")
+def autoencoder(
+    data: Data, out: Out, image_size: ImageSize = 128,
+    block_out_channels: Annotated[str, typer.Option(help="Channels per block, comma-separated (4 blocks: latents 8x smaller).")] = "8,16,32,32",
+    layers_per_block: Annotated[int, typer.Option(help="ResNet blocks per encoder block (decoder: one more).")] = 1,
+    norm_num_groups: Annotated[int, typer.Option(help="GroupNorm groups (must divide every width, halved ones too for a 0.5 slim decoder).")] = 4,
+    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1e-6,
+    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 8, lr: LearningRate = 1e-3,
+    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
+    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+) -> None:
+    """Train a KL autoencoder (a diffusers AutoencoderKL folder, the --vae of other commands)."""
+    from ..train.autoencoder import AutoencoderConfig, train_autoencoder
+
+    channels = _int_list(block_out_channels, "--block-out-channels")
+    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
+                         checkpoint_every, run_dir, resume, overwrite)
+    model, result = train_autoencoder(AutoencoderConfig(data, training, image_size, channels, layers_per_block,
+                                                        norm_num_groups, kl_weight=kl_weight))
+    _report("autoencoder", out, result.losses, f"; latent scaling factor {model.config.scaling_factor:.4g}")
+
+
+@train_app.command("latents")
+def latents(
+    vae: Annotated[Path, typer.Argument(help="Diffusers AutoencoderKL folder.")],
+    data: Data, out: Out, image_size: ImageSize = 128,
+    count: Annotated[int, typer.Option(help="Examples to encode (shapes: the first COUNT scenes).")] = 4096,
+    batch_size: BatchSize = 32, overwrite: Overwrite = False,
+) -> None:
+    """Encode images (or shapes[:SEED]) into a .npy latent folder with captions (--data of other commands)."""
+    from ..train.autoencoder import EncodeConfig, encode_latents
+
+    n = encode_latents(EncodeConfig(vae, data, out, count, image_size, batch_size, overwrite))
+    Console().print(f"encoded {n} examples\nwrote {out}", highlight=False)
+
+
+@train_app.command("base")
+def base(
+    data: Data,
+    vae: Annotated[Path, typer.Option(help="Diffusers AutoencoderKL folder: its decoder is saved with the model, its encoder encodes images.")],
+    out: Out,
+    layout: Annotated[str, typer.Option(help="UNet layout preset or JSON (cross_attention_dim = --text-width).")] = "sd-v1.5-tiny",
+    text_width: Annotated[int, typer.Option(help="CLIP text encoder hidden size.")] = 64,
+    text_layers: Annotated[int, typer.Option(help="CLIP text encoder layers.")] = 2,
+    text_heads: Annotated[int, typer.Option(help="CLIP text encoder attention heads.")] = 4,
+    image_size: ImageSize = 128,
+    prediction_type: Annotated[str, typer.Option(help="epsilon or v_prediction.")] = "epsilon",
+    caption_dropout: CaptionDropout = 0.1,
+    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 32, lr: LearningRate = 5e-4,
+    warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")] = 100,
+    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.999,
+    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+) -> None:
+    """Train a text encoder and a UNet from scratch, jointly (the teacher of the other stages)."""
+    import dataclasses
+
+    from ..train.base import BaseConfig, train_base
+
+    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
+                         checkpoint_every, run_dir, resume, overwrite)
+    training = dataclasses.replace(training, warmup_steps=warmup_steps)
+    config = BaseConfig(data, vae, training, layout, text_width, text_layers, text_heads, image_size, prediction_type,
+                        caption_dropout)
+    _, result = train_base(config)
+    _report("base model", out, result.losses)
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
 
 
 @train_app.command("v-pred")

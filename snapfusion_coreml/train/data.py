@@ -4,7 +4,9 @@ Sources (`load_examples`):
   - an image-text folder: every image (png/jpg/jpeg/webp) or precomputed latent (`.npy`, (4, h, w),
     already multiplied by the latent scale factor) has a caption in a same-name `.txt` file;
   - a prompt-list file: one prompt per line (blank lines and lines starting with "#" skipped);
-    training is then data-free: latents come from sampling the teacher (see train/teacher.py).
+    training is then data-free: latents come from sampling the teacher (see train/common.py);
+  - `shapes` or `shapes:SEED`: the procedural shapes data set (train/shapes.py), endless, rendered
+    on the fly at the model's image size (unless a file or folder of that name exists).
 
 Determinism: which examples form a micro-batch and which captions are dropped are pure functions
 of (seed, micro-step, process index). Nothing depends on iteration history, so a resumed run sees
@@ -14,6 +16,8 @@ processes splits every global batch into N disjoint slices with no sampler state
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from . import shapes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 LATENT_SUFFIX = ".npy"
@@ -34,6 +39,26 @@ class Example:
     caption: str
     image: Path | None = None  # an image file to encode with a VAE encoder
     latent: Path | None = None  # a precomputed latent
+    scene: shapes.Scene | None = None  # a procedural scene, rendered at the training image size
+
+
+class ShapesExamples:
+    """The shapes data set as an endless sequence of examples: example i is shapes.scene(seed, i)."""
+
+    endless = True
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __getitem__(self, index: int) -> Example:
+        s = shapes.scene(self.seed, index)
+        return Example(s.caption(), scene=s)
+
+    def __iter__(self) -> Iterator[Example]:
+        return (self[i] for i in itertools.count())
+
+    def head(self, n: int) -> list[Example]:
+        return [self[i] for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -49,9 +74,11 @@ def step_generator(seed: int, micro_step: int, rank: int, stream: int) -> torch.
     return torch.Generator("cpu").manual_seed(int(state[0] % (2**63)))
 
 
-def load_examples(path: Path) -> list[Example]:
-    """Examples of an image-text folder or a prompt-list file (see the module docstring)."""
+def load_examples(path: Path | str) -> list[Example] | ShapesExamples:
+    """Examples of an image-text folder, a prompt-list file or `shapes[:SEED]` (see the module docstring)."""
     path = Path(path)
+    if not path.exists() and (seed := shapes.parse_spec(str(path))) is not None:
+        return ShapesExamples(seed)
     if path.is_file():
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -62,7 +89,8 @@ def load_examples(path: Path) -> list[Example]:
             raise UserError(f"expected at least one prompt (one per line), got none (in {path})")
         return [Example(p) for p in prompts]
     if not path.is_dir():
-        raise UserError(f"training data not found: {path} (expected an image-text folder or a prompt-list file)")
+        raise UserError(f"training data not found: {path} (expected an image-text folder, a prompt-list file "
+                        f"or shapes[:SEED])")
     examples = []
     for file in sorted(path.iterdir()):
         suffix = file.suffix.lower()
@@ -88,11 +116,13 @@ class DataStream:
 
     Global position p (micro-batch m of size B on process r of W: p = (m * W + r) * B + i) reads
     example perm_e[p mod n] with e = p div n, where perm_e is a permutation seeded by (seed, e).
+    An endless source (ShapesExamples) reads example p itself.
     """
 
-    def __init__(self, examples: list[Example], batch_size: int, seed: int, caption_dropout: float = 0.0,
+    def __init__(self, examples: list[Example] | ShapesExamples, batch_size: int, seed: int, caption_dropout: float = 0.0,
                  image_size: int = 512, rank: int = 0, world_size: int = 1):
-        if not examples:
+        self.endless = getattr(examples, "endless", False)
+        if not self.endless and not examples:
             raise UserError("expected at least one training example, got none")
         if not 0.0 <= caption_dropout <= 1.0:
             raise UserError(f"expected a caption dropout in [0, 1], got {caption_dropout}")
@@ -103,7 +133,7 @@ class DataStream:
 
     @property
     def has_pixels(self) -> bool:
-        return self.examples[0].image is not None
+        return self.examples[0].image is not None or self.examples[0].scene is not None
 
     @property
     def has_latents(self) -> bool:
@@ -116,8 +146,11 @@ class DataStream:
         return self._perms[epoch]
 
     def indices(self, micro_step: int) -> list[int]:
-        n, b = len(self.examples), self.batch_size
+        b = self.batch_size
         start = (micro_step * self.world_size + self.rank) * b
+        if self.endless:
+            return list(range(start, start + b))
+        n = len(self.examples)
         return [self._perm(p // n)[p % n] for p in range(start, start + b)]
 
     def batch(self, micro_step: int) -> Batch:
@@ -125,9 +158,17 @@ class DataStream:
         g = step_generator(self.seed, micro_step, self.rank, STREAM_DROPOUT)
         drop = torch.rand(len(chosen), generator=g) < self.caption_dropout
         captions = ["" if d else e.caption for e, d in zip(chosen, drop.tolist())]
-        images = torch.stack([load_image(e.image, self.image_size) for e in chosen]) if self.has_pixels else None
+        images = torch.stack([example_image(e, self.image_size) for e in chosen]) if self.has_pixels else None
         latents = torch.stack([load_latent(e.latent) for e in chosen]) if self.has_latents else None
         return Batch(captions, images, latents)
+
+
+def example_image(example: Example, size: int) -> torch.Tensor:
+    """(3, size, size) in [-1, 1]: a rendered scene or an image file."""
+    if example.scene is not None:
+        array = torch.from_numpy(shapes.render(example.scene, size).astype(np.float32)).permute(2, 0, 1)
+        return array / 127.5 - 1.0
+    return load_image(example.image, size)
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:

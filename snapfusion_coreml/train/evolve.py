@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +192,7 @@ def evolve(config: EvolveConfig, scorer: QualityScorer | None = None) -> tuple[P
     pipeline = load_model(config.model, "the")
     table = load_latency_table(config.latency_table) if config.latency_table else None
     if scorer is None:
-        prompts = [e.caption for e in load_examples(config.data)][: config.score_prompts]
+        prompts = [e.caption for e in itertools.islice(load_examples(config.data), config.score_prompts)]
         scorer = load_scorer(config.scorer, prompts, config.clip_weights, config.clip_model, config.score_steps, config.training.seed)
     work = config.training.work_dir
     (work / "evolve").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,128 @@
+"""Train a small KL autoencoder (diffusers AutoencoderKL) and encode a data set into latents.
+
+The autoencoder is the latent space every later stage works in (Rombach et al.'s LDM, which SD
+and SnapFusion build on): images (B, 3, S, S) -> latents (B, 4, S/8, S/8) with 4 blocks. Loss:
+MSE of the reconstruction from a posterior sample plus kl_weight * KL(q(z|x) || N(0, I)) (no
+perceptual or adversarial term: the shapes data set is flat colors and edges). After training
+the latent scaling factor is set to 1 / std of the latents of a held-out batch, as SD's 0.18215
+was chosen, so the diffusion model sees unit-variance latents.
+
+The saved folder is a plain diffusers AutoencoderKL (config.json + safetensors): `--vae` of every
+training command, and `load_pipeline`/`VAEDecoder.from_diffusers` read its decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..io import atomic_directory
+from .common import load_vae_encoder
+from .data import STREAM_NOISE, DataStream, example_image, load_examples, step_generator
+from .loop import EVAL_MICRO_STEP, TrainingConfig, TrainResult, make_accelerator, run_training
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    data: Path  # image-text folder or shapes[:SEED] (images; captions unused)
+    training: TrainingConfig
+    image_size: int = 128
+    block_out_channels: tuple[int, ...] = (8, 16, 32, 32)  # 4 blocks: latents at image_size / 8
+    layers_per_block: int = 1
+    norm_num_groups: int = 4  # 4 keeps the 0.5-width slim decoder's channels divisible
+    latent_channels: int = 4
+    kl_weight: float = 1e-6  # of the summed per-sample KL, as LDM's KL-f8 autoencoder
+
+    def build(self, seed: int) -> nn.Module:
+        from diffusers import AutoencoderKL
+
+        n = len(self.block_out_channels)
+        torch.manual_seed(seed)
+        return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+                             up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=self.block_out_channels,
+                             layers_per_block=self.layers_per_block, latent_channels=self.latent_channels,
+                             norm_num_groups=self.norm_num_groups, sample_size=self.image_size)
+
+
+def train_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, TrainResult]:
+    """Train, set the latent scaling factor, save a diffusers AutoencoderKL folder to config.training.out."""
+    # 1. model and data
+    run = config.training
+    run.validate()
+    if config.image_size % 2 ** (len(config.block_out_channels) - 1):
+        raise UserError(f"expected an image size divisible by {2 ** (len(config.block_out_channels) - 1)}, got {config.image_size}")
+    accelerator = make_accelerator(run)
+    device = accelerator.device
+    vae = config.build(run.seed).train()
+    stream = DataStream(load_examples(config.data), run.batch_size, run.seed, 0.0, config.image_size,
+                        accelerator.process_index, accelerator.num_processes)
+    if not stream.has_pixels:
+        raise UserError(f"expected images (an image-text folder or shapes[:SEED]) to train an autoencoder, got "
+                        f"{'latents' if stream.has_latents else 'a prompt list'} (in {config.data})")
+    rank = accelerator.process_index
+
+    # 2. the loss of one micro-batch: reconstruction from a posterior sample + KL
+    def step_fn(model, micro_step):
+        images = stream.batch(micro_step).images.to(device)
+        posterior = model.encode(images).latent_dist
+        g = step_generator(run.seed, micro_step, rank, STREAM_NOISE)
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g).to(device)
+        reconstruction = model.decode(z).sample
+        mse = torch.nn.functional.mse_loss(reconstruction.float(), images)
+        kl = posterior.kl().mean()
+        return mse + config.kl_weight * kl, {"mse": float(mse), "kl": float(kl)}
+
+    # 3. train
+    fingerprint = {"kind": "train-autoencoder", "data": str(config.data), "image_size": config.image_size,
+                   "block_out_channels": list(config.block_out_channels), "layers_per_block": config.layers_per_block,
+                   "norm_num_groups": config.norm_num_groups, "kl_weight": config.kl_weight}
+    result = run_training(accelerator, run, vae, step_fn, "train autoencoder", fingerprint)
+
+    # 4. scaling factor from a held-out batch, then save
+    model = result.model.cpu().eval()
+    with torch.no_grad():
+        held_out = DataStream(load_examples(config.data), 64, run.seed + 1, 0.0, config.image_size).batch(EVAL_MICRO_STEP)
+        std = float(model.encode(held_out.images).latent_dist.mean.std())
+    model.register_to_config(scaling_factor=1.0 / std)
+    if accelerator.is_main_process:
+        with atomic_directory(Path(run.out), run.overwrite) as tmp:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    return model, result
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    vae: Path  # diffusers AutoencoderKL folder
+    data: Path  # image-text folder or shapes[:SEED]
+    out: Path  # folder of NNNNNN.npy latents (4, h, w) x scaling factor + NNNNNN.txt captions
+    count: int = 4096  # examples (shapes: the first `count` scenes; folders: at most their size)
+    image_size: int = 128
+    batch_size: int = 32
+    overwrite: bool = False
+
+
+@torch.no_grad()
+def encode_latents(config: EncodeConfig) -> int:
+    """Write the latent folder (posterior means x scaling factor) every training command reads. Returns the count."""
+    vae = load_vae_encoder(config.vae)
+    scale = float(vae.config.scaling_factor)
+    examples = load_examples(config.data)
+    count = config.count if getattr(examples, "endless", False) else min(config.count, len(examples))
+    if count < 1:
+        raise UserError(f"expected --count >= 1, got {config.count}")
+    chosen = examples.head(count) if hasattr(examples, "head") else list(examples)[:count]
+    with atomic_directory(Path(config.out), config.overwrite) as tmp:
+        for start in range(0, count, config.batch_size):
+            part = chosen[start:start + config.batch_size]
+            images = torch.stack([example_image(e, config.image_size) for e in part])
+            latents = (vae.encode(images).latent_dist.mean * scale).numpy().astype(np.float32)
+            for i, (example, latent) in enumerate(zip(part, latents)):
+                np.save(tmp / f"{start + i:06d}.npy", latent)
+                (tmp / f"{start + i:06d}.txt").write_text(example.caption + "\n", encoding="utf-8")
+    return count
