@@ -1,6 +1,7 @@
 """Same prompt, same seed, same image: the Swift pipeline (snapfusion-cli generate --backend
 interpreter: Swift tokenizer, RNG, sampler, guidance, decoding and PNG writer, the packages run by
-`snapfusion-coreml interpret`) against the Python pipeline on the same converted packages.
+`snapfusion-coreml interpret`) against `snapfusion-coreml generate OUT` (the Python pipeline on
+the same converted packages), both PNG files read back with PIL.
 
 The bundled default model is converted at fp16 (the README's main job adds palettization, which
 changes the packages but not the comparison; set SNAPFUSION_E2E_FOLDER to a converted folder,
@@ -59,8 +60,6 @@ def swift_cli() -> Path:
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tmp_path, precision):
-    from snapfusion_coreml.interpret.backend import load_package_pipeline
-
     # 1. Swift: everything but the models, over the interpreter protocol
     out = tmp_path / "swift.png"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -71,8 +70,13 @@ def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tm
     assert run.returncode == 0, run.stderr[-3000:]
     swift = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
 
-    # 2. Python: the same packages, the same interpreter, the same precision
-    python = load_package_pipeline(converted, precision).generate(PROMPT, seed=SEED).astype(np.int16)
+    # 2. Python: `snapfusion-coreml generate OUT`, the same packages, interpreter and precision
+    reference = tmp_path / "python.png"
+    run = subprocess.run([sys.executable, "-m", "snapfusion_coreml", "generate", str(converted), "--prompt", PROMPT,
+                          "--seed", str(SEED), "--precision", precision, "-o", str(reference)],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    python = np.asarray(Image.open(reference).convert("RGB")).astype(np.int16)
 
     # 3. compare
     assert swift.shape == python.shape, f"expected {python.shape}, got {swift.shape}"
