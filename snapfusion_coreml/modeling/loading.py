@@ -87,6 +87,8 @@ def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
         from .single_file import load_single_file
 
         return load_single_file(model, base, layout, attention, allow_pickle, report)
+    if base:
+        raise UserError(f"expected a single-file checkpoint with --base {base}, got {model} (a folder or hub id carries its own configs)")
     root = resolve_model_path(model)
     index = read_json(root / "model_index.json", "model_index.json (a diffusers pipeline folder or one saved by snapfusion-coreml)")
     own = index.get("_class_name") == OWN_CLASS

@@ -122,7 +122,9 @@ def test_cli_needs_a_matching_base(sd1, tmp_path, capsys):
     assert code == 2 and "expected --base sd-v1 | sd-v2 | sd-v2-base | FOLDER" in err and "look like sd-v1" in err
     code, _, err = run_cli(["convert", model, "--base", "sd-v2", "-o", str(tmp_path / "b")], capsys)
     assert code == 2 and "expected a sd-v2 checkpoint" in err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    code, _, err = run_cli(["convert", str(root / "base"), "--base", "sd-v1", "-o", str(tmp_path / "d")], capsys)
+    assert code == 2 and "expected a single-file checkpoint with --base sd-v1" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "d").exists()
     code, _, err = run_cli(["convert", model, "--base", str(root / "base"), "--components", "text_encoder",
                             "-o", str(tmp_path / "c")], capsys)
     assert code == 0, err
