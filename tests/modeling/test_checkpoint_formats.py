@@ -184,7 +184,7 @@ def test_sd2_v_prediction_768_linear_projection_upcast(tmp_path):
     per-block head counts and the tokenizer's own pad token ("!", id 0)."""
     from transformers import CLIPTokenizer
 
-    cfg = unet_config(sd2=True, sample_size=96)
+    cfg = {**unet_config(sd2=True, sample_size=96), "layers_per_block": 1}
     unet, vae, text = tiny_models(seed=1, unet_cfg=cfg)
     sched = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1,
              "num_train_timesteps": 1000, "prediction_type": "v_prediction", "clip_sample": False, "set_alpha_to_one": False}
