@@ -36,6 +36,9 @@ def convert(
     chunk_unet: bool = typer.Option(False, "--chunk-unet", help="Split the UNet into two packages (after palettization)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle (.bin/.ckpt) weights"),
+    base: Optional[str] = typer.Option(None, "--base",
+                                       help="Architecture of a single-file checkpoint: sd-v1, sd-v2 (768 px, v-prediction), "
+                                            "sd-v2-base or a folder of diffusers config files"),
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
     from ..convert import ConvertOptions, convert_pipeline, parse_palettize
@@ -45,6 +48,7 @@ def convert(
         out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
         compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
         target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
+        base=base,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         tasks: dict[str, int] = {}

@@ -24,6 +24,7 @@ def verify_command(
     min_psnr: float = typer.Option(MIN_PSNR_DB, "--min-psnr", help="Pass threshold in dB"),
     modes: Optional[str] = typer.Option(None, "--modes", help="fp32, fp16 and/or coreml (macOS) [default: fp32,fp16, plus coreml on macOS]"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow the reference to load pickle (.bin/.ckpt) weights"),
 ) -> None:
     """Run every package with the Core ML program interpreter (and Core ML on macOS) against PyTorch.
 
@@ -36,7 +37,7 @@ def verify_command(
     err = Console(stderr=True)
     with err.status("verifying") as status:
         report = verify_folder(out, reference, min_psnr, parse_modes(modes),
-                               on_step=lambda text: status.update(f"verifying {text}"))
+                               on_step=lambda text: status.update(f"verifying {text}"), allow_pickle=allow_pickle)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -17,6 +17,13 @@ from .options import ConvertOptions
 
 FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage"}
 CHUNK_NAMES = ("UnetChunk1.mlpackage", "UnetChunk2.mlpackage")
+# Token ids enter the text encoder as float32, as in Apple's ml-stable-diffusion converter (its
+# Swift pipeline feeds MLShapedArray<Float32>); every CLIP id (<= 49407 < 2^24) is exact in float32.
+INPUT_IDS_DTYPE = "float32"
+
+
+NUMPY_DTYPES = {"float32": np.float32, "int32": np.int32}
+TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32}
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,11 @@ class TensorSpec:
         g = torch.Generator().manual_seed(seed)
         if self.name == "timestep":  # spread over the training range, noisiest first
             return torch.linspace(999, 1, self.shape[0]).round()
-        if self.dtype == "int32":
+        if self.name == "input_ids" or self.dtype == "int32":
             ids = torch.full(self.shape, 49407, dtype=torch.int32)  # padded with <|endoftext|>
             ids[..., 0] = 49406
             ids[..., 1:8] = torch.randint(300, 40000, self.shape[:-1] + (7,), generator=g, dtype=torch.int32)
-            return ids
+            return ids.to(TORCH_DTYPES[self.dtype])
         return torch.randn(self.shape, generator=g)
 
     def to_dict(self) -> dict:
@@ -76,7 +83,7 @@ def component_specs(pipeline: Pipeline, options: ConvertOptions, latent_side: in
     specs = {
         "text_encoder": lambda: ComponentSpec(
             "text_encoder", FILE_NAMES["text_encoder"], TextEncoderExport(pipeline.text_encoder).eval(),
-            (TensorSpec("input_ids", (1, 77), "int32"),), ("last_hidden_state", "pooled_outputs"), True),
+            (TensorSpec("input_ids", (1, 77), INPUT_IDS_DTYPE),), ("last_hidden_state", "pooled_outputs"), True),
         "unet": lambda: ComponentSpec(
             "unet", FILE_NAMES["unet"], UnetExport(pipeline.unet).eval(),
             (TensorSpec("sample", (b, channels, s, s)), TensorSpec("timestep", (b,)),

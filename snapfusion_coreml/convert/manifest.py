@@ -35,7 +35,7 @@ def build_manifest(pipeline: Pipeline, options: ConvertOptions, latent_side: int
         "format_version": FORMAT_VERSION,
         "tool": {"name": "snapfusion-coreml", "version": __version__},
         "source": {"model": pipeline.source, "unet_layout": pipeline.unet.layout.name,
-                   "unet_parameters": pipeline.unet.num_parameters()},
+                   "unet_parameters": pipeline.unet.num_parameters(), **_base(options)},
         "prediction_type": sched.prediction_type,
         "image_size": latent_side * 8,
         "latent": {"channels": pipeline.unet.layout.in_channels, "height": latent_side, "width": latent_side,
@@ -51,6 +51,15 @@ def build_manifest(pipeline: Pipeline, options: ConvertOptions, latent_side: int
                       "pad_token_id": int(tok.pad_token_id)},
         "components": components,
     }
+
+
+def _base(options: ConvertOptions) -> dict[str, str]:
+    """source.base: the architecture a single-file checkpoint was read with (absent otherwise)."""
+    if not options.base:
+        return {}
+    from ..modeling.single_file import base_label
+
+    return {"base": base_label(options.base)}
 
 
 def check_manifest(data: dict[str, Any], source: str) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class ConvertOptions:
     overwrite: bool = False
     layout: str | None = None  # preset name or layout JSON path
     allow_pickle: bool = False
+    base: str | None = None  # architecture of a single-file checkpoint: sd-v1, sd-v2, sd-v2-base or a config folder
 
     def __post_init__(self) -> None:
         bad = [c for c in self.components if c not in COMPONENTS]

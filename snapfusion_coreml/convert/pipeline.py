@@ -61,7 +61,7 @@ def prepare_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
         pipeline = model
     else:
         layout = resolve_layout(options.layout) if options.layout else None
-        pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping)
+        pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping, options.base)
     if pipeline.unet.attention != options.attention:
         pipeline = _with_attention(pipeline, options)
     return pipeline, pipeline.check_image_size(options.image_size or pipeline.defaults.image_size)

@@ -15,7 +15,7 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
-from .components import ComponentSpec, describe_features
+from .components import NUMPY_DTYPES, ComponentSpec, describe_features
 from .compress import compress_model
 from .options import ConvertOptions
 
@@ -47,7 +47,7 @@ def to_coreml(spec: ComponentSpec, options: ConvertOptions):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(spec.module, spec.example_inputs(), strict=False, check_trace=False)
-        inputs = [ct.TensorType(t.name, shape=t.shape, dtype=np.int32 if t.dtype == "int32" else np.float32)
+        inputs = [ct.TensorType(t.name, shape=t.shape, dtype=NUMPY_DTYPES[t.dtype])
                   for t in spec.inputs]
         return ct.convert(
             traced,

@@ -16,8 +16,6 @@ from torch import nn
 from ..errors import UserError
 from .attention import Conv1x1
 
-SAFETENSORS = "diffusion_pytorch_model.safetensors"
-PICKLE = "diffusion_pytorch_model.bin"
 
 
 def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -40,17 +38,32 @@ def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.T
         raise UserError(f"expected a torch checkpoint, got an unreadable file: {exc} (in {path})") from None
 
 
+# File names diffusers and transformers have written, preferred first: full-precision safetensors,
+# the ".fp16" variant (diffusers' `variant="fp16"`), then the pickle forms of both.
+WEIGHT_STEMS = ("diffusion_pytorch_model", "model")
+PICKLE_STEMS = ("diffusion_pytorch_model", "pytorch_model")
+VARIANTS = ("", ".fp16")
+
+
+def weight_candidates() -> tuple[list[str], list[str]]:
+    """(safetensors names, pickle names) in order of preference."""
+    safe = [f"{stem}{variant}.safetensors" for variant in VARIANTS for stem in WEIGHT_STEMS]
+    pickle = [f"{stem}{variant}.bin" for variant in VARIANTS for stem in PICKLE_STEMS]
+    return safe, pickle
+
+
 def find_weights(directory: Path, allow_pickle: bool = False) -> Path:
-    """The weights file of a component folder, safetensors preferred."""
-    for name in (SAFETENSORS, "model.safetensors"):
+    """The weights file of a component folder: safetensors preferred, full precision before fp16."""
+    safe, pickle = weight_candidates()
+    for name in safe:
         if (directory / name).is_file():
             return directory / name
-    for name in (PICKLE, "pytorch_model.bin"):
+    for name in pickle:
         if (directory / name).is_file():
             if not allow_pickle:
                 raise UserError(f"only a pickle checkpoint found: {directory / name}; pass --allow-pickle if you trust it")
             return directory / name
-    raise UserError(f"expected {SAFETENSORS} in {directory}, found none")
+    raise UserError(f"expected one of {', '.join(safe)} in {directory}, found none")
 
 
 def _linear_as_conv(module: nn.Module) -> set[str]:

@@ -71,15 +71,24 @@ def load_unet(directory: Path, layout: UNetLayout | None = None, attention: Atte
     return unet
 
 
-def _scheduler_from_diffusers(cfg: dict, source: str) -> SchedulerConfig:
+def scheduler_from_diffusers(cfg: dict, source: str) -> SchedulerConfig:
     spacing = cfg.get("timestep_spacing") or "leading"  # diffusers' default when the key is absent
     return SchedulerConfig.from_dict({**cfg, "timestep_spacing": spacing, "steps_offset": cfg.get("steps_offset", 0)}, source)
 
 
 def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
                   attention: AttentionImpl | str = AttentionImpl.SPLIT_EINSUM, allow_pickle: bool = False,
-                  report: list[str] | None = None) -> Pipeline:
-    """Load every component of MODEL; `layout` maps the UNet onto another layout (see unet_mapping)."""
+                  report: list[str] | None = None, base: str | None = None) -> Pipeline:
+    """Load every component of MODEL; `layout` maps the UNet onto another layout (see unet_mapping).
+
+    A file is a single-file LDM checkpoint whose architecture `base` names (see single_file).
+    """
+    if Path(model).is_file():
+        from .single_file import load_single_file
+
+        return load_single_file(model, base, layout, attention, allow_pickle, report)
+    if base:
+        raise UserError(f"expected a single-file checkpoint with --base {base}, got {model} (a folder or hub id carries its own configs)")
     root = resolve_model_path(model)
     index = read_json(root / "model_index.json", "model_index.json (a diffusers pipeline folder or one saved by snapfusion-coreml)")
     own = index.get("_class_name") == OWN_CLASS
@@ -101,11 +110,15 @@ def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
         vae_weights = find_weights(vae_dir, allow_pickle)
         decoder = VAEDecoder.from_diffusers(read_state_dict(vae_weights, allow_pickle), vae_config, str(vae_weights))
         sched_path = root / "scheduler" / "scheduler_config.json"
-        scheduler = _scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
-        defaults = PipelineDefaults(steps=50, guidance_scale=7.5,
-                                    latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
-                                    image_size=unet.layout.sample_size * 8)
+        scheduler = scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
+        defaults = diffusers_defaults(vae_config, unet)
     return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler, defaults, str(model))
+
+
+def diffusers_defaults(vae_config: dict, unet: SnapFusionUNet) -> PipelineDefaults:
+    """Sampling defaults of a diffusers SD pipeline (StableDiffusionPipeline's 50 steps, w = 7.5)."""
+    return PipelineDefaults(steps=50, guidance_scale=7.5, latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
+                            image_size=unet.layout.sample_size * 8)
 
 
 def _component(root: Path, name: str) -> Path:
@@ -125,7 +138,7 @@ def save_pipeline(pipeline: Pipeline, out: Path, overwrite: bool = False, dtype:
                                               "vae_decoder": ["snapfusion_coreml", "VAEDecoder"]})
         for name in ("tokenizer", "text_encoder", "unet", "scheduler"):
             (tmp / name).mkdir()
-        save_tokenizer(pipeline.tokenizer, tmp / "tokenizer")
+        save_tokenizer(pipeline.tokenizer, tmp / "tokenizer", special_tokens=True)
         write_json(tmp / "text_encoder" / "config.json", text_encoder_config(pipeline.text_encoder))
         save_weights(pipeline.text_encoder, tmp / "text_encoder" / "model.safetensors", dtype)
         pipeline.unet.layout.save(tmp / "unet" / "layout.json")

@@ -55,7 +55,7 @@ def resolve_modes(modes: tuple[str, ...] | None) -> tuple[tuple[str, ...], list[
 
 def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float = MIN_PSNR_DB,
                   modes: tuple[str, ...] | None = None,
-                  on_step: Callable[[str], None] | None = None) -> VerifyReport:
+                  on_step: Callable[[str], None] | None = None, allow_pickle: bool = False) -> VerifyReport:
     """Verify every package of the converted folder `out` against its PyTorch reference.
 
     Args:
@@ -64,6 +64,7 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
         min_psnr: the pass threshold in dB.
         modes: from ALL_MODES; None = "fp32", "fp16" and, on macOS, "coreml".
         on_step: called with a short description before each component runs.
+        allow_pickle: let the reference load pickle weights (.bin/.ckpt).
     """
     folder = Path(out)
     # 1. the manifest and the packages it lists
@@ -73,7 +74,7 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
 
     # 2. the reference model
     model = reference or manifest.get("source", {}).get("model")
-    pipeline = load_reference(model, manifest, folder, given=reference is not None)
+    pipeline = load_reference(model, manifest, folder, given=reference is not None, allow_pickle=allow_pickle)
     report = VerifyReport(str(folder), str(model), float(min_psnr), run_modes, notes=notes)
 
     # 3. every component: integrity, inputs, reference, each mode
@@ -84,7 +85,7 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
             report.integrity.append(f"{', '.join(files)} differs from its sha256 in {MANIFEST} (altered after convert)")
         if on_step:
             on_step(f"{key}: {', '.join(files)}")
-        inputs = component_inputs(key, component["inputs"], folder)
+        inputs = component_inputs(key, component["inputs"], folder, manifest.get("tokenizer", {}).get("pad_token_id"))
         expected_outputs = reference_outputs(pipeline, manifest, key, inputs)
         programs = [load_program(folder / f) for f in files] if set(run_modes) & set(MODES) else []
         for mode in run_modes:

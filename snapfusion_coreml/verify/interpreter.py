@@ -76,7 +76,9 @@ def _inputs(program: Program, given: dict[str, np.ndarray], mode: str) -> dict[s
         if dtype not in FLOAT_TYPES and dtype != "bool" and arr.dtype.kind not in "iub":
             raise expected(f"{name} as integers ({dtype})", f"{arr.dtype}", where)
         t = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32) if dtype in FLOAT_TYPES else arr))
-        env[name] = coerce(t, dtype, mode == "fp16")
+        # an fp32 input stays fp32 (token ids above 2048 are exact only there); the program's own
+        # casts round it where it computes in fp16
+        env[name] = coerce(t, dtype, mode == "fp16" and dtype == "fp16")
     return env
 
 

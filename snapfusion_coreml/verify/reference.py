@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..config import resolve_layout
-from ..convert.components import TensorSpec, component_specs
+from ..convert.components import NUMPY_DTYPES, TensorSpec, component_specs
 from ..convert.options import ConvertOptions
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
@@ -27,10 +27,11 @@ from ..pipeline import Pipeline
 PROMPT = "a photo of an astronaut riding a horse on mars"
 
 
-def load_reference(model: str | None, manifest: dict, folder: Path, given: bool) -> Pipeline:
+def load_reference(model: str | None, manifest: dict, folder: Path, given: bool, allow_pickle: bool = False) -> Pipeline:
     """The PyTorch pipeline `folder` was converted from, as convert built it.
 
-    `model` is --reference (given=True) or pipeline.json's source.model (given=False).
+    `model` is --reference (given=True) or pipeline.json's source.model (given=False); a single-file
+    checkpoint is read with pipeline.json's source.base.
     """
     where = "--reference" if given else f"pipeline.json source.model in {folder}"
     hub_id = given and str(model).count("/") == 1 and not str(model).startswith((".", "/", "~"))
@@ -39,29 +40,32 @@ def load_reference(model: str | None, manifest: dict, folder: Path, given: bool)
         raise UserError(f"reference model not found: {model!r} ({where}){hint}")
     unet = manifest["components"].get("unet") or {}
     attention = AttentionImpl(unet.get("attention") or AttentionImpl.SPLIT_EINSUM.value)
+    base = manifest.get("source", {}).get("base")  # a single-file checkpoint's architecture
     try:
-        pipeline = load_pipeline(model, attention=attention)
+        pipeline = load_pipeline(model, attention=attention, allow_pickle=allow_pickle, base=base)
     except UserError as exc:
         raise UserError(f"reference model {model!r} ({where}) could not be loaded: {exc}") from None
     layout_name = manifest.get("source", {}).get("unet_layout")
     if layout_name and pipeline.unet.layout.name != layout_name:
         # the folder was converted with --layout: map the reference onto the same layout
-        pipeline = load_pipeline(model, layout=resolve_layout(layout_name), attention=attention)
+        pipeline = load_pipeline(model, layout=resolve_layout(layout_name), attention=attention, allow_pickle=allow_pickle,
+                                 base=base)
     return pipeline
 
 
-def component_inputs(key: str, declared: list[dict], folder: Path) -> dict[str, np.ndarray]:
-    """name -> array for every input pipeline.json declares for component `key`."""
+def component_inputs(key: str, declared: list[dict], folder: Path, pad_token_id: int | None = None) -> dict[str, np.ndarray]:
+    """name -> array for every input pipeline.json declares for component `key` (token ids padded
+    with `pad_token_id`, pipeline.json's tokenizer.pad_token_id, as the app pads them)."""
     inputs = {}
     for i, item in enumerate(declared):
         spec = TensorSpec(item["name"], tuple(int(d) for d in item["shape"]), item["dtype"])
         if key == "text_encoder" and spec.name == "input_ids":
-            ids = tokenize(load_tokenizer(folder), [PROMPT] * spec.shape[0]).numpy().astype(np.int32)
+            ids = tokenize(load_tokenizer(folder, pad_token_id), [PROMPT] * spec.shape[0]).numpy().astype(NUMPY_DTYPES[spec.dtype])
             if ids.shape != spec.shape:
                 raise UserError(f"expected input_ids of shape {spec.shape}, got {ids.shape} from the tokenizer (in {folder})")
             inputs[spec.name] = ids
         else:
-            inputs[spec.name] = spec.example(seed=i).numpy().astype(np.int32 if spec.dtype == "int32" else np.float32)
+            inputs[spec.name] = spec.example(seed=i).numpy().astype(NUMPY_DTYPES[spec.dtype])
     return inputs
 
 

@@ -33,7 +33,7 @@ def test_output_folder_follows_the_contract(converted, tiny_pipeline):
     assert [i["name"] for i in unet["inputs"]] == ["sample", "timestep", "encoder_hidden_states"]
     assert unet["inputs"][2]["shape"] == [2, 32, 1, 77] and unet["outputs"] == [{"name": "noise_pred", "shape": [2, 4, 8, 8], "dtype": "float32"}]
     assert manifest["components"]["decoder"]["outputs"][0]["shape"] == [1, 3, 64, 64]
-    assert manifest["components"]["text_encoder"]["inputs"] == [{"name": "input_ids", "shape": [1, 77], "dtype": "int32"}]
+    assert manifest["components"]["text_encoder"]["inputs"] == [{"name": "input_ids", "shape": [1, 77], "dtype": "float32"}]
     for component in manifest["components"].values():
         assert component["sha256"] == tree_sha256(out / component["file"])
         assert component["precision"] == "float16" and component["compression"] == {"mode": "none"}

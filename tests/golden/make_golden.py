@@ -246,7 +246,7 @@ def valid_pipeline() -> dict[str, Any]:
         "tokenizer": {"vocab": "vocab.json", "merges": "merges.txt", "max_length": 77,
                       "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407},
         "components": {
-            "text_encoder": component("TextEncoder.mlpackage", [io("input_ids", [1, 77], "int32")],
+            "text_encoder": component("TextEncoder.mlpackage", [io("input_ids", [1, 77], "float32")],
                                       [io("last_hidden_state", [1, 77, 768]), io("pooled_outputs", [1, 768])], "1" * 64),
             "unet": {**component("Unet.mlpackage", [io("sample", [2, 4, 8, 8]), io("timestep", [2]),
                                                     io("encoder_hidden_states", [2, 768, 1, 77])],
