@@ -20,3 +20,17 @@ def expected(what: str, got: str, where: str | None = None) -> UserError:
     """Build the project's standard message: "expected X, got Y (in FILE)"."""
     suffix = f" (in {where})" if where else ""
     return UserError(f"expected {what}, got {got}{suffix}")
+
+
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM arrived: the run stops, cleans up its temporary output and
+    exits 128 + the signal number (130, 143). A BaseException, so `except Exception` cannot
+    swallow it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

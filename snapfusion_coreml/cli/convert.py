@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from ..modeling.attention import AttentionImpl
-from .options import DEFAULT_MODEL, Target, human_bytes
-
-console = Console(stderr=True)
+from ..io import claim_output
+from ..modeling.attention_impl import AttentionImpl
+from ..modeling.source import resolve_model_path
+from .options import DEFAULT_MODEL, Target, human_bytes, print_json, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -36,33 +36,43 @@ def convert(
     chunk_unet: bool = typer.Option(False, "--chunk-unet", help="Split the UNet into two packages (after palettization)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle (.bin/.ckpt) weights"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (files, sizes, sha256s) as JSON"),
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
-    from ..convert import ConvertOptions, convert_pipeline, parse_palettize
+    source = str(model or DEFAULT_MODEL)
+    resolve_model_path(source)  # a missing MODEL fails before torch is imported
+    console = stderr_console()
+    with claim_output(out, overwrite, inputs=[source, layout]):
+        from ..convert import ConvertOptions, convert_pipeline, parse_palettize
 
-    compression, per_component = parse_palettize(palettize, palettize_mode)
-    options = ConvertOptions(
-        out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
-        compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
-        target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
-    )
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
-        tasks: dict[str, int] = {}
+        compression, per_component = parse_palettize(palettize, palettize_mode)
+        options = ConvertOptions(
+            out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
+            compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
+            target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
+        )
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+            tasks: dict[str, int] = {}
 
-        def on_component(key: str, event: str) -> None:
-            if event == "start":
-                tasks[key] = progress.add_task(f"converting {key}", total=1)
-            else:
-                progress.update(tasks[key], completed=1, description=f"converted {key}")
+            def on_component(key: str, event: str) -> None:
+                if event == "start":
+                    tasks[key] = progress.add_task(f"converting {key}", total=1)
+                else:
+                    progress.update(tasks[key], completed=1, description=f"converted {key}")
 
-        summary = convert_pipeline(str(model or DEFAULT_MODEL), options, on_component)
+            summary = convert_pipeline(source, options, on_component)
     for report in summary.mapping:
-        console.print(f"UNet layout mapping:\n{report}", highlight=False)
-    table = Table(title=f"{summary.out}")
+        console.print(f"UNet layout mapping:\n{report}")
+    if as_json:
+        print_json({"out": str(summary.out), "components": [
+            {"component": r.key, "files": r.files, "size_bytes": r.size_bytes, "sha256": r.sha256,
+             "compression": r.compression, "seconds": round(r.seconds, 3)} for r in summary.results]})
+        return
+    table = Table(title=Text(str(summary.out)))
     for column in ("component", "files", "size", "compression", "time"):
         table.add_column(column)
     for r in summary.results:
         comp = r.compression
         text = "fp16" if comp.get("mode") == "none" else f"{comp.get('bits')}-bit {comp.get('method')} ({comp.get('granularity')})"
         table.add_row(r.key, ", ".join(r.files), human_bytes(r.size_bytes), text, f"{r.seconds:.1f} s")
-    Console().print(table)
+    stdout_console().print(table)

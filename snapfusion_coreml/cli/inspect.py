@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from .options import human_bytes
+from .options import human_bytes, print_json, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -24,13 +23,14 @@ def inspect_command(
     from ..package_info import inspect_path
 
     info = inspect_path(path)
-    console = Console()
+    console = stdout_console()
     if as_json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return
     if "pipeline" in info:
         p = info["pipeline"]
-        console.print(f"[bold]{info['folder']}[/bold]  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
+        console.print(Text(info["folder"], style="bold"), end="")
+        console.print(f"  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
                       f"{p['image_size']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
                       f"{p['sampler']['timesteps']}, guidance {p['guidance']}", highlight=False)
         for key, component in p["components"].items():
@@ -41,9 +41,9 @@ def inspect_command(
                               f"{comp.get('method')}), {component['mixed_layers']} layers: {layers}; "
                               f"predicted PSNR {comp.get('predicted_psnr_db', float('nan')):.1f} dB", highlight=False)
     for pkg in info["packages"]:
-        table = Table(title=f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
+        table = Table(title=Text(f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
                             f"palettized {pkg['palettized_share']:.0%} (bits {pkg['palettized_bits'] or '-'}), "
-                            f"average {pkg['average_bits']:.2f} bits/weight")
+                            f"average {pkg['average_bits']:.2f} bits/weight"))
         table.add_column("kind")
         table.add_column("name")
         table.add_column("shape")

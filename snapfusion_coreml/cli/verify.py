@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from ..errors import UserError
 from ..metrics import MIN_PSNR_DB
+from .options import finite, print_json, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +20,7 @@ def register(app: typer.Typer) -> None:
 def verify_command(
     out: Path = typer.Argument(..., help="A folder written by `convert` (with pipeline.json)"),
     reference: Optional[str] = typer.Option(None, "--reference", help="PyTorch model to compare with [default: pipeline.json source.model]"),
-    min_psnr: float = typer.Option(MIN_PSNR_DB, "--min-psnr", help="Pass threshold in dB"),
+    min_psnr: float = typer.Option(MIN_PSNR_DB, "--min-psnr", callback=finite("--min-psnr"), help="Pass threshold in dB"),
     modes: Optional[str] = typer.Option(None, "--modes", help="fp32, fp16 and/or coreml (macOS) [default: fp32,fp16, plus coreml on macOS]"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
 ) -> None:
@@ -33,13 +32,12 @@ def verify_command(
     from ..verify.check import parse_modes, verify_folder
     from ..verify.report import render
 
-    err = Console(stderr=True)
-    with err.status("verifying") as status:
+    with stderr_console().status("verifying") as status:
         report = verify_folder(out, reference, min_psnr, parse_modes(modes),
                                on_step=lambda text: status.update(f"verifying {text}"))
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
-        render(report, Console())
+        render(report, stdout_console())
     if not report.ok:
         raise UserError(report.failure_message(), exit_code=1)
