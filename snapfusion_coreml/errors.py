@@ -34,3 +34,22 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+_pending_signals: list[int] = []
+
+
+def interrupt(signum: int) -> None:
+    """Signal handler body: remember the signal, then raise Interrupted.
+
+    Third-party code sometimes swallows every exception (a bare `except:` around an optional
+    import), so the signal is also remembered and `check_interrupted` raises it again at the
+    next safe point (between components, before an output folder is moved into place)."""
+    _pending_signals.append(signum)
+    raise Interrupted(signum)
+
+
+def check_interrupted() -> None:
+    """Raise Interrupted if a signal arrived whose exception was swallowed."""
+    if _pending_signals:
+        raise Interrupted(_pending_signals[0])

@@ -22,10 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import UserError
+from .errors import UserError, check_interrupted
 
-# Every output this process claimed, in order: the CLI names them when a run is interrupted.
+# Every output this process claimed, in order, and those it then replaced: the CLI names them
+# when a run is interrupted.
 CLAIMED_OUTPUTS: list[Path] = []
+WRITTEN_OUTPUTS: list[Path] = []
 
 _held_locks: dict[str, list[int]] = {}  # lock path -> [fd, depth]: the lock is re-entrant in one process
 
@@ -40,7 +42,7 @@ def os_error(exc: OSError, out: Path) -> UserError:
     if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
         src, dst, why = exc.args[0][0]
         return UserError(f"could not write {out}: {why} (in {dst})")
-    where = exc.filename or out
+    where = getattr(exc, "filename2", None) or exc.filename or out  # copies name the destination second
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return UserError(f"expected free space to write {out}, got a full disk (in {where}); "
                          f"{out} was not changed")
@@ -188,6 +190,7 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
             tmp.mkdir()
             yield tmp
             check_target(out, overwrite)
+            check_interrupted()  # a signal whose exception third-party code swallowed stops here
             move_into_place(tmp, out)
         except OSError as exc:
             raise os_error(exc, out) from None
@@ -216,6 +219,7 @@ def move_into_place(tmp: Path, out: Path) -> None:
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)
+        WRITTEN_OUTPUTS.append(Path(os.path.abspath(out)))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     shutil.rmtree(old, ignore_errors=True)

@@ -23,7 +23,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import typer
 
 from .. import __version__
-from ..errors import Interrupted, UserError
+from ..errors import Interrupted, UserError, check_interrupted, interrupt
 
 app = typer.Typer(
     name="snapfusion-coreml",
@@ -73,7 +73,7 @@ def quiet_third_parties(quiet: bool) -> None:
 
 
 def _on_signal(signum: int, frame) -> None:
-    raise Interrupted(signum)
+    interrupt(signum)
 
 
 def _print_error(message: str) -> None:
@@ -87,12 +87,15 @@ def _print_error(message: str) -> None:
 
 
 def _interrupted_line(signum: int) -> str:
-    from ..io import CLAIMED_OUTPUTS
+    from ..io import CLAIMED_OUTPUTS, WRITTEN_OUTPUTS
 
     what = "interrupted" if signum == signal.SIGINT else "terminated"
     if not CLAIMED_OUTPUTS:
         return f"{what}; nothing was written"
-    return f"{what}; {', '.join(str(p) for p in CLAIMED_OUTPUTS)} untouched"
+    untouched = [str(p) for p in CLAIMED_OUTPUTS if p not in WRITTEN_OUTPUTS]
+    written = [str(p) for p in WRITTEN_OUTPUTS]
+    return "; ".join([what] + ([f"{', '.join(untouched)} untouched"] if untouched else [])
+                     + ([f"{', '.join(written)} was already complete"] if written else []))
 
 
 def _stop(signum: int) -> None:
@@ -128,4 +131,8 @@ def main() -> None:
         sys.exit(2)
     if code == 130:  # typer turns a KeyboardInterrupt it catches into this code
         _stop(signal.SIGINT)
+    try:
+        check_interrupted()  # a signal whose exception was swallowed: the run still reads as stopped
+    except Interrupted as exc:
+        _stop(exc.signum)
     sys.exit(code or 0)

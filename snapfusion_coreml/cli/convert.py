@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
+from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import DEFAULT_MODEL, Target, human_bytes, print_json, stderr_console, stdout_console
+from .options import DEFAULT_MODEL, Target, human_bytes, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +55,7 @@ def convert(
             tasks: dict[str, int] = {}
 
             def on_component(key: str, event: str) -> None:
+                check_interrupted()
                 if event == "start":
                     tasks[key] = progress.add_task(f"converting {key}", total=1)
                 else:
@@ -68,11 +69,11 @@ def convert(
             {"component": r.key, "files": r.files, "size_bytes": r.size_bytes, "sha256": r.sha256,
              "compression": r.compression, "seconds": round(r.seconds, 3)} for r in summary.results]})
         return
-    table = Table(title=Text(str(summary.out)))
+    table = Table()
     for column in ("component", "files", "size", "compression", "time"):
         table.add_column(column)
     for r in summary.results:
         comp = r.compression
         text = "fp16" if comp.get("mode") == "none" else f"{comp.get('bits')}-bit {comp.get('method')} ({comp.get('granularity')})"
         table.add_row(r.key, ", ".join(r.files), human_bytes(r.size_bytes), text, f"{r.seconds:.1f} s")
-    stdout_console().print(table)
+    print_titled(stdout_console(), str(summary.out), table)

@@ -9,12 +9,12 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
+from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import DEFAULT_MODEL, Target, at_least, human_bytes, print_json, stderr_console, stdout_console
+from .options import DEFAULT_MODEL, Target, at_least, human_bytes, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +51,7 @@ def export_blocks(
             task = progress.add_task("loading the model", total=None)
 
             def on_block(name: str, number: int, total: int) -> None:
+                check_interrupted()
                 progress.update(task, description=f"converting {name}", completed=number, total=total)
 
             summary = run_export(source, options, on_block)
@@ -64,7 +65,7 @@ def export_blocks(
              "out_channels": r.out_channels, "size_bytes": r.size_bytes, "seconds": round(r.seconds, 3)}
             for r in summary.results]})
         return
-    table = Table(title=Text(f"{summary.out}: {manifest['layout']}, {manifest['image_size']} px, batch {options.batch}"))
+    table = Table()
     table.add_column("block", no_wrap=True, min_width=len(max((r.name for r in summary.results), key=len, default="")))
     for column in ("kind", "resolution", "in -> out channels", "size", "time"):
         table.add_column(column, justify="right" if column in ("size", "time") else "left")
@@ -72,6 +73,6 @@ def export_blocks(
         table.add_row(r.name, r.kind, f"{r.resolution}x{r.resolution}", f"{r.in_channels} -> {r.out_channels}",
                       human_bytes(r.size_bytes), f"{r.seconds:.1f} s")
     stdout = stdout_console()
-    stdout.print(table)
+    print_titled(stdout, f"{summary.out}: {manifest['layout']}, {manifest['image_size']} px, batch {options.batch}", table)
     stdout.print(f"{len(summary.results)} blocks, {human_bytes(sum(r.size_bytes for r in summary.results))}; "
                  f"time them on a Mac with: snapfusion-cli latency-table --blocks {summary.out}")

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import UserError
+from ..errors import UserError, check_interrupted
 from ..modeling.source import resolve_model_path
 from .options import DEFAULT_MODEL, at_least, finite, one_of, print_json, seed_in_range, stderr_console
 
@@ -58,7 +58,7 @@ def generate(
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("denoising", total=total)
         image = pipeline.generate(prompt, steps, guidance, seed, image_size,
-                                  on_step=lambda i, t, z: progress.update(task, completed=i + 1))
+                                  on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:

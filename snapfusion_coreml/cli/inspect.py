@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from .options import human_bytes, print_json, stdout_console
+from .options import human_bytes, print_json, print_titled, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -41,9 +41,10 @@ def inspect_command(
                               f"{comp.get('method')}), {component['mixed_layers']} layers: {layers}; "
                               f"predicted PSNR {comp.get('predicted_psnr_db', float('nan')):.1f} dB", highlight=False)
     for pkg in info["packages"]:
-        table = Table(title=Text(f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
-                            f"palettized {pkg['palettized_share']:.0%} (bits {pkg['palettized_bits'] or '-'}), "
-                            f"average {pkg['average_bits']:.2f} bits/weight"))
+        title = (f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
+                 f"palettized {pkg['palettized_share']:.0%} (bits {pkg['palettized_bits'] or '-'}), "
+                 f"average {pkg['average_bits']:.2f} bits/weight")
+        table = Table()
         table.add_column("kind")
         table.add_column("name")
         table.add_column("shape")
@@ -51,6 +52,6 @@ def inspect_command(
         for kind in ("inputs", "outputs"):
             for t in pkg[kind]:
                 table.add_row(kind[:-1], t["name"], str(tuple(t["shape"])), t["dtype"])
-        console.print(table)
+        print_titled(console, title, table)
         ops = ", ".join(f"{k} {v}" for k, v in pkg["op_counts"].items())
         console.print(f"ops: {ops}", highlight=False)

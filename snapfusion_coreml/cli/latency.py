@@ -8,9 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
-from .options import at_least, print_json, stdout_console
+from .options import at_least, print_json, print_titled, stdout_console
 
 latency_app = typer.Typer(help="Per-block latency tables (device measurements or cost-model estimates).",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -49,8 +48,9 @@ def estimate_command(
 
 
 def _print_estimate(shapes, result, image_size: Optional[int]) -> None:
-    table = Table(title=Text(f"{shapes.layout.name}: ESTIMATED per-block latency, iPhone 14 Pro (cost model), "
-                        f"UNet batch {result.table.entries[0].batch if result.table.entries else 2}"))
+    title = (f"{shapes.layout.name}: ESTIMATED per-block latency, iPhone 14 Pro (cost model), "
+             f"UNet batch {result.table.entries[0].batch if result.table.entries else 2}")
+    table = Table()
     table.add_column("block", no_wrap=True, min_width=30)
     for column in ("kind", "resolution", "in -> out channels", "est. ms"):
         table.add_column(column, justify="right" if column == "est. ms" else "left")
@@ -58,7 +58,7 @@ def _print_estimate(shapes, result, image_size: Optional[int]) -> None:
         table.add_row(entry.name, entry.kind, f"{entry.resolution}x{entry.resolution}",
                       f"{entry.in_channels} -> {entry.channels}", f"{entry.p50_ms:.2f}")
     console = stdout_console()
-    console.print(table)
+    print_titled(console, title, table)
     console.print(f"estimated UNet per step: {result.unet_step_ms:.1f} ms (blocks {result.table.total_ms():.1f} + "
                   f"other {result.unet_other_ms:.1f})", highlight=False)
     console.print(f"estimated text encoder: {result.text_encoder_ms:.1f} ms x {result.text_encoder_runs}; "

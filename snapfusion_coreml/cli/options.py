@@ -94,6 +94,14 @@ def stderr_console():
                    width=None if sys.stderr.isatty() else UNLIMITED_WIDTH)
 
 
+def print_titled(console, title: str, table) -> None:
+    """A heading line, printed literally and never wrapped into the table's width, then the table."""
+    from rich.text import Text
+
+    console.print(Text(title))
+    console.print(table)
+
+
 def json_ready(value: Any) -> Any:
     """`value` with every non-finite float replaced by None, so the output is strict JSON."""
     if isinstance(value, float):

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import UserError
+from ..errors import UserError, check_interrupted
 from ..metrics import MIN_PSNR_DB
 from .options import finite, print_json, stderr_console, stdout_console
 
@@ -34,7 +34,7 @@ def verify_command(
 
     with stderr_console().status("verifying") as status:
         report = verify_folder(out, reference, min_psnr, parse_modes(modes),
-                               on_step=lambda text: status.update(f"verifying {text}"))
+                               on_step=lambda text: (check_interrupted(), status.update(f"verifying {text}")))
     if as_json:
         print_json(report.to_dict())
     else:

@@ -80,7 +80,7 @@ def render(report: VerifyReport, console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"{report.folder} vs {report.reference}\n(pass: >= {report.min_psnr:g} dB, all finite)"))
+    table = Table()
     for column, justify in (("component", "left"), ("output", "left"), ("mode", "left"), ("PSNR dB", "right"),
                             ("max err", "right"), ("NaN/inf", "right"), ("time", "right"), ("result", "left")):
         table.add_column(column, justify=justify, no_wrap=justify == "left")
@@ -90,6 +90,7 @@ def render(report: VerifyReport, console) -> None:
         result = Text("ok", style="green") if c.ok(report.min_psnr) else Text("FAIL", style="red")
         table.add_row(c.component, c.output, c.mode, text, f"{c.comparison.max_abs_error:.3g}",
                       str(c.comparison.non_finite), f"{c.seconds:.2f} s", result)
+    console.print(Text(f"{report.folder} vs {report.reference} (pass: >= {report.min_psnr:g} dB, all finite)"))
     console.print(table)
     for problem in report.integrity:
         console.print(Text.assemble(("integrity:", "red"), f" {problem}"), highlight=False)
