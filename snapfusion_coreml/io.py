@@ -63,6 +63,15 @@ def check_separate(out: Path, inputs: Iterable[str | Path]) -> None:
             raise UserError(f"expected an output folder outside the input {item}, got {out}, which {relation} it")
 
 
+def writable_parent(out: Path) -> None:
+    """Refuse, before any work, an output file whose (nearest existing) parent folder cannot be written."""
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):  # a read-only mount fails this even for root
+        raise UserError(f"expected a writable folder for {out}, got a read-only or inaccessible folder (in {parent})")
+
+
 def check_target(out: Path, overwrite: bool) -> None:
     """OUT may be written: absent, or a folder and `overwrite` is set."""
     out = Path(out)

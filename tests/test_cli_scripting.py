@@ -168,6 +168,11 @@ def test_read_only_folder_fails_before_loading(tiny_model_dir, mount_tmpfs, caps
     code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(disk / "out")], capsys)
     assert code == 2 and error_lines(err) == [
         f'error: expected a writable folder for {disk / "out"}, got "Read-only file system" (in {disk}/.out.lock)']
+    png = disk / "a.png"
+    code, _, err = run_cli(["generate", str(tiny_model_dir), "--prompt", "a fox", "--steps", "1", "-o", str(png)], capsys)
+    assert code == 2 and len(error_lines(err)) == 1 and "Traceback" not in err
+    assert error_lines(err) == [f"error: expected a writable folder for {png}, got a read-only or inaccessible folder "
+                                f"(in {disk})"]
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "around"])

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UserError, check_interrupted
+from ..io import os_error, writable_parent
 from ..modeling.source import resolve_model_path
 from .options import DEFAULT_MODEL, at_least, finite, one_of, print_json, seed_in_range, stderr_console
 
@@ -39,6 +40,7 @@ def generate(
         raise UserError(f"expected an output file ending in .png, got {out}")
     if out.is_dir():
         raise UserError(f"expected an output file ending in .png, got a folder: {out}")
+    writable_parent(out)
     resolve_model_path(str(model or DEFAULT_MODEL))  # a missing MODEL fails before torch is imported
 
     import torch
@@ -59,11 +61,13 @@ def generate(
         task = progress.add_task("denoising", total=total)
         image = pipeline.generate(prompt, steps, guidance, seed, image_size,
                                   on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)))
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(tmp, format="PNG")
         os.replace(tmp, out)
+    except OSError as exc:
+        raise os_error(exc, out) from None
     finally:
         tmp.unlink(missing_ok=True)
     if as_json:
