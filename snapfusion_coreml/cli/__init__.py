@@ -108,8 +108,15 @@ def _stop(signum: int) -> None:
 
 def main() -> None:
     """Entry point: one line per error, and the exit codes of the module docstring."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _on_signal)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _run()
+    finally:  # a Python caller (a test) gets its own handlers back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run() -> None:
     try:
         code = app(standalone_mode=False)
     except UserError as exc:
@@ -120,6 +127,9 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         _stop(signal.SIGINT)
     except _USAGE_ERROR as exc:  # usage errors: bad option values, missing arguments
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click prints it
+            sys.stderr.write(exc.format_message() + "\n")
+            sys.exit(exc.exit_code)
         ctx = getattr(exc, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         _print_error(f"{exc.format_message()}{hint}")
