@@ -330,7 +330,7 @@ def test_third_party_log_lines_only_with_verbose(tiny_model_dir, tmp_path):
 # ---- reproducible conversion -----------------------------------------------------------------
 
 def test_converting_twice_gives_identical_bytes(tiny_model_dir, tmp_path, capsys):
-    args = ["convert", str(tiny_model_dir), "--components", "text_encoder,decoder", "--palettize", "text_encoder=8"]
+    args = ["convert", str(tiny_model_dir), "--components", "text_encoder,decoder", "--palettize", "decoder=8"]
     for name in ("a", "b"):
         code, _, err = run_cli([*args, "-o", str(tmp_path / name)], capsys)
         assert code == 0, err
@@ -342,6 +342,7 @@ def test_converting_twice_gives_identical_bytes(tiny_model_dir, tmp_path, capsys
     manifest = (tmp_path / "a" / "TextEncoder.mlpackage" / "Manifest.json").read_text()
     assert "conversion_date" not in (tmp_path / "a" / "TextEncoder.mlpackage" / "Data" / "com.apple.CoreML"
                                       / "model.mlmodel").read_bytes().decode("latin-1")
+    assert json.loads((tmp_path / "a" / "pipeline.json").read_text())["components"]["decoder"]["compression"]["bits"] == 8
     assert str(tiny_model_dir) not in (tmp_path / "a" / "VAEDecoder.mlpackage" / "Data" / "com.apple.CoreML"
                                        / "model.mlmodel").read_bytes().decode("latin-1")
     assert json.loads(manifest)["rootModelIdentifier"] in json.loads(manifest)["itemInfoEntries"]
