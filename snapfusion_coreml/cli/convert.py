@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..errors import check_interrupted
 from ..io import claim_output
@@ -39,6 +37,9 @@ def convert(
     as_json: bool = typer.Option(False, "--json", help="Print the result (files, sizes, sha256s) as JSON"),
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     source = str(model or DEFAULT_MODEL)
     resolve_model_path(source)  # a missing MODEL fails before torch is imported
     console = stderr_console()

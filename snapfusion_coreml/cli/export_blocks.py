@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..errors import check_interrupted
 from ..io import claim_output
@@ -36,6 +34,9 @@ def export_blocks(
     as_json: bool = typer.Option(False, "--json", help="Print the exported blocks as JSON"),
 ) -> None:
     """Export every UNet block as its own fp16 Core ML package, for on-device per-block latency tables."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     source = str(model or DEFAULT_MODEL)
     resolve_model_path(source)  # a missing MODEL fails before torch is imported
     console = stderr_console()

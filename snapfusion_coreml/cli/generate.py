@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UserError, check_interrupted
 from ..io import os_error, writable_parent
@@ -36,6 +35,8 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print the result (file, size, steps, seed) as JSON"),
 ) -> None:
     """Generate an image with the PyTorch pipeline (CPU, or GPU when present)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     if out.suffix.lower() != ".png":
         raise UserError(f"expected an output file ending in .png, got {out}")
     if out.is_dir():

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from .options import human_bytes, print_json, print_titled, stdout_console
 
@@ -20,6 +18,8 @@ def inspect_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON"),
 ) -> None:
     """Inputs, outputs, size, op counts, palettization and the pipeline.json summary."""
+    from rich.table import Table
+    from rich.text import Text
     from ..package_info import inspect_path
 
     info = inspect_path(path)

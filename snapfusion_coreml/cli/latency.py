@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from .options import at_least, print_json, print_titled, stdout_console
 
@@ -48,6 +47,8 @@ def estimate_command(
 
 
 def _print_estimate(shapes, result, image_size: Optional[int]) -> None:
+    from rich.table import Table
+
     title = (f"{shapes.layout.name}: ESTIMATED per-block latency, iPhone 14 Pro (cost model), "
              f"UNet batch {result.table.entries[0].batch if result.table.entries else 2}")
     table = Table()
