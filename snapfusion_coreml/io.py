@@ -1,46 +1,210 @@
-"""Output folders written atomically: a temporary sibling is filled, then moved into place.
+"""Output folders written atomically and guarded against a second writer.
 
-A failed or interrupted run leaves no partial OUT and never touches a previous good OUT; a full
-disk becomes one clear error.
+A temporary sibling `.OUT.partial-PID` is filled, then moved into place; a failed or interrupted
+run leaves no partial OUT and never touches a previous good OUT. While a process writes OUT it
+holds an exclusive lock on the sibling `.OUT.lock`, so a second writer fails at once; leftovers
+of processes that were killed (`.OUT.partial-PID`, `.OUT.old-PID`) are removed by the next
+writer, which says so. A full disk or a read-only folder becomes one clear error.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-from .errors import UserError
+from .errors import UserError, check_interrupted
+
+# Every output this process claimed, in order, and those it then replaced: the CLI names them
+# when a run is interrupted.
+CLAIMED_OUTPUTS: list[Path] = []
+WRITTEN_OUTPUTS: list[Path] = []
+
+_held_locks: dict[str, list[int]] = {}  # lock path -> [fd, depth]: the lock is re-entrant in one process
+
+
+def notice(text: str) -> None:
+    """One plain line on stderr for something the user should know but that is no error."""
+    print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+def os_error(exc: OSError, out: Path) -> UserError:
+    """A filesystem failure while writing `out` as one line naming the file and the cause."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        src, dst, why = exc.args[0][0]
+        return UserError(f"could not write {out}: {why} (in {dst})")
+    where = getattr(exc, "filename2", None) or exc.filename or out  # copies name the destination second
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"expected free space to write {out}, got a full disk (in {where}); "
+                         f"{out} was not changed")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return UserError(f"expected a writable folder for {out}, got \"{exc.strerror}\" (in {where})")
+    return UserError(f"could not write {out}: {exc.strerror or exc} (in {where})")
+
+
+def check_separate(out: Path, inputs: Iterable[str | Path]) -> None:
+    """Refuse an OUT that is an input, lies inside one, or contains one (replacing it would delete it)."""
+    target = Path(os.path.abspath(out)).resolve()
+    for item in inputs:
+        if item is None or not Path(item).exists():
+            continue  # a hub id or a missing path: the loader reports it
+        source = Path(item).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            relation = ("is" if target == source else "lies inside" if source in target.parents else "contains")
+            raise UserError(f"expected an output folder outside the input {item}, got {out}, which {relation} it")
+
+
+def writable_parent(out: Path) -> None:
+    """Refuse, before any work, an output file whose (nearest existing) parent folder cannot be written."""
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):  # a read-only mount fails this even for root
+        raise UserError(f"expected a writable folder for {out}, got a read-only or inaccessible folder (in {parent})")
+
+
+def check_target(out: Path, overwrite: bool) -> None:
+    """OUT may be written: absent, or a folder and `overwrite` is set."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"expected {out} to be a folder, got a file")
+    if out.exists() and not overwrite:
+        raise UserError(f"output folder {out} already exists; pass --overwrite to replace it")
+
+
+@contextmanager
+def claim_output(out: Path, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Iterator[None]:
+    """Everything about OUT that can be checked before any work, then hold its lock.
+
+    Refuses OUT when it is (or holds, or lies in) one of `inputs`, exists without `overwrite`,
+    is being written by another process or cannot be written; removes leftovers of killed runs.
+    `atomic_directory` inside the block re-enters the same lock.
+    """
+    out = Path(out)
+    check_separate(out, inputs)
+    check_target(out, overwrite)
+    with output_lock(out):
+        yield
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold the exclusive lock on `.OUT.lock` (re-entrant in one process); another holder fails at once."""
+    out = Path(os.path.abspath(out))
+    lock = out.parent / f".{out.name}.lock"
+    key = str(lock)
+    if key not in _held_locks:
+        _held_locks[key] = [_acquire(lock, out), 0]
+        if out not in CLAIMED_OUTPUTS:
+            CLAIMED_OUTPUTS.append(out)
+        _remove_leftovers(out)
+    _held_locks[key][1] += 1
+    try:
+        yield
+    finally:
+        entry = _held_locks[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _held_locks[key]
+            try:
+                os.unlink(lock)  # while still holding it: a waiting opener sees a new inode and retries
+            except OSError:
+                pass
+            os.close(entry[0])
+
+
+def _acquire(lock: Path, out: Path) -> int:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, out) from None
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise os_error(exc, out) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"expected no other process writing {out}, got process {holder} holding "
+                            f"its lock (in {lock})") from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:  # not unlinked by a previous holder meanwhile
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)
+
+
+def _process_gone(pid: int) -> bool:
+    """True when no process `pid` runs (a zombie counts as gone: it writes nothing more)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Leftovers of killed writers of `out`: partial folders go; an old OUT caught mid-swap comes back."""
+    pattern = re.compile(rf"{re.escape('.' + out.name)}\.(partial|old)-(\d+)")
+    try:
+        entries = sorted(p for p in out.parent.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return
+    for entry in entries:
+        kind, pid = pattern.fullmatch(entry.name).groups()
+        if int(pid) == os.getpid() or not _process_gone(int(pid)):
+            continue
+        if kind == "old" and not out.exists():
+            os.replace(entry, out)
+            notice(f"restored {out} from {entry.name}, left by process {pid} that was stopped while replacing it")
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        notice(f"removed {entry}, left by process {pid} that is no longer running")
 
 
 @contextmanager
 def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `out`, on any failure it is removed."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"expected {out} to be a folder, got a file")
-    if out.exists() and not overwrite:
-        raise UserError(f"output folder {out} already exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        move_into_place(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
-            raise UserError(f"disk full while writing {out}; nothing was changed there") from None
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_lock(out):
+        check_target(out, overwrite)
+        tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            yield tmp
+            check_target(out, overwrite)
+            check_interrupted()  # a signal whose exception third-party code swallowed stops here
+            move_into_place(tmp, out)
+        except OSError as exc:
+            raise os_error(exc, out) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -52,11 +216,21 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def move_into_place(tmp: Path, out: Path) -> None:
-    """Replace folder `out` by the complete folder `tmp` (the old one, if any, is removed after)."""
+    """Replace folder `out` by the complete folder `tmp` (the old one, if any, is removed after).
+
+    SIGINT and SIGTERM wait while the two renames run, so only SIGKILL can stop this between
+    them; the next writer then restores the old OUT (see `_remove_leftovers`).
+    """
     old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
+    signals = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        WRITTEN_OUTPUTS.append(Path(os.path.abspath(out)))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -21,11 +21,12 @@ def _quoted(path: Path, pattern: str) -> str:
 
 
 def test_python_swift_and_app_versions_agree():
-    pyproject = _quoted(ROOT / "pyproject.toml", r'(?m)^version = "([^"]+)"')  # tomllib is 3.11+
+    source = _quoted(ROOT / "pyproject.toml", r'(?m)^version = \{ attr = "([^"]+)" \}')  # tomllib is 3.11+
+    assert source == "snapfusion_coreml.__version__", f"pyproject.toml must read its version from the package, got {source}"
     swift = _quoted(ROOT / "ios_app/Sources/SnapFusionKit/Version.swift", r'static let string = "([^"]+)"')
     app = _quoted(ROOT / "ios_app/App/SnapFusionApp.swiftpm/Package.swift", r'displayVersion: "([^"]+)"')
-    assert snapfusion_coreml.__version__ == pyproject == swift == app, (
-        f"versions differ: __init__ {snapfusion_coreml.__version__}, pyproject {pyproject}, Swift {swift}, app {app}")
+    assert snapfusion_coreml.__version__ == swift == app, (
+        f"versions differ: __init__ {snapfusion_coreml.__version__}, Swift {swift}, app {app}")
 
 
 def test_root_package_manifest_exposes_the_library_from_ios_app():

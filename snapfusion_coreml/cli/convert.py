@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..modeling.attention import AttentionImpl
-from .options import DEFAULT_MODEL, Target, human_bytes
-
-console = Console(stderr=True)
+from ..errors import check_interrupted
+from ..io import claim_output
+from ..modeling.attention_impl import AttentionImpl
+from ..modeling.source import resolve_model_path
+from .options import DEFAULT_MODEL, Target, human_bytes, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -39,34 +37,48 @@ def convert(
     base: Optional[str] = typer.Option(None, "--base",
                                        help="Architecture of a single-file checkpoint: sd-v1, sd-v2 (768 px, v-prediction), "
                                             "sd-v2-base or a folder of diffusers config files"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (files, sizes, sha256s) as JSON"),
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
-    from ..convert import ConvertOptions, convert_pipeline, parse_palettize
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
-    compression, per_component = parse_palettize(palettize, palettize_mode)
-    options = ConvertOptions(
-        out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
-        compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
-        target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
-        base=base,
-    )
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
-        tasks: dict[str, int] = {}
+    source = str(model or DEFAULT_MODEL)
+    resolve_model_path(source, allow_file=True)  # a missing MODEL fails before torch is imported
+    console = stderr_console()
+    with claim_output(out, overwrite, inputs=[source, layout]):
+        from ..convert import ConvertOptions, convert_pipeline, parse_palettize
 
-        def on_component(key: str, event: str) -> None:
-            if event == "start":
-                tasks[key] = progress.add_task(f"converting {key}", total=1)
-            else:
-                progress.update(tasks[key], completed=1, description=f"converted {key}")
+        compression, per_component = parse_palettize(palettize, palettize_mode)
+        options = ConvertOptions(
+            out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
+            compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
+            target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
+            base=base,
+        )
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+            tasks: dict[str, int] = {}
 
-        summary = convert_pipeline(str(model or DEFAULT_MODEL), options, on_component)
+            def on_component(key: str, event: str) -> None:
+                check_interrupted()
+                if event == "start":
+                    tasks[key] = progress.add_task(f"converting {key}", total=1)
+                else:
+                    progress.update(tasks[key], completed=1, description=f"converted {key}")
+
+            summary = convert_pipeline(source, options, on_component)
     for report in summary.mapping:
-        console.print(f"UNet layout mapping:\n{report}", highlight=False)
-    table = Table(title=f"{summary.out}")
+        console.print(f"UNet layout mapping:\n{report}")
+    if as_json:
+        print_json({"out": str(summary.out), "components": [
+            {"component": r.key, "files": r.files, "size_bytes": r.size_bytes, "sha256": r.sha256,
+             "compression": r.compression, "seconds": round(r.seconds, 3)} for r in summary.results]})
+        return
+    table = Table()
     for column in ("component", "files", "size", "compression", "time"):
         table.add_column(column)
     for r in summary.results:
         comp = r.compression
         text = "fp16" if comp.get("mode") == "none" else f"{comp.get('bits')}-bit {comp.get('method')} ({comp.get('granularity')})"
         table.add_row(r.key, ", ".join(r.files), human_bytes(r.size_bytes), text, f"{r.seconds:.1f} s")
-    Console().print(table)
+    print_titled(stdout_console(), str(summary.out), table)

@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..modeling.attention import AttentionImpl
-from .options import DEFAULT_MODEL, Target, human_bytes
-
-console = Console(stderr=True)
+from ..errors import check_interrupted
+from ..io import claim_output
+from ..modeling.attention_impl import AttentionImpl
+from ..modeling.source import resolve_model_path
+from .options import DEFAULT_MODEL, Target, at_least, human_bytes, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -26,40 +24,56 @@ def export_blocks(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically, manifest.json last)"),
     layout: Optional[str] = typer.Option(None, "--layout", help="Map the UNet onto a layout: preset name or JSON file"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
-    batch: int = typer.Option(2, "--batch", help="Batch of every block: 2 = guidance in one UNet call, 1 = two calls"),
+    batch: int = typer.Option(2, "--batch", callback=at_least(1, "--batch"), help="Batch of every block: 2 = guidance in one UNet call, 1 = two calls"),
     attention: AttentionImpl = typer.Option(AttentionImpl.SPLIT_EINSUM, "--attention", help="Attention implementation"),
     target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
     blocks: Optional[str] = typer.Option(None, "--blocks", help="Comma-separated block names, e.g. "
                                          "down_blocks.1.attentions.0 [default: every block]"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle (.bin/.ckpt) weights"),
+    as_json: bool = typer.Option(False, "--json", help="Print the exported blocks as JSON"),
 ) -> None:
     """Export every UNet block as its own fp16 Core ML package, for on-device per-block latency tables."""
-    from ..convert.blocks import BlockExportOptions, export_blocks as run_export
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
-    names = tuple(dict.fromkeys(n.strip() for n in (blocks or "").split(",") if n.strip()))
-    options = BlockExportOptions(out=out, attention=attention, image_size=image_size, batch=batch, target=target.value,
-                                 overwrite=overwrite, layout=layout, blocks=names, allow_pickle=allow_pickle)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
-        task = progress.add_task("loading the model", total=None)
+    source = str(model or DEFAULT_MODEL)
+    resolve_model_path(source)  # a missing MODEL fails before torch is imported
+    console = stderr_console()
+    with claim_output(out, overwrite, inputs=[source, layout]):
+        from ..convert.blocks import BlockExportOptions, export_blocks as run_export
 
-        def on_block(name: str, number: int, total: int) -> None:
-            progress.update(task, description=f"converting {name}", completed=number, total=total)
+        names = tuple(dict.fromkeys(n.strip() for n in (blocks or "").split(",") if n.strip()))
+        options = BlockExportOptions(out=out, attention=attention, image_size=image_size, batch=batch,
+                                     target=target.value, overwrite=overwrite, layout=layout, blocks=names,
+                                     allow_pickle=allow_pickle)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("loading the model", total=None)
 
-        summary = run_export(str(model or DEFAULT_MODEL), options, on_block)
-        progress.update(task, description="exported blocks", completed=len(summary.results))
+            def on_block(name: str, number: int, total: int) -> None:
+                check_interrupted()
+                progress.update(task, description=f"converting {name}", completed=number, total=total)
+
+            summary = run_export(source, options, on_block)
+            progress.update(task, description="exported blocks", completed=len(summary.results))
     for report in summary.mapping:
-        console.print(f"UNet layout mapping:\n{report}", highlight=False)
+        console.print(f"UNet layout mapping:\n{report}")
     manifest = summary.manifest
-    table = Table(title=f"{summary.out}: {manifest['layout']}, {manifest['image_size']} px, batch {options.batch}")
+    if as_json:
+        print_json({"out": str(summary.out), "manifest": manifest, "blocks": [
+            {"name": r.name, "kind": r.kind, "resolution": r.resolution, "in_channels": r.in_channels,
+             "out_channels": r.out_channels, "size_bytes": r.size_bytes, "seconds": round(r.seconds, 3)}
+            for r in summary.results]})
+        return
+    table = Table()
     table.add_column("block", no_wrap=True, min_width=len(max((r.name for r in summary.results), key=len, default="")))
     for column in ("kind", "resolution", "in -> out channels", "size", "time"):
         table.add_column(column, justify="right" if column in ("size", "time") else "left")
     for r in summary.results:
         table.add_row(r.name, r.kind, f"{r.resolution}x{r.resolution}", f"{r.in_channels} -> {r.out_channels}",
                       human_bytes(r.size_bytes), f"{r.seconds:.1f} s")
-    Console().print(table)
-    Console().print(f"{len(summary.results)} blocks, {human_bytes(sum(r.size_bytes for r in summary.results))}; "
-                    f"time them on a Mac with: snapfusion-cli latency-table --blocks {summary.out}",
-                    highlight=False, markup=False)
+    stdout = stdout_console()
+    print_titled(stdout, f"{summary.out}: {manifest['layout']}, {manifest['image_size']} px, batch {options.batch}", table)
+    stdout.print(f"{len(summary.results)} blocks, {human_bytes(sum(r.size_bytes for r in summary.results))}; "
+                 f"time them on a Mac with: snapfusion-cli latency-table --blocks {summary.out}")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from .options import human_bytes
+from .options import human_bytes, print_json, print_titled, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -21,16 +18,19 @@ def inspect_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON"),
 ) -> None:
     """Inputs, outputs, size, op counts, palettization and the pipeline.json summary."""
+    from rich.table import Table
+    from rich.text import Text
     from ..package_info import inspect_path
 
     info = inspect_path(path)
-    console = Console()
+    console = stdout_console()
     if as_json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return
     if "pipeline" in info:
         p = info["pipeline"]
-        console.print(f"[bold]{info['folder']}[/bold]  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
+        console.print(Text(info["folder"], style="bold"), end="")
+        console.print(f"  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
                       f"{p['image_size']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
                       f"{p['sampler']['timesteps']}, guidance {p['guidance']}", highlight=False)
         for key, component in p["components"].items():
@@ -41,9 +41,10 @@ def inspect_command(
                               f"{comp.get('method')}), {component['mixed_layers']} layers: {layers}; "
                               f"predicted PSNR {comp.get('predicted_psnr_db', float('nan')):.1f} dB", highlight=False)
     for pkg in info["packages"]:
-        table = Table(title=f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
-                            f"palettized {pkg['palettized_share']:.0%} (bits {pkg['palettized_bits'] or '-'}), "
-                            f"average {pkg['average_bits']:.2f} bits/weight")
+        title = (f"{Path(pkg['path']).name}  {human_bytes(pkg['size_bytes'])}  {pkg['deployment_target']}  "
+                 f"palettized {pkg['palettized_share']:.0%} (bits {pkg['palettized_bits'] or '-'}), "
+                 f"average {pkg['average_bits']:.2f} bits/weight")
+        table = Table()
         table.add_column("kind")
         table.add_column("name")
         table.add_column("shape")
@@ -51,6 +52,6 @@ def inspect_command(
         for kind in ("inputs", "outputs"):
             for t in pkg[kind]:
                 table.add_row(kind[:-1], t["name"], str(tuple(t["shape"])), t["dtype"])
-        console.print(table)
+        print_titled(console, title, table)
         ops = ", ".join(f"{k} {v}" for k, v in pkg["op_counts"].items())
         console.print(f"ops: {ops}", highlight=False)

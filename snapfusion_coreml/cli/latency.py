@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-latency_app = typer.Typer(help="Per-block latency tables (device measurements or cost-model estimates).", no_args_is_help=True)
+from .options import at_least, print_json, print_titled, stdout_console
+
+latency_app = typer.Typer(help="Per-block latency tables (device measurements or cost-model estimates).",
+                          no_args_is_help=True, rich_markup_mode=None)
 
 
 @latency_app.command("estimate")
 def estimate_command(
     model: Annotated[Optional[Path], typer.Argument(help="MODEL folder (configs are read, weights are not).")] = None,
     layout: Annotated[Optional[str], typer.Option(help="Layout preset or JSON instead of MODEL (e.g. sd-v1.5, snapfusion).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Sampling steps [default: the model's].")] = None,
+    steps: Annotated[Optional[int], typer.Option(callback=at_least(1, "--steps"),
+                                                 help="Sampling steps [default: the model's].")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Image side in pixels [default: the model's].")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the estimated latency table JSON here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """Estimated iPhone 14 Pro latency: per-block table and end to end (text encoder x2 + steps x UNet + decoder)."""
     from ..errors import UserError
@@ -28,26 +32,41 @@ def estimate_command(
         raise UserError("expected exactly one of MODEL or --layout, got " + ("both" if model else "neither"))
     shapes = shapes_from_model(model) if model is not None else shapes_from_preset(layout)
     result = estimate(shapes, steps, image_size)
-    table = Table(title=f"{shapes.layout.name}: ESTIMATED per-block latency, iPhone 14 Pro (cost model), "
-                        f"UNet batch {result.table.entries[0].batch if result.table.entries else 2}")
+    if as_json:
+        print_json({"layout": shapes.layout.name, "estimated": True, "steps": result.steps,
+                    "image_size": image_size or shapes.defaults.image_size,
+                    "unet_step_ms": result.unet_step_ms, "unet_other_ms": result.unet_other_ms,
+                    "text_encoder_ms": result.text_encoder_ms, "text_encoder_runs": result.text_encoder_runs,
+                    "decoder_ms": result.decoder_ms, "end_to_end_ms": result.end_to_end_ms,
+                    "blocks": result.table.to_dict()})
+    else:
+        _print_estimate(shapes, result, image_size)
+    if out is not None:
+        result.table.save(out)
+        print(f"wrote {out} (estimated=true)", file=sys.stderr if as_json else sys.stdout)
+
+
+def _print_estimate(shapes, result, image_size: Optional[int]) -> None:
+    from rich.table import Table
+
+    title = (f"{shapes.layout.name}: ESTIMATED per-block latency, iPhone 14 Pro (cost model), "
+             f"UNet batch {result.table.entries[0].batch if result.table.entries else 2}")
+    table = Table()
     table.add_column("block", no_wrap=True, min_width=30)
     for column in ("kind", "resolution", "in -> out channels", "est. ms"):
         table.add_column(column, justify="right" if column == "est. ms" else "left")
     for entry in result.table.entries:
         table.add_row(entry.name, entry.kind, f"{entry.resolution}x{entry.resolution}",
                       f"{entry.in_channels} -> {entry.channels}", f"{entry.p50_ms:.2f}")
-    console = Console()
-    console.print(table)
+    console = stdout_console()
+    print_titled(console, title, table)
     console.print(f"estimated UNet per step: {result.unet_step_ms:.1f} ms (blocks {result.table.total_ms():.1f} + "
                   f"other {result.unet_other_ms:.1f})", highlight=False)
     console.print(f"estimated text encoder: {result.text_encoder_ms:.1f} ms x {result.text_encoder_runs}; "
                   f"estimated decoder: {result.decoder_ms:.1f} ms", highlight=False)
     console.print(f"estimated end to end ({result.steps} steps, {image_size or shapes.defaults.image_size} px): "
                   f"{result.end_to_end_ms / 1000:.2f} s  (estimate: cost model calibrated on published iPhone 14 Pro numbers)",
-                  highlight=False, markup=False)
-    if out is not None:
-        result.table.save(out)
-        console.print(f"wrote {out} (estimated=true)", highlight=False)
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

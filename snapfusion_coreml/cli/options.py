@@ -1,17 +1,123 @@
-"""Option types and small formatting helpers shared by the CLI modules."""
+"""Option types, checks and output helpers shared by the CLI modules.
+
+The checks are typer callbacks: they run while the command line is parsed, before any model is
+loaded or torch is imported, so bad input fails in well under a second:
+
+    steps: Optional[int] = typer.Option(None, "--steps", callback=at_least(1, "--steps"))
+    seed: int = typer.Option(0, "--seed", callback=seed_in_range("--seed"))
+    min_psnr: float = typer.Option(35.0, "--min-psnr", callback=finite("--min-psnr"))
+"""
 
 from __future__ import annotations
 
 import enum
+import json
+import math
+import sys
 from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import UserError
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds; the Swift RNG reproduces them
+UNLIMITED_WIDTH = 10_000  # columns when stdout is not a terminal: tables widen instead of being cut
 
 
 class Target(str, enum.Enum):
     iOS16 = "iOS16"
     iOS17 = "iOS17"
     iOS18 = "iOS18"
+
+
+def at_least(minimum: int, name: str) -> Callable[[Optional[int]], Optional[int]]:
+    """A callback refusing integers below `minimum` (None, "the default", passes)."""
+
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and value < minimum:
+            raise UserError(f"expected {name} >= {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def seed_in_range(name: str) -> Callable[[Optional[int]], Optional[int]]:
+    """A callback refusing seeds outside 0..2**64-1."""
+
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and not 0 <= value <= SEED_MAX:
+            raise UserError(f"expected {name} in 0..{SEED_MAX} (2**64-1), got {value}")
+        return value
+
+    return check
+
+
+def finite(name: str, minimum: float | None = None) -> Callable[[Optional[float]], Optional[float]]:
+    """A callback refusing NaN and infinities (and values below `minimum` when given)."""
+
+    def check(value: Optional[float]) -> Optional[float]:
+        if value is None:
+            return value
+        if not math.isfinite(value):
+            raise UserError(f"expected a finite number for {name}, got {value}")
+        if minimum is not None and value < minimum:
+            raise UserError(f"expected {name} >= {minimum:g}, got {value:g}")
+        return value
+
+    return check
+
+
+def one_of(name: str, choices: tuple[str, ...]) -> Callable[[Optional[str]], Optional[str]]:
+    """A callback refusing strings outside `choices`."""
+
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in choices:
+            raise UserError(f"expected {name} {' or '.join(', '.join(choices).rsplit(', ', 1))}, got {value!r}")
+        return value
+
+    return check
+
+
+def stdout_console():
+    """The console for results: user text is printed literally (no markup), and when stdout is no
+    terminal (a pipe, a CI log) nothing is cut at 80 columns."""
+    from rich.console import Console
+
+    return Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else UNLIMITED_WIDTH)
+
+
+def stderr_console():
+    """The console for progress and notes, on stderr, printing user text literally."""
+    from rich.console import Console
+
+    return Console(stderr=True, markup=False, highlight=False,
+                   width=None if sys.stderr.isatty() else UNLIMITED_WIDTH)
+
+
+def print_titled(console, title: str, table) -> None:
+    """A heading line, printed literally and never wrapped into the table's width, then the table."""
+    from rich.text import Text
+
+    console.print(Text(title))
+    console.print(table)
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None, so the output is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Print a result as strict JSON on stdout (NaN and inf become null)."""
+    print(json.dumps(json_ready(data), indent=2, allow_nan=False))
 
 
 def human_bytes(n: float) -> str:

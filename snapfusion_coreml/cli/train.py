@@ -6,17 +6,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from .options import at_least, finite, seed_in_range, stdout_console
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (convert and verify accept it).")]
-MaxSteps = Annotated[int, typer.Option(help="Optimizer steps (per stage or per evolve iteration).")]
-Seed = Annotated[int, typer.Option(help="Seed of every random draw (data order, noise, timesteps).")]
-BatchSize = Annotated[int, typer.Option(help="Micro-batch size per process.")]
-LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
-Accumulate = Annotated[int, typer.Option(help="Gradient accumulation steps.")]
+MaxSteps = Annotated[int, typer.Option(callback=at_least(1, "--max-steps"), help="Optimizer steps (per stage or per evolve iteration).")]
+Seed = Annotated[int, typer.Option(callback=seed_in_range("--seed"), help="Seed of every random draw (data order, noise, timesteps).")]
+BatchSize = Annotated[int, typer.Option(callback=at_least(1, "--batch-size"), help="Micro-batch size per process.")]
+LearningRate = Annotated[float, typer.Option("--lr", callback=finite("--lr", minimum=0.0), help="AdamW learning rate.")]
+Accumulate = Annotated[int, typer.Option(callback=at_least(1, "--gradient-accumulation-steps"), help="Gradient accumulation steps.")]
 Precision = Annotated[str, typer.Option(help="Mixed precision: no, fp16 or bf16.")]
-EmaDecay = Annotated[float, typer.Option(help="EMA decay of the student weights (0: off; the saved model uses the EMA).")]
-CheckpointEvery = Annotated[int, typer.Option(help="Steps between atomic checkpoints (0: none).")]
+EmaDecay = Annotated[float, typer.Option(callback=finite("--ema-decay", minimum=0.0), help="EMA decay of the student weights (0: off; the saved model uses the EMA).")]
+CheckpointEvery = Annotated[int, typer.Option(callback=at_least(0, "--checkpoint-every"), help="Steps between atomic checkpoints (0: none).")]
 RunDir = Annotated[Optional[Path], typer.Option(help="Checkpoints and log.jsonl [default: OUT.run].")]
 Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in the run folder.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
@@ -37,14 +38,15 @@ def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps,
 
 
 def _report(what: str, out: Path, losses: list[float], extra: str = "") -> None:
-    console = Console()
+    console = stdout_console()
     if losses:
         console.print(f"{what}: {len(losses)} steps, loss {losses[0]:.4g} -> {losses[-1]:.4g}{extra}", highlight=False)
     console.print(f"wrote {out}", highlight=False)
 
 
-train_app = typer.Typer(help="Fine-tune a model.", no_args_is_help=True)
-distill_app = typer.Typer(help="Distil a model: fewer sampling steps, or a slimmer decoder.", no_args_is_help=True)
+train_app = typer.Typer(help="Fine-tune a model.", no_args_is_help=True, rich_markup_mode=None)
+distill_app = typer.Typer(help="Distil a model: fewer sampling steps, or a slimmer decoder.", no_args_is_help=True,
+                          rich_markup_mode=None)
 
 
 ImageSize = Annotated[int, typer.Option(help="Image side in pixels (latents are a multiple of 8 smaller).")]
@@ -214,7 +216,7 @@ def evolve_command(
     config = EvolveConfig(model, data, training, latency_target_ms, latency_table, skip_probability, iterations,
                           actions_per_step, scorer, clip_weights, clip_model)
     _, log = evolve(config)
-    console = Console()
+    console = stdout_console()
     label = " (estimated)" if latency_table is None else ""
     for record in log:
         for act in record["actions"]:

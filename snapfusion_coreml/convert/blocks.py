@@ -28,6 +28,7 @@ from ..modeling.attention import AttentionImpl
 from ..pipeline import Pipeline
 from .components import ComponentSpec, TensorSpec, describe_features
 from .options import TARGETS, ConvertOptions
+from .package import save_package
 from .pipeline import prepare_pipeline
 from .recipe import to_coreml
 
@@ -148,13 +149,12 @@ def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
             _check_features(mlmodel, entry)
             mlmodel.author = "snapfusion-coreml"
             mlmodel.version = __version__
-            mlmodel.short_description = (f"{spec.name} ({spec.kind} block) of {pipeline.source}, "
-                                         f"layout {pipeline.unet.layout.name}")
-            mlmodel.user_defined_metadata.update({
-                "snapfusion.component": "unet_block", "snapfusion.block": spec.name, "snapfusion.source": pipeline.source,
+            mlmodel.short_description = f"{spec.name} ({spec.kind} block), layout {pipeline.unet.layout.name}"
+            mlmodel.user_defined_metadata.update({  # no dates or paths: the same export gives the same bytes
+                "snapfusion.component": "unet_block", "snapfusion.block": spec.name,
                 "snapfusion.unet_layout": pipeline.unet.layout.name, "snapfusion.attention": component.attention or "",
             })
-            mlmodel.save(str(tmp / component.file))
+            save_package(mlmodel, tmp / component.file)
             del mlmodel
             gc.collect()
             entries.append(entry)

@@ -18,6 +18,7 @@ from ..io import dir_size, tree_sha256
 from .components import NUMPY_DTYPES, ComponentSpec, describe_features
 from .compress import compress_model
 from .options import ConvertOptions
+from .package import rewrite_package, save_package
 
 
 @dataclass
@@ -67,18 +68,19 @@ def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Pat
     mlmodel = to_coreml(spec, options)
     # 2. compress (palettize before chunking)
     mlmodel, compression = compress_model(mlmodel, spec, options)
-    # 3. metadata
+    # 3. metadata: nothing that changes between runs of the same conversion (no dates, no paths;
+    #    the source model is named in pipeline.json)
     mlmodel.author = "snapfusion-coreml"
     mlmodel.version = __version__
-    mlmodel.short_description = f"{spec.key} of {source}"
+    mlmodel.short_description = f"{spec.key} of a snapfusion-coreml pipeline"
     mlmodel.user_defined_metadata.update({
-        "snapfusion.component": spec.key, "snapfusion.source": source,
+        "snapfusion.component": spec.key,
         "snapfusion.attention": spec.attention or "", "snapfusion.compression": compression.get("mode", "none"),
     })
     outputs = describe_features(mlmodel.get_spec().description.output)
-    # 4. save (and chunk)
+    # 4. save reproducibly (and chunk)
     path = out_dir / spec.file
-    mlmodel.save(str(path))
+    save_package(mlmodel, path)
     files = [spec.file]
     if spec.key == "unet" and options.chunk_unet:
         files = chunk_unet(path, out_dir)
@@ -101,7 +103,7 @@ def chunk_unet(path: Path, out_dir: Path) -> list[str]:
         produced = work / f"{stem}_chunk{i}.mlpackage"
         if not produced.exists():
             raise UserError(f"chunking {path.name} did not produce {produced.name}")
-        produced.rename(out_dir / name)
+        rewrite_package(produced, out_dir / name)
     import shutil
 
     shutil.rmtree(work)

@@ -14,18 +14,12 @@ tolerance; the module picks one at construction (no global switch):
 
 from __future__ import annotations
 
-import enum
-
 import torch
 from torch import nn
 
+from .attention_impl import AttentionImpl  # noqa: F401  (defined without torch, for the CLI)
+
 QUERY_CHUNK = 512
-
-
-class AttentionImpl(str, enum.Enum):
-    ORIGINAL = "original"
-    SPLIT_EINSUM = "split_einsum"
-    SPLIT_EINSUM_V2 = "split_einsum_v2"
 
 
 def attention_original(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:

@@ -5,7 +5,8 @@ Accepted MODEL forms:
     vae/, scheduler/) - SD-1.x/2.x format, tokenizer as vocab.json + merges.txt or tokenizer.json;
   - a folder saved by this project (model_index.json naming SnapFusionPipeline, unet/layout.json,
     vae_decoder/, snapfusion.json with sampling defaults);
-  - a hub id ("org/name") when a network is available (downloads only the needed files).
+  - a hub id "hf:org/name" when a network is available (downloads only the needed files); a bare
+    "org/name" only when the hub cache already holds it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..pipeline import Pipeline
 from .attention import AttentionImpl
 from .checkpoint import find_weights, load_weights, read_state_dict, save_weights
 from .diffusers_config import layout_from_diffusers_config
+from .source import HUB_PREFIX, resolve_model_path  # noqa: F401  (re-exported)
 from .text_encoder import load_text_encoder, text_encoder_config
 from .tokenizer import load_tokenizer, save_tokenizer
 from .unet import SnapFusionUNet
@@ -30,26 +32,6 @@ from .vae_decoder import VAEDecoder
 
 OWN_CLASS = "SnapFusionPipeline"
 __all__ = ["Pipeline", "load_pipeline", "save_pipeline", "resolve_model_path", "load_unet"]
-
-
-def resolve_model_path(model: str | Path) -> Path:
-    """A local folder for MODEL, downloading a hub id when it is not a local path."""
-    path = Path(model)
-    if path.exists():
-        if not path.is_dir():
-            raise UserError(f"expected a model folder, got a file: {path}")
-        return path
-    text = str(model)
-    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
-    if not looks_like_hub_id:
-        raise UserError(f"model folder not found: {path}")
-    try:
-        from huggingface_hub import snapshot_download
-
-        patterns = ["model_index.json", "*/config.json", "*/*.json", "*/*.txt", "*/*.safetensors"]
-        return Path(snapshot_download(text, allow_patterns=patterns))
-    except Exception as exc:
-        raise UserError(f"model folder not found: {path}, and hub id {text!r} could not be downloaded ({type(exc).__name__})") from None
 
 
 def load_unet(directory: Path, layout: UNetLayout | None = None, attention: AttentionImpl | str = AttentionImpl.SPLIT_EINSUM,

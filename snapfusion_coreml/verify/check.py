@@ -24,6 +24,7 @@ from ..interpret.packages import open_converted_folder, package_files
 from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
 from . import native
+from .declared import declared_io_problems
 from .interpreter import MODES, run_chain
 from .program import load_program
 from .reference import component_inputs, load_reference, reference_outputs
@@ -77,12 +78,16 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
     pipeline = load_reference(model, manifest, folder, given=reference is not None, allow_pickle=allow_pickle)
     report = VerifyReport(str(folder), str(model), float(min_psnr), run_modes, notes=notes)
 
-    # 3. every component: integrity, inputs, reference, each mode
+    # 3. every component: integrity, declared inputs and outputs, reference, each mode
     for key, component in components.items():
         files = package_files(component)
         digest = ",".join(tree_sha256(folder / f) for f in files)
         if component.get("sha256") and digest != component["sha256"]:
             report.integrity.append(f"{', '.join(files)} differs from its sha256 in {MANIFEST} (altered after convert)")
+        mismatches = declared_io_problems(folder, key, component, files)
+        if mismatches:  # inputs built from the declaration could not be trusted: not run
+            report.integrity.extend(mismatches)
+            continue
         if on_step:
             on_step(f"{key}: {', '.join(files)}")
         inputs = component_inputs(key, component["inputs"], folder, manifest.get("tokenizer", {}).get("pad_token_id"))

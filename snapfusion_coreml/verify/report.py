@@ -78,19 +78,21 @@ class VerifyReport:
 def render(report: VerifyReport, console) -> None:
     """Print the report as a rich table (one row per output and mode) and its notes."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{report.folder} vs {report.reference}\n(pass: >= {report.min_psnr:g} dB, all finite)")
+    table = Table()
     for column, justify in (("component", "left"), ("output", "left"), ("mode", "left"), ("PSNR dB", "right"),
                             ("max err", "right"), ("NaN/inf", "right"), ("time", "right"), ("result", "left")):
         table.add_column(column, justify=justify, no_wrap=justify == "left")
     for c in report.checks:
         psnr = c.comparison.psnr_db
         text = "identical" if psnr == math.inf else f"{psnr:.1f}"
-        result = "[green]ok[/green]" if c.ok(report.min_psnr) else "[red]FAIL[/red]"
+        result = Text("ok", style="green") if c.ok(report.min_psnr) else Text("FAIL", style="red")
         table.add_row(c.component, c.output, c.mode, text, f"{c.comparison.max_abs_error:.3g}",
                       str(c.comparison.non_finite), f"{c.seconds:.2f} s", result)
+    console.print(Text(f"{report.folder} vs {report.reference} (pass: >= {report.min_psnr:g} dB, all finite)"))
     console.print(table)
     for problem in report.integrity:
-        console.print(f"[red]integrity:[/red] {problem}", highlight=False)
+        console.print(Text.assemble(("integrity:", "red"), f" {problem}"), highlight=False)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(Text(f"note: {note}"), highlight=False)

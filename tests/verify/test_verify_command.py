@@ -94,10 +94,12 @@ def test_unsupported_op_is_a_clear_error(folder, tmp_path, capsys):
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
 
+    # the decoder's declared I/O (z (1, 4, 8, 8) -> image (1, 3, 64, 64)), computed with an op the
+    # interpreter does not run
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 8, 8))], opset_version=ct.target.iOS16)
     def prog(z):
-        noise = mb.random_normal(shape=np.array([1, 4, 8, 8], dtype=np.int32), name="noise_op")
-        return mb.add(x=z, y=noise, name="image")
+        noise = mb.random_normal(shape=np.array([1, 3, 64, 64], dtype=np.int32), name="noise_op")
+        return mb.add(x=noise, y=mb.reduce_mean(x=z, axes=[1, 2, 3], keep_dims=True), name="image")
 
     broken = _copy(folder, tmp_path)
     shutil.rmtree(broken / "VAEDecoder.mlpackage")

@@ -1,0 +1,348 @@
+"""The CLI as a CI script drives it: real signals, full and read-only disks, odd paths, option
+checks before any model loads, strict JSON, reproducible output (README "Exit codes and scripting")."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_runner import run_cli
+from snapfusion_coreml import __version__
+from snapfusion_coreml.io import tree_sha256
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """The CLI in a child process, as a CI job runs it (stdout and stderr are pipes)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), TQDM_DISABLE="1")
+    for name in ("TRANSFORMERS_VERBOSITY", "TRANSFORMERS_NO_ADVISORY_WARNINGS"):  # set by in-process runs
+        env.pop(name, None)
+    return subprocess.Popen([sys.executable, "-m", "snapfusion_coreml", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the CLI exited ({proc.returncode}) before {what}: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def torch_loaded(pid: int) -> bool:
+    """The child has imported torch: it is past argument parsing, inside the command."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def leftovers(parent: Path, name: str) -> list[Path]:
+    """Hidden siblings of OUT: partial folders, old copies, lock files."""
+    return sorted(parent.glob(f".{name}.*"))
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny pipeline's decoder converted once (a previous good OUT for the tests below)."""
+    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+
+    out = tmp_path_factory.mktemp("scripting") / "decoder"
+    convert_pipeline(str(tiny_model_dir), ConvertOptions(out=out, components=("decoder",)))
+    return out
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """mount_tmpfs(options) -> a fresh tmpfs folder, or None where this user cannot mount."""
+    mounted = []
+
+    def mount(options: str) -> Path | None:
+        target = tmp_path / f"mnt{len(mounted)}"
+        target.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True)
+        if done.returncode != 0:
+            return None
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+# ---- signals -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_signal_during_convert_keeps_the_previous_out(sig, code, word, tiny_model_dir, converted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(converted, out)
+    before = tree_sha256(out)
+    proc = start_cli(["convert", tiny_model_dir, "-o", out, "--overwrite", "--components", "decoder"], tmp_path)
+    wait_for(lambda: any(tmp_path.glob(".out.partial-*")), proc, "the partial folder exists")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"{word}; {out} untouched"
+    assert "Traceback" not in err
+    assert leftovers(tmp_path, "out") == [] and tree_sha256(out) == before
+
+
+def test_sigkill_leftover_is_removed_and_reported_by_the_next_run(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    proc = start_cli(["convert", tiny_model_dir, "-o", out, "--components", "decoder"], tmp_path)
+    wait_for(lambda: any(tmp_path.glob(".out.partial-*")), proc, "the partial folder exists")
+    proc.kill()
+    proc.communicate(timeout=60)
+    partial = next(tmp_path.glob(".out.partial-*"))
+    assert not out.exists()
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "decoder"], capsys)
+    assert code == 0, err
+    assert f"removed {partial}, left by process {proc.pid} that is no longer running" in err
+    assert leftovers(tmp_path, "out") == [] and (out / "pipeline.json").is_file()
+
+
+@pytest.mark.parametrize("command", ["verify", "generate"])
+def test_sigint_during_verify_or_generate_exits_130(command, tiny_model_dir, converted, tmp_path):
+    args = {"verify": ["verify", converted],
+            "generate": ["generate", tiny_model_dir, "--prompt", "a fox", "--steps", "1000", "-o", tmp_path / "a.png"]}
+    proc = start_cli(args[command], tmp_path)
+    wait_for(lambda: torch_loaded(proc.pid), proc, "torch is loaded")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted; nothing was written"
+    assert not (tmp_path / "a.png").exists() and not list(tmp_path.glob(".a.png*"))
+
+
+# ---- output safety ---------------------------------------------------------------------------
+
+def test_full_disk_is_one_line_and_keeps_the_previous_out(tiny_model_dir, converted, mount_tmpfs, tmp_path,
+                                                          monkeypatch, capsys):
+    """A 3 MB tmpfs (the previous OUT takes 1.7 MB, the text encoder alone 3.2 MB); where mounting
+    is not allowed, ENOSPC is raised where package files are written (a fake full disk)."""
+    disk = mount_tmpfs("size=3m")
+    if disk is None:
+        import errno
+
+        from snapfusion_coreml.convert import package
+
+        def full(src, dst, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+        monkeypatch.setattr(package.shutil, "copyfile", full)
+        disk = tmp_path
+    out = disk / "out"
+    shutil.copytree(converted, out)
+    before = tree_sha256(out)
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--overwrite",
+                            "--components", "text_encoder,decoder"], capsys)
+    assert code == 2 and "Traceback" not in err
+    [line] = error_lines(err)
+    assert line.startswith(f"error: expected free space to write {out}, got a full disk (in {disk}/.out.partial-"), line
+    assert tree_sha256(out) == before and leftovers(disk, "out") == []
+
+
+def test_read_only_folder_fails_before_loading(tiny_model_dir, mount_tmpfs, capsys):
+    disk = mount_tmpfs("size=1m,ro")
+    if disk is None:
+        pytest.skip("cannot mount a read-only tmpfs here (root ignores mode bits)")
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(disk / "out")], capsys)
+    assert code == 2 and error_lines(err) == [
+        f'error: expected a writable folder for {disk / "out"}, got "Read-only file system" (in {disk}/.out.lock)']
+    png = disk / "a.png"
+    code, _, err = run_cli(["generate", str(tiny_model_dir), "--prompt", "a fox", "--steps", "1", "-o", str(png)], capsys)
+    assert code == 2 and len(error_lines(err)) == 1 and "Traceback" not in err
+    assert error_lines(err) == [f"error: expected a writable folder for {png}, got a read-only or inaccessible folder "
+                                f"(in {disk})"]
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_out_may_not_be_the_model(where, tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = tree_sha256(model)
+    out = {"same": model, "inside": model / "coreml", "around": tmp_path}[where]
+    code, _, err = run_cli(["convert", str(model), "-o", str(out), "--overwrite"], capsys)
+    relation = {"same": "is", "inside": "lies inside", "around": "contains"}[where]
+    assert code == 2 and error_lines(err) == [
+        f"error: expected an output folder outside the input {model}, got {out}, which {relation} it"]
+    assert tree_sha256(model) == before and not (model / "coreml").exists()
+
+
+def test_second_writer_fails_fast_and_first_output_is_kept(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    lock = tmp_path / ".o.lock"
+    proc = start_cli(["convert", tiny_model_dir, "-o", out, "--components", "decoder"], tmp_path)
+    wait_for(lambda: lock.exists() and lock.read_text().strip() == str(proc.pid), proc, "the lock is held")
+    start = time.monotonic()
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "decoder"], capsys)
+    assert code == 2 and time.monotonic() - start < 5
+    assert error_lines(err) == [f"error: expected no other process writing {out}, got process {proc.pid} "
+                                f"holding its lock (in {lock})"]
+    _, first_err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, first_err
+    first = tree_sha256(out)
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "decoder"], capsys)
+    assert code == 2 and "already exists; pass --overwrite" in err
+    assert tree_sha256(out) == first and leftovers(tmp_path, "o") == []
+
+
+def test_bracketed_path_is_printed_literally(converted, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "o [v1]"
+    shutil.copytree(converted, out)
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "decoder"], capsys)
+    assert code == 2 and error_lines(err) == [f"error: output folder {out} already exists; pass --overwrite to replace it"]
+    code, stdout, _ = run_cli(["inspect", str(out)], capsys)
+    assert code == 0 and str(out) in stdout
+
+
+# ---- verify: declared shapes and dtypes --------------------------------------------------------
+
+def test_verify_refuses_a_pipeline_json_with_wrong_shapes_or_dtypes(converted, tmp_path, capsys):
+    folder = tmp_path / "wrong"
+    shutil.copytree(converted, folder)
+    manifest = json.loads((folder / "pipeline.json").read_text())
+    decoder = manifest["components"]["decoder"]
+    true_shape = decoder["outputs"][0]["shape"]
+    decoder["outputs"][0]["shape"] = [1, 3, 999, 999]
+    decoder["inputs"][0]["dtype"] = "float16"
+    (folder / "pipeline.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(["verify", str(folder)], capsys)
+    assert code == 1
+    [line] = error_lines(err)
+    assert (f"VAEDecoder.mlpackage output image: pipeline.json declares (1, 3, 999, 999) float32, "
+            f"the package returns {tuple(true_shape)} float32") in line
+    assert "VAEDecoder.mlpackage input z: pipeline.json declares" in line and "float16" in line
+
+
+# ---- options checked before anything loads ---------------------------------------------------
+
+_CHILD = """
+import contextlib, io, json, sys
+from snapfusion_coreml.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = ["snapfusion-coreml", *argv]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue()})
+print(json.dumps({"results": results, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tmp_path):
+    """One child process runs every case; torch is never imported, so each fails in well under a second."""
+    model, png = str(tiny_model_dir), str(tmp_path / "x.png")
+    (tmp_path / "x.png").write_bytes(b"an existing output")
+    cases = [
+        (["--version"], 0, f"snapfusion-coreml {__version__}"),
+        (["--help"], 0, "Usage: snapfusion-coreml"),
+        (["generate", "--help"], 0, "[default: the model's]"),
+        ([], 2, "Usage: snapfusion-coreml [OPTIONS] COMMAND"),
+        (["generate", model, "--prompt", "x", "-o", png, "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
+        (["generate", model, "--prompt", "x", "-o", png, "--seed", str(2**70)], 2,
+         f"error: expected --seed in 0..{2**64 - 1} (2**64-1), got {2**70}"),
+        (["generate", model, "--prompt", "x", "-o", png, "--seed", "-1"], 2, "error: expected --seed in 0.."),
+        (["generate", model, "--prompt", "x", "-o", png, "--guidance", "inf"], 2,
+         "error: expected a finite number for --guidance, got inf"),
+        (["verify", str(converted), "--min-psnr", "nan"], 2, "error: expected a finite number for --min-psnr, got nan"),
+        (["verify", str(converted), "--min-psnr", "inf"], 2, "error: expected a finite number for --min-psnr, got inf"),
+        (["convert", "nothere/model", "-o", str(tmp_path / "o")], 2,
+         "error: model folder not found: nothere/model (for a hub id not downloaded yet, write hf:nothere/model)"),
+        (["convert", model, "-o", str(converted)], 2, f"error: output folder {converted} already exists"),
+        (["latency", "estimate", "--layout", "snapfusion", "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
+        (["train", "v-pred", model, "--data", model, "-o", str(tmp_path / "t"), "--seed", str(2**64)], 2,
+         "error: expected --seed in 0.."),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([argv for argv, _, _ in cases])], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for (argv, code, text), got in zip(cases, report["results"]):
+        assert got["code"] == code, (argv, got)
+        assert text in got["out"] + got["err"], (argv, got)
+        if text.startswith("error:"):
+            assert len(got["err"].strip().splitlines()) == 1 and "Traceback" not in got["err"], (argv, got)
+    assert report["torch"] is False
+    assert (tmp_path / "x.png").read_bytes() == b"an existing output"
+
+
+# ---- output for scripts ----------------------------------------------------------------------
+
+def test_non_terminal_output_is_not_cut_and_json_is_strict(converted, tmp_path, capsys):
+    deep = tmp_path / ("a_long_folder_name_" * 4) / "decoder [fp16]"
+    shutil.copytree(converted, deep)
+    code, stdout, err = run_cli(["verify", str(deep), "--modes", "fp32"], capsys)
+    assert code == 0, err
+    assert str(deep) in stdout and "…" not in stdout and max(map(len, stdout.splitlines())) > 80
+    code, stdout, _ = run_cli(["verify", str(deep), "--modes", "fp32", "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["folder"] == str(deep)
+    code, stdout, _ = run_cli(["latency", "estimate", "--layout", "snapfusion", "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["estimated"] is True
+
+
+def test_json_ready_turns_non_finite_numbers_into_null():
+    from snapfusion_coreml.cli.options import json_ready
+
+    text = json.dumps(json_ready({"psnr": float("nan"), "rows": [float("inf"), 1.5], "path": Path("a [b]")}),
+                      allow_nan=False)
+    assert json.loads(text) == {"psnr": None, "rows": [None, 1.5], "path": "a [b]"}
+
+
+def test_third_party_log_lines_only_with_verbose(tiny_model_dir, tmp_path):
+    runs = {}
+    for flags in ([], ["--verbose"]):
+        proc = start_cli([*flags, "convert", tiny_model_dir, "-o", tmp_path / f"o{len(flags)}",
+                          "--components", "text_encoder", "--json"], tmp_path)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["components"][0]["component"] == "text_encoder"
+        runs[bool(flags)] = err
+    assert "[transformers]" not in runs[False]
+    assert "[transformers]" in runs[True]
+
+
+# ---- reproducible conversion -----------------------------------------------------------------
+
+def test_converting_twice_gives_identical_bytes(tiny_model_dir, tmp_path, capsys):
+    args = ["convert", str(tiny_model_dir), "--components", "text_encoder,decoder", "--palettize", "decoder=8"]
+    for name in ("a", "b"):
+        code, _, err = run_cli([*args, "-o", str(tmp_path / name)], capsys)
+        assert code == 0, err
+    files = {name: sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*") if p.is_file())
+             for name in ("a", "b")}
+    assert files["a"] == files["b"] and len(files["a"]) >= 8
+    for rel in files["a"]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    manifest = (tmp_path / "a" / "TextEncoder.mlpackage" / "Manifest.json").read_text()
+    assert "conversion_date" not in (tmp_path / "a" / "TextEncoder.mlpackage" / "Data" / "com.apple.CoreML"
+                                      / "model.mlmodel").read_bytes().decode("latin-1")
+    assert json.loads((tmp_path / "a" / "pipeline.json").read_text())["components"]["decoder"]["compression"]["bits"] == 8
+    assert str(tiny_model_dir) not in (tmp_path / "a" / "VAEDecoder.mlpackage" / "Data" / "com.apple.CoreML"
+                                       / "model.mlmodel").read_bytes().decode("latin-1")
+    assert json.loads(manifest)["rootModelIdentifier"] in json.loads(manifest)["itemInfoEntries"]
