@@ -47,12 +47,12 @@ def stages(work: Path, pilot: bool) -> list[tuple[str, list[str]]]:
                "--guidance-max", "8", "--max-steps", steps(150), "--batch-size", "16", "--lr", "3e-4",
                "--ema-decay", "0.99", *common]
     return [
-        ("autoencoder", ["train", "autoencoder", "--data", "shapes:0", "-o", w("vae"), "--max-steps", steps(250),
+        ("autoencoder", ["train", "autoencoder", "--data", "shapes:0", "-o", w("vae"), "--max-steps", steps(400),
                          "--batch-size", "8", "--lr", "2e-3", *common]),
         ("latents", ["train", "latents", w("vae"), "--data", "shapes:0", "-o", w("latents"),
                      "--count", "64" if pilot else "4096", "--overwrite"]),
         ("base", ["train", "base", "--data", w("latents"), "--vae", w("vae"), "-o", w("teacher-eps"),
-                  "--layout", "sd-v1.5-tiny", "--max-steps", steps(900), "--batch-size", "32", "--lr", "1e-3",
+                  "--layout", "sd-v1.5-tiny", "--max-steps", steps(800), "--batch-size", "32", "--lr", "1e-3",
                   "--warmup-steps", "50", "--ema-decay", "0.995", *common]),
         ("v-pred", ["train", "v-pred", w("teacher-eps"), "--data", w("latents"), "-o", w("teacher-v"),
                     "--max-steps", steps(150), "--batch-size", "32", "--lr", "3e-4", "--ema-decay", "0.99", *common]),
