@@ -35,7 +35,7 @@ CLI = [sys.executable, "-m", "snapfusion_coreml"]
 GUIDANCE_SCALE = 4.0  # the bundled default's guidance scale (benchmarks/results/train_default_model.md)
 
 
-def stages(work: Path, pilot: bool, base_steps: int = 800) -> list[tuple[str, list[str]]]:
+def stages(work: Path, pilot: bool, base_steps: int = 1200) -> list[tuple[str, list[str]]]:
     """(name, command arguments) of every training stage; step counts sized for ~1 h on 2 shared cores."""
     def steps(full: int) -> str:
         return str(3 if pilot else full)
@@ -50,7 +50,7 @@ def stages(work: Path, pilot: bool, base_steps: int = 800) -> list[tuple[str, li
         # 64 px scenes: the same content at a quarter of the cost; the convolutional autoencoder then
         # encodes 128 px images into 16x16 latents (measured: benchmarks/results/train_default_model.md)
         ("autoencoder", ["train", "autoencoder", "--data", "shapes:0", "-o", w("vae"), "--image-size", "64",
-                         "--max-steps", steps(1000), "--batch-size", "16", "--lr", "1e-3", *common]),
+                         "--max-steps", steps(2500), "--batch-size", "16", "--lr", "1e-3", *common]),
         ("latents", ["train", "latents", w("vae"), "--data", "shapes:0", "-o", w("latents"),
                      "--count", "64" if pilot else "4096", "--overwrite"]),
         ("base", ["train", "base", "--data", w("latents"), "--vae", w("vae"), "-o", w("teacher-eps"),
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per stage (1 is fastest on a shared machine: no spinning OpenMP barriers)")
     parser.add_argument("--guidance-scale", type=float, default=GUIDANCE_SCALE)
-    parser.add_argument("--base-steps", type=int, default=800,
+    parser.add_argument("--base-steps", type=int, default=1200,
                         help="train base optimizer steps (rerun with fewer and --from-stage 3 to stop at a checkpoint)")
     args = parser.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),

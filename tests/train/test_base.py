@@ -103,3 +103,22 @@ def dataclass_replace(config, **kw):
     import dataclasses
 
     return dataclasses.replace(config, **kw)
+
+
+@pytest.mark.parametrize("case", ["prompt list", "missing vae", "bad channels"])
+def test_cli_bad_input_one_line_exit_2(case, tmp_path, vae_dir, prompts, monkeypatch, capsys):
+    from test_cli_train import run_cli
+
+    args, expected = {
+        "prompt list": (["train", "base", "--data", str(prompts), "--vae", str(vae_dir), "-o", str(tmp_path / "o")],
+                        "got a prompt list"),
+        "missing vae": (["train", "latents", str(tmp_path / "nope"), "--data", "shapes", "-o", str(tmp_path / "o")],
+                        "config.json"),
+        "bad channels": (["train", "autoencoder", "--data", "shapes", "-o", str(tmp_path / "o"),
+                          "--block-out-channels", "8,x"], "comma-separated integers"),
+    }[case]
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert expected in err and not (tmp_path / "o").exists()
+    if case != "bad channels":  # typer's own usage box for option errors
+        assert len(err.splitlines()) == 1 and err.startswith("error:"), err
