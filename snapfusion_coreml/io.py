@@ -96,3 +96,17 @@ def _file_sha256(path: Path) -> str:
 def dir_size(path: Path) -> int:
     path = Path(path)
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def write_png(path: Path, image) -> None:
+    """Write an (H, W, 3) uint8 array as a PNG, atomically (a temporary sibling moved into place)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        Image.fromarray(image).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,10 +1,15 @@
-"""The PyTorch reference text-to-image pipeline: tokenizer -> text encoder -> DDIM with CFG ->
-decoder. The converted Core ML pipeline and the Swift app compute exactly this."""
+"""The text-to-image pipeline: tokenizer -> text encoder -> DDIM with CFG -> decoder.
+
+One implementation of the generation steps (`generate_image`) runs over a `DiffusionBackend`:
+the PyTorch modules (`TorchBackend`, the reference) or the converted Core ML packages run by the
+Linux interpreter (snapfusion_coreml/interpret/backend.py), so both produce the image the Swift
+app computes from the same seed. Sampling itself is schedule.py's.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -13,6 +18,99 @@ from .config import PipelineDefaults, SchedulerConfig
 from .errors import UserError
 from .modeling.tokenizer import tokenize
 from .schedule import guide, initial_latents, sample
+
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+class DiffusionBackend(Protocol):
+    """The three networks of a pipeline, whatever runs them.
+
+    unet_batch: the UNet batch the backend requires (1 or 2), or None when any batch works.
+    """
+
+    unet_batch: int | None
+    latent_channels: int
+
+    def latent_side(self, image_size: int) -> int:
+        """The latent side for `image_size`, or a UserError when the backend cannot take it."""
+
+    def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, 77) int -> last hidden states (B, 77, D) float32."""
+
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """sample (B, C, h, w), timestep (B,) float, context (B, D, 1, 77) -> raw prediction (B, C, h, w)."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (1, C, h, w), already divided by the latent scale factor -> image (1, 3, 8h, 8w) in [-1, 1]."""
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8, as the Swift app converts it."""
+    image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0)
+    return image.cpu().numpy()
+
+
+@torch.no_grad()
+def generate_image(backend: DiffusionBackend, tokenizer, scheduler: SchedulerConfig, defaults: PipelineDefaults,
+                   prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
+                   image_size: int | None = None, on_step: StepCallback | None = None,
+                   timesteps: list[int] | None = None, device: torch.device | str = "cpu") -> np.ndarray:
+    """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`.
+
+    timesteps: an explicit sampler timestep list (pipeline.json's); default from `scheduler`.
+    """
+    steps = steps or (len(timesteps) if timesteps else defaults.steps)
+    w = defaults.guidance_scale if guidance_scale is None else guidance_scale
+    side = backend.latent_side(image_size or defaults.image_size)
+
+    # 1. text: unconditional ("") and conditional embeddings, in the UNet's (B, D, 1, 77) layout
+    ids = tokenize(tokenizer, ["", prompt])
+    context = backend.encode(ids).transpose(1, 2).unsqueeze(2).to(device)
+    # 2. initial noise, reproducible on any device and in Swift
+    latents = initial_latents(seed, (1, backend.latent_channels, side, side)).to(device)
+
+    # 3. DDIM with classifier-free guidance: one batch-2 UNet call per step (unconditional, then
+    #    conditional), two batch-1 calls where the backend takes batch 1, one call without guidance
+    def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
+        def call(batch: int, ctx: torch.Tensor) -> torch.Tensor:
+            return backend.unet(z.repeat(batch, 1, 1, 1), torch.full((batch,), float(t), device=device), ctx)
+
+        if backend.unet_batch == 1:
+            cond = call(1, context[1:])
+            return cond if w == 1.0 else guide(cond, call(1, context[:1]), w)
+        if w == 1.0 and backend.unet_batch is None:
+            return call(1, context[1:])
+        uncond, cond = call(2, context).chunk(2)
+        return cond if w == 1.0 else guide(cond, uncond, w)
+
+    if timesteps is not None and steps != len(timesteps):
+        timesteps = None  # another step count: the schedule's own spacing
+    latents = sample(denoise, latents, scheduler, steps, on_step, timesteps)
+    # 4. decode
+    return to_uint8(backend.decode(latents / defaults.latent_scale_factor))
+
+
+class TorchBackend:
+    """The PyTorch modules of a `Pipeline` (on their device); `skip_blocks` act as identity."""
+
+    unet_batch = None
+
+    def __init__(self, pipeline: "Pipeline", skip_blocks: frozenset[str] = frozenset()):
+        self.pipeline, self.skip_blocks = pipeline, skip_blocks
+        self.latent_channels = pipeline.unet.layout.in_channels
+
+    def latent_side(self, image_size: int) -> int:
+        return self.pipeline.check_image_size(image_size)
+
+    def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
+        encoder = self.pipeline.text_encoder
+        return encoder(input_ids=input_ids.to(next(encoder.parameters()).device)).last_hidden_state
+
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.pipeline.unet(sample, timestep, context, self.skip_blocks)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.pipeline.decoder(z)
 
 
 @dataclass
@@ -40,37 +138,16 @@ class Pipeline:
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """(B, 77, D) last hidden states of the text encoder."""
-        ids = tokenize(self.tokenizer, prompts).to(next(self.text_encoder.parameters()).device)
-        return self.text_encoder(input_ids=ids).last_hidden_state
+        return TorchBackend(self).encode(tokenize(self.tokenizer, prompts))
 
     @torch.no_grad()
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                 image_size: int | None = None, on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+                 image_size: int | None = None, on_step: StepCallback | None = None,
                  skip_blocks: frozenset[str] = frozenset()) -> np.ndarray:
-        """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`.
+        """A (H, W, 3) uint8 image (see `generate_image`).
 
         skip_blocks: UNet blocks that act as identity (architecture evolution scores them so).
         """
-        steps = steps or self.defaults.steps
-        w = self.defaults.guidance_scale if guidance_scale is None else guidance_scale
-        side = self.check_image_size(image_size or self.defaults.image_size)
-        device = next(self.unet.parameters()).device
-
-        # 1. text: unconditional ("") and conditional embeddings, in the UNet's (B, D, 1, 77) layout
-        context = self.encode_prompts(["", prompt]).transpose(1, 2).unsqueeze(2)
-        # 2. initial noise, reproducible on any device and in Swift
-        latents = initial_latents(seed, (1, self.unet.layout.in_channels, side, side)).to(device)
-
-        # 3. DDIM with classifier-free guidance (one batch-2 UNet call per step)
-        def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
-            if w == 1.0:
-                return self.unet(z, torch.full((1,), float(t), device=device), context[1:], skip_blocks)
-            uncond, cond = self.unet(z.repeat(2, 1, 1, 1), torch.full((2,), float(t), device=device), context,
-                                     skip_blocks).chunk(2)
-            return guide(cond, uncond, w)
-
-        latents = sample(denoise, latents, self.scheduler, steps, on_step)
-        # 4. decode
-        image = self.decoder(latents / self.defaults.latent_scale_factor)
-        image = ((image[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0)
-        return image.cpu().numpy()
+        return generate_image(TorchBackend(self, skip_blocks), self.tokenizer, self.scheduler, self.defaults, prompt,
+                              steps, guidance_scale, seed, image_size, on_step,
+                              device=next(self.unet.parameters()).device)

@@ -108,14 +108,16 @@ DenoiseFn = Callable[[torch.Tensor, int], torch.Tensor]  # (z_t (B,4,h,w), t) ->
 
 
 def sample(denoise: DenoiseFn, latents: torch.Tensor, config: SchedulerConfig, steps: int,
-           on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+           on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+           ts: list[int] | None = None) -> torch.Tensor:
     """Run DDIM from pure noise `latents` to the clean latent.
 
     `denoise(z_t, t)` returns the (already guided) model prediction. `on_step(i, t, z)` is called
-    after each step with the new latent.
+    after each step with the new latent. `ts` gives the timesteps explicitly (pipeline.json's
+    `sampler.timesteps`, noisiest first); default `timesteps(config, steps)`.
     """
     cumprod = alphas_cumprod(config)
-    ts = timesteps(config, steps)
+    ts = timesteps(config, steps) if ts is None else [int(t) for t in ts]
     z = latents
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1

@@ -35,3 +35,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_converted_dir(tmp_path_factory, tiny_model_dir):
+    """The tiny pipeline converted by `convert` (fp16, UNet batch 2), shared by the session."""
+    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+
+    out = tmp_path_factory.mktemp("converted") / "out"
+    convert_pipeline(str(tiny_model_dir), ConvertOptions(out=out))
+    return out

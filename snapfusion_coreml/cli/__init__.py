@@ -25,7 +25,8 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`.
-COMMAND_MODULES = ("convert", "inspect", "verify", "generate", "export_blocks", "train", "latency", "report")
+COMMAND_MODULES = ("convert", "inspect", "verify", "generate", "export_blocks", "train", "latency", "report",
+                   "interpret", "eval")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

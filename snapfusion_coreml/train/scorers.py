@@ -2,8 +2,8 @@
 
 Any object or function with that signature works (`QualityScorer`). Provided:
   - CLIPScorer: SnapFusion's measure, the raw CLIP cosine between generated images and their
-    prompts through open_clip with locally available weights (the paper: ViT-g/14, 50 steps,
-    CFG 7.5; a 2K MS-COCO subset). open_clip is an optional dependency (`pip install .[clip]`);
+    prompts with locally available weights (the paper: ViT-g/14, 50 steps, CFG 7.5; a 2K MS-COCO
+    subset): an open_clip checkpoint (`pip install .[clip]`) or a transformers CLIP folder;
   - FidelityScorer: minus the mean squared difference between the x-predictions with and without
     the skipped blocks on fixed noisy latents (needs no extra weights; a block-sensitivity proxy);
   - BlockValueScorer: a fixed value per block, deterministic (tests, or values measured elsewhere).
@@ -80,33 +80,28 @@ class FidelityScorer:
 
 
 class CLIPScorer:
-    """Mean raw CLIP cosine (image, prompt) of images generated with the skipped blocks."""
+    """Mean raw CLIP cosine (image, prompt) of images generated with the skipped blocks.
+
+    `weights`: an open_clip checkpoint file (with `model_name`) or a local transformers CLIP
+    folder; scored by eval/scores.py's CLIPScore, the one CLIP score of the project.
+    """
 
     def __init__(self, prompts: list[str], weights: Path | None, model_name: str = "ViT-g-14", steps: int = 50,
                  guidance_scale: float = 7.5, seed: int = 0):
-        try:
-            import open_clip
-        except ImportError:
-            raise UserError("expected open_clip for the CLIP scorer (pip install 'snapfusion-coreml[clip]'), got no "
-                            "open_clip module; use --scorer fidelity or a scorer of your own") from None
-        if weights is None or not Path(weights).is_file():
-            raise UserError(f"expected local CLIP weights for {model_name} (--clip-weights FILE), got {weights or 'none'}")
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(weights))
-        self.model, self.preprocess = model.eval(), preprocess
-        self.tokenizer = open_clip.get_tokenizer(model_name)
+        from ..eval.scores import CLIPScore
+
+        if weights is None:
+            raise UserError(f"expected local CLIP weights for {model_name} (--clip-weights FILE or folder), got none")
+        self.clip = CLIPScore(weights, model_name)
         self.prompts, self.steps, self.guidance_scale, self.seed = prompts, steps, guidance_scale, seed
 
     @torch.no_grad()
     def __call__(self, pipeline: Pipeline, skip_blocks: frozenset[str]) -> float:
-        from PIL import Image
+        import numpy as np
 
-        images = [Image.fromarray(pipeline.generate(p, self.steps, self.guidance_scale, self.seed + i, skip_blocks=skip_blocks))
-                  for i, p in enumerate(self.prompts)]
-        image_features = self.model.encode_image(torch.stack([self.preprocess(im) for im in images]))
-        text_features = self.model.encode_text(self.tokenizer(self.prompts))
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-        return float((image_features * text_features).sum(dim=-1).mean())
+        images = np.stack([pipeline.generate(p, self.steps, self.guidance_scale, self.seed + i, skip_blocks=skip_blocks)
+                           for i, p in enumerate(self.prompts)])
+        return float(self.clip(images, self.prompts).mean())
 
 
 def load_scorer(spec: str, prompts: list[str], clip_weights: Path | None = None, clip_model: str = "ViT-g-14",

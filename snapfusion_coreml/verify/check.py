@@ -18,13 +18,14 @@ from typing import Callable
 
 import numpy as np
 
-from ..convert.manifest import MANIFEST, check_manifest
+from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
-from ..io import read_json, tree_sha256
+from ..interpret.packages import open_converted_folder, package_files
+from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
 from . import native
-from .interpreter import MODES, run_program
-from .program import Program, load_program
+from .interpreter import MODES, run_chain
+from .program import load_program
 from .reference import component_inputs, load_reference, reference_outputs
 from .report import OutputCheck, VerifyReport
 
@@ -52,24 +53,6 @@ def resolve_modes(modes: tuple[str, ...] | None) -> tuple[tuple[str, ...], list[
     return modes, []
 
 
-def _package_files(component: dict) -> list[str]:
-    return list(component.get("chunks") or [component["file"]])
-
-
-def _run_chain(programs: list[Program], inputs: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
-    """Run programs in order; each takes what it names from the inputs and earlier outputs."""
-    available = dict(inputs)
-    outputs: dict[str, np.ndarray] = {}
-    for program in programs:
-        missing = sorted(set(program.inputs) - set(available))
-        if missing:
-            raise expected(f"inputs {missing} from the component inputs or an earlier chunk",
-                           f"only {sorted(available)}", str(program.package))
-        outputs = run_program(program, {n: available[n] for n in program.inputs}, mode)
-        available.update(outputs)
-    return outputs
-
-
 def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float = MIN_PSNR_DB,
                   modes: tuple[str, ...] | None = None,
                   on_step: Callable[[str], None] | None = None) -> VerifyReport:
@@ -84,17 +67,8 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
     """
     folder = Path(out)
     # 1. the manifest and the packages it lists
-    if not folder.is_dir():
-        raise expected("a converted folder", "nothing at that path" if not folder.exists() else "a file", str(folder))
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise UserError(f"expected {MANIFEST} in {folder} (an incomplete or foreign folder), found none")
-    manifest = check_manifest(read_json(manifest_path, MANIFEST), str(manifest_path))
+    manifest = open_converted_folder(folder)
     components = manifest["components"]
-    for key, component in components.items():
-        for name in _package_files(component):
-            if not (folder / name).is_dir():
-                raise expected(f"package {name} (listed for {key} in {MANIFEST})", "no such package", str(folder))
     run_modes, notes = resolve_modes(modes)
 
     # 2. the reference model
@@ -104,7 +78,7 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
 
     # 3. every component: integrity, inputs, reference, each mode
     for key, component in components.items():
-        files = _package_files(component)
+        files = package_files(component)
         digest = ",".join(tree_sha256(folder / f) for f in files)
         if component.get("sha256") and digest != component["sha256"]:
             report.integrity.append(f"{', '.join(files)} differs from its sha256 in {MANIFEST} (altered after convert)")
@@ -118,7 +92,7 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
             if mode == native.MODE:
                 got = native.predict_chain([folder / f for f in files], inputs)
             else:
-                got = _run_chain(programs, inputs, mode)
+                got = run_chain(programs, inputs, mode)
             seconds = time.perf_counter() - start
             for name, ref in expected_outputs.items():
                 value = np.asarray(got[name], dtype=np.float32) if name in got else None

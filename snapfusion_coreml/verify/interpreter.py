@@ -128,3 +128,18 @@ def run_program(program: Program, inputs: dict[str, np.ndarray], mode: str = "fp
         for name in step.frees:
             del env[name]
     return {name: _to_numpy(env[name]) for name in program.outputs}
+
+
+def run_chain(programs: list[Program], inputs: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
+    """Run programs in order (a chunked UNet); each takes what it names from the inputs and the
+    earlier programs' outputs. Returns the last program's outputs."""
+    available = dict(inputs)
+    outputs: dict[str, np.ndarray] = {}
+    for program in programs:
+        missing = sorted(set(program.inputs) - set(available))
+        if missing:
+            raise expected(f"inputs {missing} from the component inputs or an earlier chunk",
+                           f"only {sorted(available)}", str(program.package))
+        outputs = run_program(program, {n: available[n] for n in program.inputs}, mode)
+        available.update(outputs)
+    return outputs

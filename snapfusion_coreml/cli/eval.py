@@ -1,0 +1,121 @@
+"""`snapfusion-coreml eval MODEL -o DIR` (quality over a guidance sweep) and
+`snapfusion-coreml eval train-judge -o DIR` (the shapes-domain attribute judge)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from ..errors import UserError
+from .options import DEFAULT_MODEL
+
+console = Console(stderr=True)
+
+
+class _RunByDefault(TyperGroup):
+    """`eval MODEL ...` means `eval run MODEL ...`: any first argument that is not a subcommand."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        elif not args:
+            args = ["run"]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(cls=_RunByDefault, help="Quality evaluation: judge accuracy / CLIP score and Frechet distances "
+                                              "over a guidance sweep, for a model folder or a converted folder.")
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"expected {option} as comma-separated numbers, got {text!r}") from None
+
+
+@eval_app.command("run")
+def run_command(
+    model: Optional[str] = typer.Argument(None, help="Model folder, or converted folder OUT (with pipeline.json) "
+                                                     "[default: the bundled models/default]"),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (results.json, results.md, sweep.png, grid.png, images/)"),
+    prompts: str = typer.Option("shapes:3", "--prompts", help="shapes[:SEED] (the data set grammar) or a prompt-list file"),
+    count: int = typer.Option(32, "--count", help="Images per guidance value (prompt i uses seed SEED + i)"),
+    guidance: str = typer.Option("1,2,4,7.5", "--guidance", help="Guidance values to sweep, comma-separated"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps [default: the model's]"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the first image"),
+    precision: str = typer.Option("fp16", "--precision", help="Converted folders: interpreter precision fp16 or fp32"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Real images for Frechet distances: an image folder "
+                                                                      "or shapes[:SEED] [default: shapes:4 for shapes prompts]"),
+    reference_count: int = typer.Option(256, "--reference-count", help="Real images to use"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Judge folder [default: models/judge for shapes prompts]"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: open_clip checkpoint file or transformers CLIP folder"),
+    clip_model: str = typer.Option("ViT-g-14", "--clip-model", help="open_clip architecture of a --clip checkpoint file"),
+    inception: Optional[str] = typer.Option(None, "--inception", help="FID Inception weights: TorchScript "
+                                                                      "inception-2015-12-05.pt or a torch-fidelity state dict"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
+) -> None:
+    """Generate COUNT images per guidance value and score them (written to OUT atomically)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..eval.outputs import markdown, write_outputs
+    from ..eval.run import EvalSettings, evaluate
+    from ..io import atomic_directory
+
+    if out.exists() and not overwrite:  # before minutes of generation
+        raise UserError(f"output folder {out} already exists; pass --overwrite to replace it")
+    settings = EvalSettings(prompts, count, _floats(guidance, "--guidance"), steps, seed, precision, reference,
+                            reference_count, judge, clip, clip_model, inception)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("generating", total=count * len(settings.guidance))
+        done = {"n": 0}
+
+        def on_image(w: float, i: int, total: int) -> None:
+            done["n"] += 1
+            progress.update(task, completed=done["n"], total=total * len(settings.guidance),
+                            description=f"generating (w={w:g})")
+
+        with atomic_directory(out, overwrite) as tmp:  # nothing at OUT until every file is written
+            result = evaluate(str(model or DEFAULT_MODEL), settings, tmp / "images", on_image)
+            write_outputs(result, tmp)
+    Console().print(markdown(result), highlight=False, markup=False)
+    console.print(f"wrote {out} in {result.seconds:.0f} s", highlight=False)
+
+
+@eval_app.command("train-judge")
+def train_judge_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Judge folder to write (judge.json + model.safetensors)"),
+    seed: int = typer.Option(1, "--seed", help="Data set seed of the training scenes"),
+    held_out_seed: int = typer.Option(2, "--held-out-seed", help="Data set seed of the accuracy report"),
+    train_images: int = typer.Option(0, "--train-images", help="Training scenes [default: the recipe's]"),
+    epochs: int = typer.Option(0, "--epochs", help="Epochs [default: the recipe's]"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing judge folder"),
+) -> None:
+    """Train the attribute judge of the shapes domain (deterministic, minutes on a CPU)."""
+    import dataclasses
+
+    from ..eval.train_judge import JudgeTraining, train_judge
+
+    if out.exists() and not overwrite:
+        raise UserError(f"output folder {out} already exists; pass --overwrite to replace it")
+    training = JudgeTraining(seed=seed, held_out_seed=held_out_seed)
+    changes = {k: v for k, v in (("train_images", train_images), ("epochs", epochs)) if v}
+    training = dataclasses.replace(training, **changes)
+    command = "snapfusion-coreml " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    _, meta = train_judge(training, out, overwrite, command=command,
+                          on_epoch=lambda e, loss: console.print(f"epoch {e}/{training.epochs}: loss {loss:.4f}", highlight=False))
+    acc = meta["held_out_accuracy"]
+    console.print(f"wrote {out}: held-out accuracy (seed {held_out_seed}) shape {acc['shape']:.3f}, color {acc['color']:.3f}, "
+                  f"background {acc['background']:.3f}, all three {acc['all']:.3f} ({meta['train_seconds']:.0f} s)",
+                  highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
