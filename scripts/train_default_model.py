@@ -35,7 +35,7 @@ CLI = [sys.executable, "-m", "snapfusion_coreml"]
 GUIDANCE_SCALE = 4.0  # the bundled default's guidance scale (benchmarks/results/train_default_model.md)
 
 
-def stages(work: Path, pilot: bool, base_steps: int = 1200) -> list[tuple[str, list[str]]]:
+def stages(work: Path, pilot: bool, base_steps: int = 1200, vpred_steps: int = 1600) -> list[tuple[str, list[str]]]:
     """(name, command arguments) of every training stage; step counts sized for ~1 h on 2 shared cores."""
     def steps(full: int) -> str:
         return str(3 if pilot else full)
@@ -59,7 +59,7 @@ def stages(work: Path, pilot: bool, base_steps: int = 1200) -> list[tuple[str, l
         # the longest fine-tune: at t near 999 the v target is ~ -x0, so colors (decided at the
         # highest noise levels of 16x16 latents) learn here far faster than under the eps loss
         ("v-pred", ["train", "v-pred", w("teacher-eps"), "--data", w("latents"), "-o", w("teacher-v"),
-                    "--max-steps", steps(1000), "--batch-size", "32", "--lr", "5e-4", "--ema-decay", "0.995", *common]),
+                    "--max-steps", steps(vpred_steps), "--batch-size", "32", "--lr", "5e-4", "--ema-decay", "0.995", *common]),
         ("distill-cfg", distill + ["-o", w("student-cfg"), "--cfg-probability", "0.5"]),
         ("distill-vanilla", distill + ["-o", w("student-vanilla"), "--cfg-probability", "0"]),
         ("decoder", ["distill", "decoder", w("student-cfg"), "--prompts", "shapes:0", "-o", w("student-slim"),
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per stage (1 is fastest on a shared machine: no spinning OpenMP barriers)")
     parser.add_argument("--guidance-scale", type=float, default=GUIDANCE_SCALE)
+    parser.add_argument("--vpred-steps", type=int, default=1600, help="train v-pred optimizer steps")
     parser.add_argument("--base-steps", type=int, default=1200,
                         help="train base optimizer steps (rerun with fewer and --from-stage 3 to stop at a checkpoint)")
     args = parser.parse_args()
@@ -145,7 +146,7 @@ def main() -> None:
                   commit=commit, pilot=args.pilot, work=str(args.work))
     report.setdefault("stages", {})
     args.work.mkdir(parents=True, exist_ok=True)
-    for n, (name, cmd) in enumerate(stages(args.work, args.pilot, args.base_steps), start=1):
+    for n, (name, cmd) in enumerate(stages(args.work, args.pilot, args.base_steps, args.vpred_steps), start=1):
         if n < args.from_stage:
             continue
         print(f"[{n}] {name}: snapfusion-coreml {shlex.join(cmd)}", flush=True)
