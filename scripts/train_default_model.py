@@ -35,7 +35,7 @@ CLI = [sys.executable, "-m", "snapfusion_coreml"]
 GUIDANCE_SCALE = 4.0  # the bundled default's guidance scale (benchmarks/results/train_default_model.md)
 
 
-def stages(work: Path, pilot: bool) -> list[tuple[str, list[str]]]:
+def stages(work: Path, pilot: bool, base_steps: int = 1200, vpred_steps: int = 1600) -> list[tuple[str, list[str]]]:
     """(name, command arguments) of every training stage; step counts sized for ~1 h on 2 shared cores."""
     def steps(full: int) -> str:
         return str(3 if pilot else full)
@@ -47,15 +47,19 @@ def stages(work: Path, pilot: bool) -> list[tuple[str, list[str]]]:
                "--guidance-max", "8", "--max-steps", steps(150), "--batch-size", "16", "--lr", "3e-4",
                "--ema-decay", "0.99", *common]
     return [
-        ("autoencoder", ["train", "autoencoder", "--data", "shapes:0", "-o", w("vae"), "--max-steps", steps(250),
-                         "--batch-size", "8", "--lr", "2e-3", *common]),
+        # 64 px scenes: the same content at a quarter of the cost; the convolutional autoencoder then
+        # encodes 128 px images into 16x16 latents (measured: benchmarks/results/train_default_model.md)
+        ("autoencoder", ["train", "autoencoder", "--data", "shapes:0", "-o", w("vae"), "--image-size", "64",
+                         "--max-steps", steps(2500), "--batch-size", "16", "--lr", "1e-3", *common]),
         ("latents", ["train", "latents", w("vae"), "--data", "shapes:0", "-o", w("latents"),
                      "--count", "64" if pilot else "4096", "--overwrite"]),
         ("base", ["train", "base", "--data", w("latents"), "--vae", w("vae"), "-o", w("teacher-eps"),
-                  "--layout", "sd-v1.5-tiny", "--max-steps", steps(900), "--batch-size", "32", "--lr", "1e-3",
+                  "--layout", "sd-v1.5-tiny", "--max-steps", steps(base_steps), "--batch-size", "32", "--lr", "1e-3",
                   "--warmup-steps", "50", "--ema-decay", "0.995", *common]),
+        # the longest fine-tune: at t near 999 the v target is ~ -x0, so colors (decided at the
+        # highest noise levels of 16x16 latents) learn here far faster than under the eps loss
         ("v-pred", ["train", "v-pred", w("teacher-eps"), "--data", w("latents"), "-o", w("teacher-v"),
-                    "--max-steps", steps(150), "--batch-size", "32", "--lr", "3e-4", "--ema-decay", "0.99", *common]),
+                    "--max-steps", steps(vpred_steps), "--batch-size", "32", "--lr", "5e-4", "--ema-decay", "0.995", *common]),
         ("distill-cfg", distill + ["-o", w("student-cfg"), "--cfg-probability", "0.5"]),
         ("distill-vanilla", distill + ["-o", w("student-vanilla"), "--cfg-probability", "0"]),
         ("decoder", ["distill", "decoder", w("student-cfg"), "--prompts", "shapes:0", "-o", w("student-slim"),
@@ -83,6 +87,26 @@ def summarize_log(run_dir: Path) -> dict:
     return out
 
 
+def markdown(report: dict) -> str:
+    """The stage table of benchmarks/results/train_default_model.md."""
+    lines = [f"# Training the bundled default model{' (pilot)' if report.get('pilot') else ''}", "",
+             f"`python scripts/train_default_model.py` on {report['machine']['cpus']} CPU cores "
+             f"({report['machine']['processor']}, {report['machine']['platform']}, shared with other jobs), "
+             f"{report['machine']['threads_per_stage']} torch thread per stage, commit {report['commit'][:10]}. "
+             f"Total wall time {report['total_wall_s'] / 60:.1f} min.", "",
+             "| stage | wall | steps | samples/s | loss first -> last 10% | held-out loss before -> after |",
+             "|---|---|---|---|---|---|"]
+    for name, stage in report["stages"].items():
+        loss = (f"{stage['loss_first']:.4g} -> {stage['loss_last10pct_mean']:.4g}" if "loss_first" in stage else "")
+        held = (f"{stage['eval_before']:.4g} -> {stage['eval_after']:.4g}" if "eval_before" in stage else "")
+        speed = f"{stage['samples_per_s_mean']:.1f}" if "samples_per_s_mean" in stage else ""
+        lines.append(f"| {name} | {stage['wall_s'] / 60:.1f} min | {stage.get('steps', '')} | {speed} | {loss} | {held} |")
+    lines += ["", "Exact commands (each stage's log.jsonl is in WORK/OUT.run/):", "", "```bash"]
+    lines += [stage["command"] for stage in report["stages"].values()]
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
 def bundle(work: Path, out: Path, guidance: float) -> None:
     """models/default: the slim-decoder CFG-aware student, fp16, 8 steps, trailing, `guidance`."""
     import dataclasses
@@ -108,6 +132,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per stage (1 is fastest on a shared machine: no spinning OpenMP barriers)")
     parser.add_argument("--guidance-scale", type=float, default=GUIDANCE_SCALE)
+    parser.add_argument("--vpred-steps", type=int, default=1600, help="train v-pred optimizer steps")
+    parser.add_argument("--base-steps", type=int, default=1200,
+                        help="train base optimizer steps (rerun with fewer and --from-stage 3 to stop at a checkpoint)")
     args = parser.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -119,7 +146,7 @@ def main() -> None:
                   commit=commit, pilot=args.pilot, work=str(args.work))
     report.setdefault("stages", {})
     args.work.mkdir(parents=True, exist_ok=True)
-    for n, (name, cmd) in enumerate(stages(args.work, args.pilot), start=1):
+    for n, (name, cmd) in enumerate(stages(args.work, args.pilot, args.base_steps, args.vpred_steps), start=1):
         if n < args.from_stage:
             continue
         print(f"[{n}] {name}: snapfusion-coreml {shlex.join(cmd)}", flush=True)
@@ -132,6 +159,7 @@ def main() -> None:
         report["total_wall_s"] = round(sum(s["wall_s"] for s in report["stages"].values()), 1)
         results_path.parent.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(report, indent=2) + "\n")
+        results_path.with_suffix(".md").write_text(markdown(report))
         print(f"[{n}] {name}: {wall:.0f} s, exit {done.returncode}", flush=True)
         if done.returncode:
             sys.exit(done.returncode)

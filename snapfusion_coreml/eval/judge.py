@@ -37,7 +37,7 @@ ATTRIBUTES = ("shape", "color", "background")
 @dataclass(frozen=True)
 class JudgeConfig:
     input_size: int = 32  # images are resized to input_size x input_size
-    widths: tuple[int, ...] = (32, 64, 64)  # conv stage widths; each stage (conv, batch norm, ReLU, 2x2 max pool) halves the side
+    widths: tuple[int, ...] = (16, 32, 32)  # conv stage widths; each stage (conv, batch norm, ReLU, 2x2 max pool) halves the side
     feature_dim: int = 64  # penultimate features (the Frechet distance space)
     shapes: tuple[str, ...] = SHAPES
     colors: tuple[str, ...] = tuple(COLORS)

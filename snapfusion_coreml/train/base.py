@@ -30,7 +30,7 @@ from ..pipeline import Pipeline
 from ..schedule import alphas_cumprod
 from . import losses
 from .common import LatentSource, as_bc1s, freeze, load_vae_encoder, make_stream, noise_batch, uniform_timesteps
-from .loop import TrainingConfig, TrainResult, make_accelerator, run_training
+from .loop import TrainingConfig, TrainResult, make_accelerator, on_main_process, run_training
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,9 @@ def train_base(config: BaseConfig) -> tuple[Pipeline, TrainResult]:
     if not (stream.has_latents or stream.has_pixels):
         raise UserError(f"expected latents or images to train a base model, got a prompt list (in {config.data})")
     vae = load_vae_encoder(config.vae).to(device) if stream.has_pixels else None
-    source = LatentSource(pipeline, None, config.image_size // 8, run.seed, accelerator.process_index, vae)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    source = LatentSource(pipeline, None, config.image_size // 8, run.seed, rank, vae, world_size=world)
     cumprod = alphas_cumprod(pipeline.scheduler)
-    rank = accelerator.process_index
 
     # 3. the loss of one micro-batch
     def step_fn(net, micro_step):
@@ -129,8 +129,8 @@ def train_base(config: BaseConfig) -> tuple[Pipeline, TrainResult]:
             raise UserError(f"expected latents of shape ({pipeline.unet.layout.in_channels}, {config.image_size // 8}, "
                             f"{config.image_size // 8}) for --image-size {config.image_size}, got {tuple(x0.shape[1:])} "
                             f"(in {config.data})")
-        t = uniform_timesteps(x0.shape[0], pipeline.scheduler, run.seed, micro_step, rank, device)
-        noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank)
+        t = uniform_timesteps(x0.shape[0], pipeline.scheduler, run.seed, micro_step, rank, device, world)
+        noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank, world)
         ids = tokenize(pipeline.tokenizer, batch.captions).to(device)
         prediction = net(noised.z_t, t.float(), ids)
         return losses.original_loss(prediction.float(), x0, noised.eps, noised.alpha, noised.sigma,
@@ -143,7 +143,5 @@ def train_base(config: BaseConfig) -> tuple[Pipeline, TrainResult]:
     trained = result.model.cpu()
     pipeline = dataclasses.replace(pipeline, text_encoder=freeze(trained.text_encoder), unet=freeze(trained.unet),
                                    source=f"train base ({config.layout}, {config.prediction_type}) on {config.data}")
-    if accelerator.is_main_process:
-        save_pipeline(pipeline, Path(run.out), overwrite=run.overwrite)
-    accelerator.wait_for_everyone()
+    on_main_process(lambda: save_pipeline(pipeline, Path(run.out), overwrite=run.overwrite))
     return pipeline, result

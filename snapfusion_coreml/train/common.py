@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..pipeline import Pipeline
 from ..schedule import alpha_sigma, sample
 from . import losses
-from .data import STREAM_NOISE, STREAM_TEACHER, STREAM_TIMESTEP, Batch, DataStream, step_generator
+from .data import STREAM_NOISE, STREAM_TEACHER, STREAM_TIMESTEP, Batch, DataStream, draw_for_batch
 
 
 def load_model(model: str | Path, what: str, allow_pickle: bool = False) -> Pipeline:
@@ -84,6 +84,7 @@ class LatentSource:
     vae_encoder: nn.Module | None = None
     sample_steps: int = 32
     sample_guidance: float = 7.5
+    world_size: int = 1
 
     @torch.no_grad()
     def __call__(self, batch: Batch, micro_step: int, device: torch.device) -> torch.Tensor:
@@ -93,18 +94,18 @@ class LatentSource:
             if self.vae_encoder is None:
                 raise UserError("expected --vae (a diffusers VAE folder with an encoder) to train on images, got none; "
                                 "use precomputed .npy latents or a prompt list instead")
-            g = step_generator(self.seed, micro_step, self.rank, STREAM_NOISE + 100)
             dist = self.vae_encoder.to(device).encode(batch.images.to(device)).latent_dist
-            noise = torch.randn(dist.mean.shape, generator=g).to(device)
+            noise = draw_for_batch(lambda g, n: torch.randn((n, *dist.mean.shape[1:]), generator=g), dist.mean.shape[0],
+                                   self.seed, micro_step, self.rank, self.world_size, STREAM_NOISE + 100).to(device)
             return (dist.mean + dist.std * noise) * self.teacher.defaults.latent_scale_factor
         return self.teacher_samples(batch.captions, micro_step, device)
 
     def teacher_samples(self, captions: list[str], micro_step: int, device: torch.device) -> torch.Tensor:
         """x0 by DDIM-sampling the teacher from seeded noise (the data-free path)."""
-        g = step_generator(self.seed, micro_step, self.rank, STREAM_TEACHER)
         unet = self.teacher.unet
-        shape = (len(captions), unet.layout.in_channels, self.latent_side, self.latent_side)
-        noise = torch.randn(shape, generator=g).to(device)
+        shape = (unet.layout.in_channels, self.latent_side, self.latent_side)
+        noise = draw_for_batch(lambda g, n: torch.randn((n, *shape), generator=g), len(captions), self.seed, micro_step,
+                               self.rank, self.world_size, STREAM_TEACHER).to(device)
         return sample_with_cfg(unet, self.text(captions), self.text.null(len(captions)), noise,
                                self.teacher.scheduler, self.sample_steps, self.sample_guidance)
 
@@ -133,18 +134,19 @@ class Noised:
     sigma: torch.Tensor
 
 
-def noise_batch(x0: torch.Tensor, t: torch.Tensor, cumprod: np.ndarray, seed: int, micro_step: int, rank: int) -> Noised:
-    g = step_generator(seed, micro_step, rank, STREAM_NOISE)
-    eps = torch.randn(x0.shape, generator=g).to(x0.device)
+def noise_batch(x0: torch.Tensor, t: torch.Tensor, cumprod: np.ndarray, seed: int, micro_step: int, rank: int,
+                world_size: int = 1) -> Noised:
+    eps = draw_for_batch(lambda g, n: torch.randn((n, *x0.shape[1:]), generator=g), x0.shape[0], seed, micro_step, rank,
+                         world_size, STREAM_NOISE).to(x0.device)
     alpha, sigma = (v.float() for v in alpha_sigma(cumprod, t))
     return Noised(x0, eps, losses.diffuse(x0, eps, alpha, sigma), t, alpha, sigma)
 
 
 def uniform_timesteps(batch: int, config: SchedulerConfig, seed: int, micro_step: int, rank: int,
-                      device: torch.device) -> torch.Tensor:
+                      device: torch.device, world_size: int = 1) -> torch.Tensor:
     """t ~ U{0, ..., N-1} per sample: the ordinary diffusion training distribution."""
-    g = step_generator(seed, micro_step, rank, STREAM_TIMESTEP)
-    return torch.randint(0, config.num_train_timesteps, (batch,), generator=g).to(device)
+    return draw_for_batch(lambda g, n: torch.randint(0, config.num_train_timesteps, (n,), generator=g), batch, seed,
+                          micro_step, rank, world_size, STREAM_TIMESTEP).to(device)
 
 
 def make_stream(data: Path, run, caption_dropout: float, image_size: int, accelerator) -> DataStream:

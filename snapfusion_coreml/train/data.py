@@ -17,7 +17,7 @@ processes splits every global batch into N disjoint slices with no sampler state
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +72,20 @@ def step_generator(seed: int, micro_step: int, rank: int, stream: int) -> torch.
     """A CPU generator for one purpose at one micro-step on one process (no shared RNG state)."""
     state = np.random.SeedSequence([seed, micro_step, rank, stream]).generate_state(2, dtype=np.uint64)
     return torch.Generator("cpu").manual_seed(int(state[0] % (2**63)))
+
+
+def draw_for_batch(draw: Callable[[torch.Generator, int], torch.Tensor], batch: int, seed: int, micro_step: int,
+                   rank: int, world_size: int, stream: int) -> torch.Tensor:
+    """This process's slice of `draw(generator, n)` over the whole global batch (n = batch * world_size).
+
+    Every process draws from the same generator and keeps its own rows, so a sample's noise,
+    timestep or dropout depends on its position in the global batch, not on how many processes
+    share that batch: N processes train exactly as one process with the same global batch. With
+    world_size 1 this is draw(step_generator(seed, micro_step, rank, stream), batch).
+    """
+    g = step_generator(seed, micro_step, rank if world_size == 1 else 0, stream)
+    values = draw(g, batch * world_size)
+    return values if world_size == 1 else values[rank * batch:(rank + 1) * batch]
 
 
 def load_examples(path: Path | str) -> list[Example] | ShapesExamples:
@@ -155,8 +169,8 @@ class DataStream:
 
     def batch(self, micro_step: int) -> Batch:
         chosen = [self.examples[i] for i in self.indices(micro_step)]
-        g = step_generator(self.seed, micro_step, self.rank, STREAM_DROPOUT)
-        drop = torch.rand(len(chosen), generator=g) < self.caption_dropout
+        drop = draw_for_batch(lambda g, n: torch.rand(n, generator=g), len(chosen), self.seed, micro_step, self.rank,
+                              self.world_size, STREAM_DROPOUT) < self.caption_dropout
         captions = ["" if d else e.caption for e, d in zip(chosen, drop.tolist())]
         images = torch.stack([example_image(e, self.image_size) for e in chosen]) if self.has_pixels else None
         latents = torch.stack([load_latent(e.latent) for e in chosen]) if self.has_latents else None

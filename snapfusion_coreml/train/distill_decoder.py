@@ -17,7 +17,7 @@ import torch
 from ..errors import UserError
 from ..pipeline import Pipeline
 from .common import LatentSource, TextConditioner, freeze, load_model, make_stream
-from .loop import TrainingConfig, TrainResult, make_accelerator, run_training
+from .loop import TrainingConfig, TrainResult, make_accelerator, on_main_process, run_training
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ def distill_decoder(config: DistillDecoderConfig) -> tuple[Pipeline, TrainResult
     # 2. data: captions only; latents from the teacher
     stream = make_stream(config.prompts, run, 0.0, teacher.defaults.image_size, accelerator)
     source = LatentSource(teacher, text, teacher.check_image_size(teacher.defaults.image_size), run.seed,
-                          accelerator.process_index, None, config.sample_steps, config.guidance_scale)
+                          accelerator.process_index, None, config.sample_steps, config.guidance_scale,
+                          accelerator.num_processes)
     scale = teacher.defaults.latent_scale_factor
 
     # 3. the loss of one micro-batch: MSE between the two decoders' images
@@ -71,5 +72,5 @@ def distill_decoder(config: DistillDecoderConfig) -> tuple[Pipeline, TrainResult
                                source=f"slim decoder (x{config.width_multiplier} width, "
                                       f"{report['params_before']} -> {report['params_after']} parameters) of {config.teacher}")
     slim.text_encoder.cpu()
-    save_pipeline(slim, Path(run.out), overwrite=run.overwrite)
+    on_main_process(lambda: save_pipeline(slim, Path(run.out), overwrite=run.overwrite))
     return slim, result

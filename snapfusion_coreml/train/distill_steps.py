@@ -31,8 +31,8 @@ from ..pipeline import Pipeline
 from ..schedule import alphas_cumprod, timesteps
 from . import losses
 from .common import LatentSource, TextConditioner, freeze, load_model, load_vae_encoder, make_stream, noise_batch
-from .data import STREAM_GUIDANCE, STREAM_TIMESTEP, step_generator
-from .loop import TrainingConfig, TrainResult, make_accelerator, run_training
+from .data import STREAM_GUIDANCE, STREAM_TIMESTEP, draw_for_batch
+from .loop import TrainingConfig, TrainResult, make_accelerator, on_main_process, run_training
 
 SCHEDULES = ("direct", "progressive")
 
@@ -100,17 +100,18 @@ def student_paths(config: SchedulerConfig, teacher_steps: int, student_steps: in
 def distillation_step(teacher: torch.nn.Module, student: torch.nn.Module, teacher_type: str, student_type: str,
                       cond: torch.Tensor, uncond: torch.Tensor, x0: torch.Tensor, paths: torch.Tensor,
                       cumprod, config: DistillStepsConfig, seed: int, micro_step: int, rank: int,
-                      autocast) -> tuple[torch.Tensor, dict[str, float]]:
+                      autocast, world_size: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
     """One micro-batch of mixed (vanilla / CFG-aware) step distillation. Returns (loss, metrics)."""
     device, batch = x0.device, x0.shape[0]
     # 1. student step index per sample -> teacher path t -> ... -> t''
-    g = step_generator(seed, micro_step, rank, STREAM_TIMESTEP)
-    index = torch.randint(0, paths.shape[0], (batch,), generator=g)
+    index = draw_for_batch(lambda g, n: torch.randint(0, paths.shape[0], (n,), generator=g), batch, seed, micro_step,
+                           rank, world_size, STREAM_TIMESTEP)
     path = paths[index].T.contiguous().to(device)  # (k + 1, B)
-    noised = noise_batch(x0, path[0], cumprod, seed, micro_step, rank)
+    noised = noise_batch(x0, path[0], cumprod, seed, micro_step, rank, world_size)
     # 2. per-sample guidance scale: 1 (vanilla) or U[a, b] (CFG-aware, probability p)
-    w = losses.distillation_scales(batch, config.cfg_probability, config.guidance_min, config.guidance_max,
-                                   step_generator(seed, micro_step, rank, STREAM_GUIDANCE)).to(device)
+    w = draw_for_batch(lambda g, n: losses.distillation_scales(n, config.cfg_probability, config.guidance_min,
+                                                               config.guidance_max, g),
+                       batch, seed, micro_step, rank, world_size, STREAM_GUIDANCE).to(device)
     any_cfg = bool((w != 1.0).any())
 
     def guided_call(model, z, t) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,10 +150,10 @@ def _stage(config: DistillStepsConfig, teacher: Pipeline, student_unet: torch.nn
     latent_side = teacher.check_image_size(teacher.defaults.image_size)
     stream = make_stream(config.data, run, config.caption_dropout, teacher.defaults.image_size, accelerator)
     vae = load_vae_encoder(config.vae).to(device) if config.vae else None
-    source = LatentSource(teacher, text, latent_side, run.seed, accelerator.process_index, vae, teacher_steps, config.data_guidance)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    source = LatentSource(teacher, text, latent_side, run.seed, rank, vae, teacher_steps, config.data_guidance, world)
     cumprod = alphas_cumprod(teacher.scheduler)
     paths = student_paths(teacher.scheduler, teacher_steps, student_steps)
-    rank = accelerator.process_index
     student_type = teacher.scheduler.prediction_type  # the student starts from the teacher's weights
 
     # 2. the loss of one micro-batch
@@ -162,7 +163,7 @@ def _stage(config: DistillStepsConfig, teacher: Pipeline, student_unet: torch.nn
         cond = text(batch.captions)
         return distillation_step(teacher_unet, model, teacher.scheduler.prediction_type, student_type, cond,
                                  text.null(len(batch.captions)), x0, paths, cumprod, config, run.seed, micro_step, rank,
-                                 accelerator.autocast)
+                                 accelerator.autocast, world)
 
     # 3. train
     fingerprint = {"kind": "distill-steps", "teacher": str(config.teacher), "stage": [teacher_steps, student_steps],
@@ -222,5 +223,5 @@ def distill_steps(config: DistillStepsConfig) -> tuple[Pipeline, list[TrainResul
         source=f"distill steps {config.teacher_steps}->{config.student_steps} from {config.teacher}",
     )
     student.text_encoder.cpu()
-    save_pipeline(student, Path(config.training.out), overwrite=config.training.overwrite)
+    on_main_process(lambda: save_pipeline(student, Path(config.training.out), overwrite=config.training.overwrite))
     return student, results

@@ -38,7 +38,7 @@ from ..schedule import alphas_cumprod
 from . import losses
 from .common import LatentSource, TextConditioner, freeze, load_model, make_stream, noise_batch, uniform_timesteps
 from .data import STREAM_SKIP, load_examples, step_generator
-from .loop import TrainingConfig, make_accelerator, run_training
+from .loop import TrainingConfig, make_accelerator, on_main_process, run_training
 from .scorers import QualityScorer, load_scorer
 
 
@@ -161,17 +161,18 @@ def robust_train(pipeline: Pipeline, config: EvolveConfig, run: TrainingConfig, 
     stream = make_stream(config.data, run, config.caption_dropout, pipeline.defaults.image_size, accelerator)
     teacher = dataclasses.replace(pipeline, unet=freeze(copy.deepcopy(unet)).to(device))
     source = LatentSource(teacher, text, pipeline.check_image_size(pipeline.defaults.image_size), run.seed,
-                          accelerator.process_index, None, config.data_steps, 7.5)
-    cumprod, rank = alphas_cumprod(pipeline.scheduler), accelerator.process_index
+                          accelerator.process_index, None, config.data_steps, 7.5, accelerator.num_processes)
+    cumprod, rank, world = alphas_cumprod(pipeline.scheduler), accelerator.process_index, accelerator.num_processes
     candidates = skippable(plan_blocks(unet.layout))
     ptype = pipeline.scheduler.prediction_type
 
     def step_fn(model, micro_step):
         batch = stream.batch(micro_step)
         x0 = source(batch, micro_step, device)
-        t = uniform_timesteps(x0.shape[0], pipeline.scheduler, run.seed, micro_step, rank, device)
-        noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank)
-        skips = sample_skip_blocks(candidates, config.skip_probability, step_generator(run.seed, micro_step, rank, STREAM_SKIP))
+        t = uniform_timesteps(x0.shape[0], pipeline.scheduler, run.seed, micro_step, rank, device, world)
+        noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank, world)
+        # the skipped blocks are one draw per global batch: every process skips the same ones
+        skips = sample_skip_blocks(candidates, config.skip_probability, step_generator(run.seed, micro_step, 0, STREAM_SKIP))
         prediction = model(noised.z_t, t.float(), text(batch.captions), skip_blocks=skips)
         loss = losses.original_loss(prediction.float(), x0, noised.eps, noised.alpha, noised.sigma, ptype)
         return loss, {"skip_rate": len(skips) / max(len(candidates), 1)}
@@ -257,7 +258,7 @@ def evolve(config: EvolveConfig, scorer: QualityScorer | None = None) -> tuple[P
 
     # 5. save the evolved model
     pipeline = dataclasses.replace(pipeline, source=f"evolved from {config.model}")
-    save_pipeline(pipeline, Path(config.training.out), overwrite=config.training.overwrite)
+    on_main_process(lambda: save_pipeline(pipeline, Path(config.training.out), overwrite=config.training.overwrite))
     return pipeline, actions
 
 

@@ -244,6 +244,16 @@ def run_training(accelerator, run: TrainingConfig, model: nn.Module, step_fn: St
     return result
 
 
+def on_main_process(write: Callable[[], Any]) -> None:
+    """Run `write` (saving the result) on the main process only; every process waits for it."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        write()
+    state.wait_for_everyone()
+
+
 def evaluate(model: nn.Module, step_fn: StepFn) -> float:
     """The loss of the fixed evaluation micro-batch (same data, noise and timesteps every time)."""
     was_training = model.training

@@ -17,7 +17,7 @@ from ..schedule import alphas_cumprod
 from . import losses
 from .common import (LatentSource, TextConditioner, freeze, load_model, load_vae_encoder, make_stream, noise_batch,
                      uniform_timesteps)
-from .loop import TrainingConfig, TrainResult, make_accelerator, run_training
+from .loop import TrainingConfig, TrainResult, make_accelerator, on_main_process, run_training
 
 
 @dataclass(frozen=True)
@@ -50,17 +50,17 @@ def train_vpred(config: VPredConfig) -> tuple[Pipeline, TrainResult]:
     # 2. data
     stream = make_stream(config.data, run, config.caption_dropout, original.defaults.image_size, accelerator)
     vae = load_vae_encoder(config.vae).to(device) if config.vae else None
+    rank, world = accelerator.process_index, accelerator.num_processes
     source = LatentSource(original, text, original.check_image_size(original.defaults.image_size), run.seed,
-                          accelerator.process_index, vae, config.data_steps, config.data_guidance)
+                          rank, vae, config.data_steps, config.data_guidance, world)
     cumprod = alphas_cumprod(original.scheduler)
-    rank = accelerator.process_index
 
     # 3. the loss of one micro-batch
     def step_fn(model, micro_step):
         batch = stream.batch(micro_step)
         x0 = source(batch, micro_step, device)
-        t = uniform_timesteps(x0.shape[0], original.scheduler, run.seed, micro_step, rank, device)
-        noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank)
+        t = uniform_timesteps(x0.shape[0], original.scheduler, run.seed, micro_step, rank, device, world)
+        noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank, world)
         prediction = model(noised.z_t, t.float(), text(batch.captions))
         return losses.original_loss(prediction.float(), x0, noised.eps, noised.alpha, noised.sigma, "v_prediction"), {}
 
@@ -73,5 +73,5 @@ def train_vpred(config: VPredConfig) -> tuple[Pipeline, TrainResult]:
                                 scheduler=dataclasses.replace(original.scheduler, prediction_type="v_prediction"),
                                 source=f"v-prediction fine-tune of {config.model}")
     tuned.text_encoder.cpu()
-    save_pipeline(tuned, Path(run.out), overwrite=run.overwrite)
+    on_main_process(lambda: save_pipeline(tuned, Path(run.out), overwrite=run.overwrite))
     return tuned, result

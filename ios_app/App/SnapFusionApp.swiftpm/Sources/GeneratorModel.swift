@@ -7,7 +7,7 @@ import SnapFusionKit
 /// resets the settings.
 @MainActor
 final class GeneratorModel: ObservableObject {
-    @Published var prompt = "a photo of an astronaut riding a horse on mars"
+    @Published var prompt = "a red circle on a blue background"  // the bundled default model's grammar
     @Published var steps = 8
     @Published var guidance = 7.5
     @Published var seed: UInt64 = 0
