@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..assets import default_model_dir
 from ..modeling.attention import AttentionImpl
-from .options import DEFAULT_MODEL, Target, human_bytes
+from .options import Target, human_bytes
 
 console = Console(stderr=True)
 
@@ -55,7 +56,7 @@ def convert(
             else:
                 progress.update(tasks[key], completed=1, description=f"converted {key}")
 
-        summary = convert_pipeline(str(model or DEFAULT_MODEL), options, on_component)
+        summary = convert_pipeline(str(model or default_model_dir()), options, on_component)
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}", highlight=False)
     table = Table(title=f"{summary.out}")

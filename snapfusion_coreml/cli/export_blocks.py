@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..assets import default_model_dir
 from ..modeling.attention import AttentionImpl
-from .options import DEFAULT_MODEL, Target, human_bytes
+from .options import Target, human_bytes
 
 console = Console(stderr=True)
 
@@ -47,7 +48,7 @@ def export_blocks(
         def on_block(name: str, number: int, total: int) -> None:
             progress.update(task, description=f"converting {name}", completed=number, total=total)
 
-        summary = run_export(str(model or DEFAULT_MODEL), options, on_block)
+        summary = run_export(str(model or default_model_dir()), options, on_block)
         progress.update(task, description="exported blocks", completed=len(summary.results))
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}", highlight=False)

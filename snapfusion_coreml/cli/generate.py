@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..assets import default_model_dir
 from ..errors import UserError
-from .options import DEFAULT_MODEL
 
 console = Console(stderr=True)
 
@@ -44,7 +44,7 @@ def generate(
         raise UserError(f"expected --device auto, cpu or cuda, got {device!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = load_pipeline(str(model or DEFAULT_MODEL), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+    pipeline = load_pipeline(str(model or default_model_dir()), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
     for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder):
         module.to(device)
     total = steps or pipeline.defaults.steps

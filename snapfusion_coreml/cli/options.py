@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import enum
-from pathlib import Path
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 class Target(str, enum.Enum):

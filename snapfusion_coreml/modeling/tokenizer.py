@@ -11,7 +11,6 @@ from ..errors import UserError
 from ..io import read_json
 
 MAX_LENGTH = 77
-BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "models" / "tokenizer"
 
 
 def load_tokenizer(directory: Path):
