@@ -39,7 +39,9 @@ TARGETS = {"snapfusion_pipeline_6bit_minutes": 10.0, "snapfusion_pipeline_6bit_p
 
 
 def machine() -> dict:
-    import psutil
+    from snapfusion_coreml.optional import require
+
+    psutil = require("psutil", "bench", "benchmark memory figures")
 
     return {"uname": " ".join(platform.uname()), "cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}

@@ -38,7 +38,9 @@ class PeakMemory:
     """Peak resident memory of this process, sampled every 0.2 s in a background thread."""
 
     def __init__(self):
-        import psutil
+        from snapfusion_coreml.optional import require
+
+        psutil = require("psutil", "bench", "benchmark memory figures")
 
         self.process = psutil.Process()
         self.peak = 0
@@ -58,7 +60,9 @@ class PeakMemory:
 
 
 def machine() -> dict:
-    import psutil
+    from snapfusion_coreml.optional import require
+
+    psutil = require("psutil", "bench", "benchmark memory figures")
 
     return {"uname": " ".join(platform.uname()), "cpu_count": os.cpu_count(),
             "ram_bytes": psutil.virtual_memory().total, "python": platform.python_version(),

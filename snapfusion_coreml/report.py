@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import UserError
 from .io import read_json
+from .optional import require
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"
 STAGES = ("text_encoder_ms", "unet_step_ms", "decoder_ms", "end_to_end_ms", "peak_memory_bytes")
@@ -145,8 +146,7 @@ def markdown_table(results: list[BenchmarkResult]) -> str:
 def plot(results: list[BenchmarkResult], path: Path) -> None:
     """Stacked per-stage bars (text encoder, UNet steps, decoder) with the measured end to end as a
     marker, next to the published figures (hatched, labelled "published")."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "report", "the benchmark plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

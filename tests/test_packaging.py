@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,15 @@ def test_missing_assets_name_the_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(assets.importlib.resources, "files", lambda package: tmp_path)
     with pytest.raises(UserError, match=r"^expected the bundled models folder .* got none; reinstall .* \(in .*models\)$"):
         assets.default_model_dir()
+
+
+@pytest.mark.parametrize("module, extra, call", [
+    ("accelerate", "train", lambda: __import__("snapfusion_coreml.train.loop", fromlist=["x"]).make_accelerator(None)),
+    ("matplotlib", "report", lambda: __import__("snapfusion_coreml.report", fromlist=["x"]).plot([], Path("p.png"))),
+])
+def test_missing_extra_names_the_extra(monkeypatch, module, extra, call):
+    """Without an extra installed, the feature needing it says which extra to install, in one line."""
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(UserError, match=rf"^expected the optional package '{module}' for .*, got none installed; "
+                                        rf"install snapfusion-coreml\[{extra}\]$"):
+        call()
