@@ -1,7 +1,7 @@
 """Aggregate device benchmark JSON files (docs/contracts.md section 6) into a markdown table and a plot.
 
 The files come from `snapfusion-cli benchmark` or the sample app's Benchmark screen. Measured rows are
-set against published figures (REFERENCE.md section 5), which are labelled as published everywhere:
+set against published figures, which are labelled as published everywhere:
 SnapFusion's 1.96 s end to end on iPhone 14 Pro (paper Table 4, with its per-stage numbers) and Apple's
 ml-stable-diffusion SD-2.1-base figures (20 steps, end to end excluding load).
 """
@@ -70,7 +70,7 @@ class PublishedFigure:
     source: str = ""
 
 
-# REFERENCE.md section 5.
+# SnapFusion paper Tables 1 and 4; Apple's ml-stable-diffusion README (SD-2.1-base, 20 steps).
 PUBLISHED = (
     PublishedFigure("SnapFusion, iPhone 14 Pro", 1960.0, text_encoder_ms=8.0, unet_total_ms=1840.0, decoder_ms=116.0,
                     steps=8, source="SnapFusion paper, Tables 1 and 4 (8 steps, CFG)"),

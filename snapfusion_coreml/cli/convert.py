@@ -40,6 +40,7 @@ def convert(
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
     from ..convert import ConvertOptions, convert_pipeline, parse_palettize
+    from ..mixed_bits import mixed_bit_recipe
 
     compression, per_component = parse_palettize(palettize, palettize_mode)
     options = ConvertOptions(
@@ -56,7 +57,7 @@ def convert(
             else:
                 progress.update(tasks[key], completed=1, description=f"converted {key}")
 
-        summary = convert_pipeline(str(model or default_model_dir()), options, on_component)
+        summary = convert_pipeline(str(model or default_model_dir()), options, on_component, mixed_bit_recipe)
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}", highlight=False)
     table = Table(title=f"{summary.out}")

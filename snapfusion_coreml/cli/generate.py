@@ -35,8 +35,8 @@ def generate(
     import torch
     from PIL import Image
 
-    from ..modeling.loading import load_pipeline
     from ..modeling.attention import AttentionImpl
+    from ..modeling.loading import load_pipeline
 
     if out.suffix.lower() != ".png":
         raise UserError(f"expected an output file ending in .png, got {out}")

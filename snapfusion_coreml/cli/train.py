@@ -90,7 +90,7 @@ def steps(
     config = DistillStepsConfig(teacher, data, training, teacher_steps, student_steps, schedule, student_layout,
                                 cfg_probability, guidance_min, guidance_max, gamma, caption_dropout, vae)
     _, results = distill_steps(config)
-    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [l for r in results for l in r.losses])
+    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [loss for r in results for loss in r.losses])
 
 
 @distill_app.command("decoder")

@@ -11,9 +11,9 @@ import torch
 from ..assets import tokenizer_dir
 from ..config import DecoderConfig, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout, resolve_layout
 from ..pipeline import Pipeline
+from ..tokenizer import load_tokenizer
 from .attention import AttentionImpl
 from .text_encoder import build_text_encoder
-from .tokenizer import load_tokenizer
 from .unet import SnapFusionUNet
 from .vae_decoder import VAEDecoder
 

@@ -3,8 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_compression
-from snapfusion_coreml.convert import pipeline as convert_module
+from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_compression, pipeline as convert_module
 from snapfusion_coreml.convert.kmeans import kmeans_1d
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.io import tree_sha256
@@ -108,7 +107,7 @@ def test_failure_mid_write_keeps_previous_output(tiny_pipeline, tmp_path, monkey
     (out / "pipeline.json").write_text('{"previous": true}')
     calls = []
 
-    def fail_on_second(spec, options, tmp, source):
+    def fail_on_second(spec, options, tmp, source, mixed_recipe=None):
         calls.append(spec.key)
         (tmp / spec.file).mkdir()
         if len(calls) == 2:

@@ -6,12 +6,12 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from snapfusion_coreml.assets import tokenizer_dir
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.metrics import PARITY_PSNR_DB, psnr
 from snapfusion_coreml.modeling.factory import TINY_TEXT
 from snapfusion_coreml.modeling.loading import load_pipeline, save_pipeline
-from snapfusion_coreml.assets import tokenizer_dir
-from snapfusion_coreml.modeling.tokenizer import tokenize
+from snapfusion_coreml.tokenizer import tokenize
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
-from ..io import read_json
+from .errors import UserError
+from .io import read_json
 
 MAX_LENGTH = 77
 
