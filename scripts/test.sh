@@ -9,6 +9,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# 0. the Swift toolchain, decided first so that CI fails before an hour of other work
+swift_note="note: no Swift toolchain found (no swift on PATH): the Swift package tests are skipped; install Swift 5.9 or later (swift.org) to run them"
+if command -v swift >/dev/null 2>&1; then
+    have_swift=1
+elif [ "${CI:-}" = "true" ]; then
+    echo "error: CI=true but no Swift toolchain was found (no swift on PATH); the Swift package must be tested on CI" >&2
+    exit 1
+else
+    have_swift=0
+    echo "$swift_note"
+fi
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
@@ -24,12 +36,8 @@ echo "== wheel"
 bash scripts/wheel_check.sh .venv/bin/python
 
 echo "== swift"
-if command -v swift >/dev/null 2>&1; then
+if [ "$have_swift" = 1 ]; then
     bash ios_app/scripts/test.sh
-elif [ "${CI:-}" = "true" ]; then
-    echo "error: CI=true but no Swift toolchain was found (no swift on PATH); the Swift package must be tested on CI" >&2
-    exit 1
 else
-    echo "note: no Swift toolchain found (no swift on PATH): the Swift package tests were skipped;" \
-         "install Swift 5.9 or later (swift.org) to run them"
+    echo "$swift_note"
 fi

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 
 from snapfusion_coreml import assets
 from snapfusion_coreml.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_assets_are_found_through_the_package():
@@ -44,3 +48,31 @@ def test_missing_extra_names_the_extra(monkeypatch, module, extra, call):
     with pytest.raises(UserError, match=rf"^expected the optional package '{module}' for .*, got none installed; "
                                         rf"install snapfusion-coreml\[{extra}\]$"):
         call()
+
+
+def _run_test_script(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess:
+    """scripts/test.sh copied into an empty checkout, on a PATH with neither swift nor python3: it
+    gets as far as its Swift decision and the first install step, and can touch nothing real."""
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "test.sh", root / "scripts" / "test.sh")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dirname").symlink_to(shutil.which("dirname"))
+    env = {"PATH": str(bin_dir), **({"CI": "true"} if ci else {})}
+    return subprocess.run([shutil.which("bash"), str(root / "scripts" / "test.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_ci_without_swift_fails_first(tmp_path):
+    done = _run_test_script(tmp_path, ci=True)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: CI=true but no Swift toolchain was found (no swift on PATH); "
+                                   "the Swift package must be tested on CI")
+    assert done.stdout == ""  # nothing else ran
+
+
+def test_without_swift_users_get_a_note_and_the_python_steps(tmp_path):
+    done = _run_test_script(tmp_path, ci=False)
+    assert done.stdout.startswith("note: no Swift toolchain found (no swift on PATH): the Swift package tests are skipped")
+    assert "python3: command not found" in done.stderr  # it went on to install the Python environment
