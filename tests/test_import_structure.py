@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import snapfusion_coreml
 
 PACKAGE = Path(snapfusion_coreml.__file__).resolve().parent
@@ -131,3 +133,14 @@ def test_every_part_imports_first_in_a_fresh_interpreter():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [w for p in parts for w in ("imported", p)]
+
+
+def test_convert_takes_the_mixed_recipe_from_above(tiny_pipeline, tmp_path):
+    """convert cannot import the mixed-bit analysis (it sits above convert), so a mixed:BITS run
+    without the recipe function is refused before any work; the CLI passes mixed_bit_recipe."""
+    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_compression
+
+    options = ConvertOptions(out=tmp_path / "out", components=("unet",), compression=parse_compression("mixed:4", "kmeans"))
+    with pytest.raises(ValueError, match="mixed_recipe=snapfusion_coreml.mixed_bits.mixed_bit_recipe"):
+        convert_pipeline(tiny_pipeline, options)
+    assert not (tmp_path / "out").exists()

@@ -19,6 +19,7 @@ from .options import ConvertOptions
 # bits), .average_bits and .predicted_psnr: mixed_bits.mixed_bit_recipe, which runs the programs
 # in the Linux interpreter and so sits above both convert and verify.
 MixedRecipe = Callable[[Any, ComponentSpec, float, str, bool], Any]
+NO_MIXED_RECIPE = "--palettize mixed needs mixed_recipe=snapfusion_coreml.mixed_bits.mixed_bit_recipe"
 
 
 def palettizer_config(bits: int, method: str, grouped: bool):
@@ -69,7 +70,7 @@ def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions, mixed_
     granularity = "per_grouped_channel" if grouped else "per_tensor"
     if compression.mode == "mixed":
         if mixed_recipe is None:
-            raise ValueError("--palettize mixed needs mixed_recipe=snapfusion_coreml.mixed_bits.mixed_bit_recipe")
+            raise ValueError(NO_MIXED_RECIPE)
         recipe = mixed_recipe(mlmodel, spec, compression.bits, compression.method, grouped)
         model = palettize(mlmodel, 0, compression.method, grouped, per_op_bits=recipe.bits)
         return model, {"mode": "palettize", "recipe": "mixed", "bits": round(recipe.average_bits, 3),

@@ -12,7 +12,7 @@ from ..modeling.loading import load_pipeline
 from ..pipeline import Pipeline
 from ..tokenizer import save_tokenizer
 from .components import component_specs
-from .compress import MixedRecipe
+from .compress import NO_MIXED_RECIPE, MixedRecipe
 from .manifest import MANIFEST, build_manifest
 from .options import ConvertOptions
 from .recipe import ComponentResult, convert_component
@@ -40,6 +40,8 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
 
     # 2. every component through the same recipe, into a temporary folder
     specs = component_specs(pipeline, latent_side, options.components, options.unet_batch)
+    if mixed_recipe is None and any(options.compression_for(s.key, s.compress).mode == "mixed" for s in specs):
+        raise ValueError(NO_MIXED_RECIPE)  # before any work
     results = []
     with atomic_directory(options.out, options.overwrite) as tmp:
         for spec in specs:
