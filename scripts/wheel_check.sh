@@ -40,6 +40,21 @@ mkdir "$WORK/run"
 cd "$WORK/run"
 env -u PYTHONPATH "$WORK/venv/bin/snapfusion-coreml" convert -o out/default --palettize text_encoder=8,unet=6 --overwrite
 env -u PYTHONPATH "$WORK/venv/bin/snapfusion-coreml" verify out/default
+
+# 5. a command whose extra is not installed says which extra, in one line, exit 2, writing nothing
+set +e
+env -u PYTHONPATH "$WORK/venv/bin/snapfusion-coreml" report "$WORK/src/tests/golden/swift/benchmark.json" -o report \
+    >report.out 2>&1
+code=$?
+set -e
+if [ "$code" != 2 ] || ! grep -q "install snapfusion-coreml\[report\]" report.out || [ -e report ]; then
+    echo "error: report without the report extra: expected exit 2 naming snapfusion-coreml[report], got exit $code:" >&2
+    cat report.out >&2
+    exit 1
+fi
+echo "wheel check: without extras, report says: $(cat report.out)"
+
+# 6. the code and the bundled model both came from the installed wheel
 env -u PYTHONPATH "$WORK/venv/bin/python" - "$WORK/venv" <<'EOF'
 import json
 import sys

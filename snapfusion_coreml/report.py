@@ -199,6 +199,7 @@ def write_report(files: list[Path], out_dir: Path) -> ReportFiles:
     """Read every benchmark file and write `report.md` and `report.png` into `out_dir`."""
     if not files:
         raise UserError("expected at least one benchmark JSON file, got none")
+    require("matplotlib", "report", "the benchmark plot")  # before anything is written
     results = [load_benchmark(Path(f)) for f in files]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
