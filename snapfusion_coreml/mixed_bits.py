@@ -29,6 +29,10 @@ weight constants must carry the same names (checked, with a clear error otherwis
 (benchmarks/results/verify_full_size.json): the 240 weights of the full-size SnapFusion UNet in
 218 s on 2 shared cores, re-conversion at 16x16 included; predictions within ~2.5 dB of the
 palettized packages' measured PSNR (conservative: the model over-estimates the noise).
+
+Place in the package: the analysis converts (convert/) and runs programs in the Linux interpreter
+(verify/), so it sits above both; `convert` receives `mixed_bit_recipe` as a function
+(convert/compress.py, MixedRecipe) and never imports this module.
 """
 
 from __future__ import annotations
