@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import run_cli
 from snapfusion_coreml import assets
 from snapfusion_coreml.errors import UserError
 
@@ -76,3 +77,14 @@ def test_without_swift_users_get_a_note_and_the_python_steps(tmp_path):
     done = _run_test_script(tmp_path, ci=False)
     assert done.stdout.startswith("note: no Swift toolchain found (no swift on PATH): the Swift package tests are skipped")
     assert "python3: command not found" in done.stderr  # it went on to install the Python environment
+
+
+def test_cli_names_the_missing_extra_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    """The command line prints the extra as typed ("[report]" is text, not console markup), exits 2
+    and leaves no output folder behind."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, _, err = run_cli(["report", str(REPO / "tests" / "golden" / "swift" / "benchmark.json"), "-o",
+                            str(tmp_path / "report")], capsys)
+    assert code == 2
+    assert err.strip().endswith("got none installed; install snapfusion-coreml[report]")
+    assert not (tmp_path / "report").exists()

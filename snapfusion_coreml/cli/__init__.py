@@ -13,6 +13,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import UserError
 
@@ -37,7 +38,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except UserError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # "[train]" is text
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         err.print("[red]interrupted[/red]: nothing was written", highlight=False)
