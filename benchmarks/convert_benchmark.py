@@ -39,7 +39,9 @@ TARGETS = {"snapfusion_pipeline_6bit_minutes": 10.0, "snapfusion_pipeline_6bit_p
 
 
 def machine() -> dict:
-    import psutil
+    from snapfusion_coreml.optional import require
+
+    psutil = require("psutil", "bench", "benchmark memory figures")
 
     return {"uname": " ".join(platform.uname()), "cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
@@ -188,24 +190,24 @@ def write_results(result: dict) -> None:
 
 
 def summary_markdown(r: dict) -> str:
-    lines = [f"# Full-size conversion and PyTorch CPU benchmark", "",
+    lines = ["# Full-size conversion and PyTorch CPU benchmark", "",
              f"`{r['command']}` at commit `{r['commit']}`, {r['date']}; {r['machine']['uname']}, "
              f"{r['machine']['cpus']} CPUs, {r['machine']['ram_gb']} GB RAM. Random weights.", "",
              *([f"PyTorch timings re-measured by `{r['torch_timing']['command']}` at `{r['torch_timing']['commit']}`, "
                 f"{r['torch_timing']['date']} (fastest of N after a warm-up).", ""] if "torch_timing" in r else []),
              "| layout | params TE / UNet / dec (M) | GMACs UNet (b=1) | TE s | UNet step s (b=2) | decoder s | generation s |",
              "|---|---|---|---|---|---|---|"]
-    for name, l in r["layouts"].items():
-        p, t = l["params_m"], l["torch_cpu"]
-        lines.append(f"| {name} ({l['steps']} steps) | {p['text_encoder']:.0f} / {p['unet']:.0f} / {p['decoder']:.1f} | "
-                     f"{l['gmacs_batch1']['unet']:.0f} | {t['text_encoder_s']:.3f} | {t['unet_step_s']:.2f} | "
+    for name, lay in r["layouts"].items():
+        p, t = lay["params_m"], lay["torch_cpu"]
+        lines.append(f"| {name} ({lay['steps']} steps) | {p['text_encoder']:.0f} / {p['unet']:.0f} / {p['decoder']:.1f} | "
+                     f"{lay['gmacs_batch1']['unet']:.0f} | {t['text_encoder_s']:.3f} | {t['unet_step_s']:.2f} | "
                      f"{t['decoder_s']:.2f} | {t['generation_s']:.1f} |")
     lines += ["", f"SnapFusion / SD-v1.5: UNet step {r['ratios']['unet_step']:.3f} (target <= 0.5), "
               f"generation {r['ratios']['generation']:.4f} (target <= {1/15:.4f}).", "",
               "| layout | component | fp16 s | fp16 GB RSS | fp16 MB | 6-bit s | 6-bit GB RSS | 6-bit MB |", "|---|---|---|---|---|---|---|---|"]
-    for name, l in r["layouts"].items():
+    for name, lay in r["layouts"].items():
         for c in ("text_encoder", "unet", "decoder"):
-            a, b = l["conversions"][f"{c}/fp16"], l["conversions"][f"{c}/6bit"]
+            a, b = lay["conversions"][f"{c}/fp16"], lay["conversions"][f"{c}/6bit"]
             lines.append(f"| {name} | {c} | {a['seconds']} | {a['peak_rss_gb']} | {a['size_bytes'][c] / 1e6:.0f} | "
                          f"{b['seconds']} | {b['peak_rss_gb']} | {b['size_bytes'][c] / 1e6:.0f} |")
     w = r["snapfusion_pipeline_6bit"]

@@ -38,7 +38,9 @@ class PeakMemory:
     """Peak resident memory of this process, sampled every 0.2 s in a background thread."""
 
     def __init__(self):
-        import psutil
+        from snapfusion_coreml.optional import require
+
+        psutil = require("psutil", "bench", "benchmark memory figures")
 
         self.process = psutil.Process()
         self.peak = 0
@@ -58,7 +60,9 @@ class PeakMemory:
 
 
 def machine() -> dict:
-    import psutil
+    from snapfusion_coreml.optional import require
+
+    psutil = require("psutil", "bench", "benchmark memory figures")
 
     return {"uname": " ".join(platform.uname()), "cpu_count": os.cpu_count(),
             "ram_bytes": psutil.virtual_memory().total, "python": platform.python_version(),
@@ -98,7 +102,7 @@ def measure_package(mlmodel, name: str, inputs: dict, reference, tmp: Path, runs
     outputs = {}
     times = timed_runs(lambda: outputs.update(run_program(program, inputs, "fp16")), runs)
     comparison = compare(reference, outputs["noise_pred"])
-    del program, outputs
+    program = outputs = None  # free the decoded weights before the next variant
     gc.collect()
     return {"size_bytes": size, "psnr_db": round(float(comparison.psnr_db), 2),
             "max_abs_error": float(comparison.max_abs_error), "non_finite": int(comparison.non_finite), "interpreter_fp16_s": [round(t, 2) for t in times], "path": path}
@@ -116,8 +120,7 @@ def main() -> None:
 
     import torch
 
-    from snapfusion_coreml.convert import ConvertOptions
-    from snapfusion_coreml.convert import mixed_bits
+    from snapfusion_coreml import mixed_bits
     from snapfusion_coreml.convert.components import component_specs, numpy_inputs
     from snapfusion_coreml.convert.compress import palettize
     from snapfusion_coreml.convert.recipe import to_coreml
@@ -136,8 +139,7 @@ def main() -> None:
         # 1. the model: only the UNet is kept
         log(f"building the full-size {args.layout} pipeline (random weights)")
         pipeline = build_full_size_pipeline(args.layout)
-        options = ConvertOptions(out=tmp / "unused", components=("unet",))
-        spec = component_specs(pipeline, options, args.image_size // 8)[0]
+        spec = component_specs(pipeline, args.image_size // 8, ("unet",))[0]
         pipeline.text_encoder = pipeline.decoder = None
         gc.collect()
         inputs = numpy_inputs(spec)
@@ -154,7 +156,7 @@ def main() -> None:
         # 3. convert once (fp16), then the interpreter on the full-size package
         log("converting the UNet (fp16)")
         start = time.perf_counter()
-        mlmodel = to_coreml(spec, options)
+        mlmodel = to_coreml(spec, "iOS16")
         convert_s = time.perf_counter() - start
         log(f"converted in {convert_s:.0f} s; interpreter runs")
         fp16 = measure_package(mlmodel, "fp16", inputs, reference, tmp, runs=2)
@@ -167,7 +169,7 @@ def main() -> None:
         with torch.no_grad():
             one_thread["pytorch_forward_s"] = round(timed_runs(lambda: spec.module(*tensors), 1)[0], 2)
         torch.set_num_threads(threads)
-        del program
+        program = None  # free the decoded weights
         gc.collect()
         result["timing"] = {
             "convert_s": round(convert_s, 1),

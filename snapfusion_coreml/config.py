@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .assets import layouts_dir
 from .errors import UserError
 from .io import read_json
 
@@ -30,7 +31,6 @@ RESNET = "resnet"
 TRANSFORMER = "transformer"
 BLOCK_KINDS = (RESNET, TRANSFORMER)
 LAYOUT_FORMAT = "snapfusion-unet-layout"
-LAYOUTS_DIR = Path(__file__).resolve().parent.parent / "models" / "layouts"
 
 
 @dataclass(frozen=True)
@@ -242,9 +242,9 @@ def resolve_layout(spec: str | Path) -> UNetLayout:
     """A preset name from models/layouts (e.g. "snapfusion") or a path to a layout JSON file."""
     path = Path(spec)
     if not path.is_file() and path.suffix != ".json" and "/" not in str(spec):
-        path = LAYOUTS_DIR / f"{spec}.json"
+        path = layouts_dir() / f"{spec}.json"
         if not path.exists():
-            presets = sorted(p.stem for p in LAYOUTS_DIR.glob("*.json"))
+            presets = sorted(p.stem for p in layouts_dir().glob("*.json"))
             raise UserError(f"unknown layout preset {spec!r}; expected one of {presets} or a path to a layout JSON file")
     return load_layout(path)
 

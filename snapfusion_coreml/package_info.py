@@ -10,16 +10,16 @@ import numpy as np
 
 from .convert.components import describe_features
 from .convert.manifest import MANIFEST, check_manifest
+from .coreml.tools import SPEC_VERSION_TARGETS
 from .errors import UserError
 from .io import dir_size, read_json
 
-_SPEC_VERSION_TARGET = {7: "iOS16", 8: "iOS17", 9: "iOS18"}
 _LUT_OPS = ("constexpr_lut_to_dense",)
 
 
 def inspect_package(path: Path) -> dict[str, Any]:
     """Facts about one .mlpackage (readable on Linux: no Core ML runtime needed)."""
-    from .convert.recipe import quiet_coremltools
+    from .coreml.tools import quiet_coremltools
     from .verify.program import load_mil
 
     quiet_coremltools()
@@ -50,7 +50,7 @@ def inspect_package(path: Path) -> dict[str, Any]:
     return {
         "path": str(path),
         "size_bytes": dir_size(path),
-        "deployment_target": _SPEC_VERSION_TARGET.get(spec.specificationVersion, f"spec v{spec.specificationVersion}"),
+        "deployment_target": SPEC_VERSION_TARGETS.get(spec.specificationVersion, f"spec v{spec.specificationVersion}"),
         "inputs": describe_features(spec.description.input),
         "outputs": describe_features(spec.description.output),
         "op_counts": dict(sorted(ops.items(), key=lambda kv: -kv[1])),

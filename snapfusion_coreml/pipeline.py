@@ -16,8 +16,8 @@ import torch
 
 from .config import PipelineDefaults, SchedulerConfig
 from .errors import UserError
-from .modeling.tokenizer import tokenize
 from .schedule import guide, initial_latents, sample
+from .tokenizer import tokenize
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
 

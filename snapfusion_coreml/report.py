@@ -1,7 +1,7 @@
 """Aggregate device benchmark JSON files (docs/contracts.md section 6) into a markdown table and a plot.
 
 The files come from `snapfusion-cli benchmark` or the sample app's Benchmark screen. Measured rows are
-set against published figures (REFERENCE.md section 5), which are labelled as published everywhere:
+set against published figures, which are labelled as published everywhere:
 SnapFusion's 1.96 s end to end on iPhone 14 Pro (paper Table 4, with its per-stage numbers) and Apple's
 ml-stable-diffusion SD-2.1-base figures (20 steps, end to end excluding load).
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import UserError
 from .io import read_json
+from .optional import require
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"
 STAGES = ("text_encoder_ms", "unet_step_ms", "decoder_ms", "end_to_end_ms", "peak_memory_bytes")
@@ -69,7 +70,7 @@ class PublishedFigure:
     source: str = ""
 
 
-# REFERENCE.md section 5.
+# SnapFusion paper Tables 1 and 4; Apple's ml-stable-diffusion README (SD-2.1-base, 20 steps).
 PUBLISHED = (
     PublishedFigure("SnapFusion, iPhone 14 Pro", 1960.0, text_encoder_ms=8.0, unet_total_ms=1840.0, decoder_ms=116.0,
                     steps=8, source="SnapFusion paper, Tables 1 and 4 (8 steps, CFG)"),
@@ -145,8 +146,7 @@ def markdown_table(results: list[BenchmarkResult]) -> str:
 def plot(results: list[BenchmarkResult], path: Path) -> None:
     """Stacked per-stage bars (text encoder, UNet steps, decoder) with the measured end to end as a
     marker, next to the published figures (hatched, labelled "published")."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "report", "the benchmark plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -199,6 +199,7 @@ def write_report(files: list[Path], out_dir: Path) -> ReportFiles:
     """Read every benchmark file and write `report.md` and `report.png` into `out_dir`."""
     if not files:
         raise UserError("expected at least one benchmark JSON file, got none")
+    require("matplotlib", "report", "the benchmark plot")  # before anything is written
     results = [load_benchmark(Path(f)) for f in files]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

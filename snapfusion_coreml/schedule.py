@@ -4,7 +4,7 @@ The single source of truth: training (train/losses.py), the PyTorch reference pi
 timesteps written into pipeline.json and the Swift sampler (ios_app, tested against golden values
 produced from this module) all use these functions.
 
-Conventions (REFERENCE.md section 4):
+Conventions (SnapFusion paper Sec. 4):
   - variance preserving: alpha_t = sqrt(alphas_cumprod[t]), sigma_t = sqrt(1 - alphas_cumprod[t]);
   - v = alpha_t * eps - sigma_t * x;
   - guidance scale w as in diffusers: guided = uncond + w * (cond - uncond), w = 1 is no guidance;

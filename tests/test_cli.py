@@ -1,7 +1,6 @@
 """The CLI as users run it: exit codes, one-line errors, outputs."""
 
 import json
-import shutil
 
 import numpy as np
 from PIL import Image

@@ -9,7 +9,10 @@ from snapfusion_coreml.errors import UserError
 
 def test_presets_match_the_paper_block_counts():
     sd, sf = resolve_layout("sd-v1.5"), resolve_layout("snapfusion")
-    counts = lambda layout, stage, kind: sum(k == kind for k in layout.stage(stage).blocks)
+
+    def counts(layout, stage, kind):
+        return sum(k == kind for k in layout.stage(stage).blocks)
+
     # Table 3: Down-1 CA 2->0, Up-3 CA 3->0, Up-1 CA 3->6 with RB 3->2
     assert counts(sd, "down_blocks.0", TRANSFORMER) == 2 and counts(sf, "down_blocks.0", TRANSFORMER) == 0
     assert counts(sd, "up_blocks.3", TRANSFORMER) == 3 and counts(sf, "up_blocks.3", TRANSFORMER) == 0

@@ -36,11 +36,14 @@ def test_ddim_loop_matches_diffusers(prediction_type):
                         prediction_type=prediction_type, set_alpha_to_one=True, clip_sample=False)
     # 8 steps: diffusers steps to t - 1000 // 8, which is exactly the next listed timestep
     ref.set_timesteps(8)
-    fake = lambda z, t: torch.tanh(z) * (0.3 + t / 2000)
+
+    def fake(z, t):
+        return torch.tanh(z) * (0.3 + t / 2000)
+
     z0 = initial_latents(3, (1, 4, 8, 8))
     ours = sample(lambda z, t: fake(z, t), z0, config, 8)
     z = z0.double()
-    for i, t in enumerate(ref.timesteps):
+    for t in ref.timesteps:
         z = ref.step(fake(z, int(t)), t, z).prev_sample
     np.testing.assert_allclose(ours.double().numpy(), z.numpy(), atol=2e-4, rtol=1e-4)
 

@@ -7,11 +7,12 @@ from typing import Optional
 
 import typer
 
+from ..assets import default_model_dir
 from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import DEFAULT_MODEL, Target, human_bytes, print_json, print_titled, stderr_console, stdout_console
+from .options import Target, human_bytes, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -43,11 +44,12 @@ def convert(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    source = str(model or DEFAULT_MODEL)
+    source = str(model or default_model_dir())
     resolve_model_path(source, allow_file=True)  # a missing MODEL fails before torch is imported
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):
         from ..convert import ConvertOptions, convert_pipeline, parse_palettize
+        from ..mixed_bits import mixed_bit_recipe
 
         compression, per_component = parse_palettize(palettize, palettize_mode)
         options = ConvertOptions(
@@ -66,7 +68,7 @@ def convert(
                 else:
                     progress.update(tasks[key], completed=1, description=f"converted {key}")
 
-            summary = convert_pipeline(source, options, on_component)
+            summary = convert_pipeline(source, options, on_component, mixed_bit_recipe)
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}")
     if as_json:

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
+from ..assets import default_model_dir
 from ..errors import UserError
-from .options import DEFAULT_MODEL
+from .options import stderr_console, stdout_console
 
-console = Console(stderr=True)
+console = stderr_console()
 
 
 class _RunByDefault(TyperGroup):
@@ -83,9 +83,9 @@ def run_command(
                             description=f"generating (w={w:g})")
 
         with atomic_directory(out, overwrite) as tmp:  # nothing at OUT until every file is written
-            result = evaluate(str(model or DEFAULT_MODEL), settings, tmp / "images", on_image)
+            result = evaluate(str(model or default_model_dir()), settings, tmp / "images", on_image)
             write_outputs(result, tmp)
-    Console().print(markdown(result), highlight=False, markup=False)
+    stdout_console().print(markdown(result), highlight=False)
     console.print(f"wrote {out} in {result.seconds:.0f} s", highlight=False)
 
 

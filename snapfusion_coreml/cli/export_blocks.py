@@ -8,11 +8,12 @@ from typing import Optional
 
 import typer
 
+from ..assets import default_model_dir
 from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import DEFAULT_MODEL, Target, at_least, human_bytes, print_json, print_titled, stderr_console, stdout_console
+from .options import Target, at_least, human_bytes, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +38,7 @@ def export_blocks(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    source = str(model or DEFAULT_MODEL)
+    source = str(model or default_model_dir())
     resolve_model_path(source)  # a missing MODEL fails before torch is imported
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):

@@ -8,10 +8,11 @@ from typing import Optional
 
 import typer
 
+from ..assets import default_model_dir
 from ..errors import UserError, check_interrupted
 from ..io import os_error, writable_parent
 from ..modeling.source import resolve_model_path
-from .options import DEFAULT_MODEL, at_least, finite, one_of, print_json, seed_in_range, stderr_console
+from .options import at_least, finite, one_of, print_json, seed_in_range, stderr_console
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +55,8 @@ def generate(
         raise UserError("expected --device auto or cpu for a converted folder (the interpreter runs on the CPU), got cuda")
     if not converted:
         if precision is not None:
-            raise UserError(f"expected --precision only with a converted folder (with {MANIFEST}), got a model: {model or DEFAULT_MODEL}")
-        resolve_model_path(str(model or DEFAULT_MODEL))  # a missing MODEL fails before torch is imported
+            raise UserError(f"expected --precision only with a converted folder (with {MANIFEST}), got a model: {model or default_model_dir()}")
+        resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
 
     import torch
 
@@ -72,7 +73,7 @@ def generate(
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        pipeline = load_pipeline(str(model or DEFAULT_MODEL), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+        pipeline = load_pipeline(str(model or default_model_dir()), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
         for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder):
             module.to(device)
         total = steps or pipeline.defaults.steps

@@ -20,6 +20,7 @@ def inspect_command(
     """Inputs, outputs, size, op counts, palettization and the pipeline.json summary."""
     from rich.table import Table
     from rich.text import Text
+
     from ..package_info import inspect_path
 
     info = inspect_path(path)

@@ -19,7 +19,6 @@ from typing import Any, Callable, Optional
 
 from ..errors import UserError
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds; the Swift RNG reproduces them
 UNLIMITED_WIDTH = 10_000  # columns when stdout is not a terminal: tables widen instead of being cut
 

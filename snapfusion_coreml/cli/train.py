@@ -85,7 +85,7 @@ def latents(
     from ..train.autoencoder import EncodeConfig, encode_latents
 
     n = encode_latents(EncodeConfig(vae, data, out, count, image_size, batch_size, overwrite))
-    Console().print(f"encoded {n} examples\nwrote {out}", highlight=False)
+    stdout_console().print(f"encoded {n} examples\nwrote {out}")
 
 
 @train_app.command("base")
@@ -169,7 +169,7 @@ def steps(
     config = DistillStepsConfig(teacher, data, training, teacher_steps, student_steps, schedule, student_layout,
                                 cfg_probability, guidance_min, guidance_max, gamma, caption_dropout, vae)
     _, results = distill_steps(config)
-    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [l for r in results for l in r.losses])
+    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [loss for r in results for loss in r.losses])
 
 
 @distill_app.command("decoder")

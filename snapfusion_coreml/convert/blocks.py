@@ -145,7 +145,7 @@ def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
             start = time.perf_counter()
             component = block_component(pipeline, spec, latent_side, options.batch)
             entry = manifest_entry(spec, component, options.batch)
-            mlmodel = to_coreml(component, convert_options)
+            mlmodel = to_coreml(component, convert_options.target)
             _check_features(mlmodel, entry)
             mlmodel.author = "snapfusion-coreml"
             mlmodel.version = __version__

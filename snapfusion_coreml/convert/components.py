@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..pipeline import Pipeline
-from .options import ConvertOptions
+from .options import COMPONENTS
 
 FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage"}
 CHUNK_NAMES = ("UnetChunk1.mlpackage", "UnetChunk2.mlpackage")
@@ -73,13 +73,14 @@ class ComponentSpec:
         return tuple(spec.example(seed=i) for i, spec in enumerate(self.inputs))
 
 
-def component_specs(pipeline: Pipeline, options: ConvertOptions, latent_side: int) -> list[ComponentSpec]:
-    """The specs of the requested components, in conversion order."""
+def component_specs(pipeline: Pipeline, latent_side: int, components: tuple[str, ...] = COMPONENTS,
+                    unet_batch: int = 2) -> list[ComponentSpec]:
+    """The specs of the requested components, in conversion order (UNet inputs at batch unet_batch)."""
     from ..modeling.text_encoder import TextEncoderExport
 
     dim = pipeline.unet.layout.cross_attention_dim
     channels = pipeline.unet.layout.in_channels
-    b, s = options.unet_batch, latent_side
+    b, s = unet_batch, latent_side
     specs = {
         "text_encoder": lambda: ComponentSpec(
             "text_encoder", FILE_NAMES["text_encoder"], TextEncoderExport(pipeline.text_encoder).eval(),
@@ -92,7 +93,7 @@ def component_specs(pipeline: Pipeline, options: ConvertOptions, latent_side: in
             "decoder", FILE_NAMES["decoder"], pipeline.decoder.eval(),
             (TensorSpec("z", (1, pipeline.decoder.config.latent_channels, s, s)),), ("image",), False),
     }
-    return [specs[key]() for key in ("text_encoder", "unet", "decoder") if key in options.components]
+    return [specs[key]() for key in ("text_encoder", "unet", "decoder") if key in components]
 
 
 def numpy_inputs(spec: ComponentSpec) -> dict[str, np.ndarray]:

@@ -8,17 +8,18 @@ iOS 18 opset; older targets get one LUT per tensor.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any, Callable
 
+from ..coreml.weights import GROUP_SIZE, WEIGHT_OPS, palettizable_weights
 from .components import ComponentSpec
 from .kmeans import kmeans_lut_function
 from .options import ConvertOptions
 
-GROUP_SIZE = 16
-# Only weights feeding these ops are palettized: the token embedding (gather), attention masks
-# and other constants stay as they are.
-WEIGHT_OPS = ("conv", "linear", "matmul")
-MIN_WEIGHT_SIZE = 2048  # coremltools' default weight_threshold: smaller weights stay fp16
+# (fp16 model, spec, target average bits, method, grouped) -> a recipe with .bits (const op name ->
+# bits), .average_bits and .predicted_psnr: mixed_bits.mixed_bit_recipe, which runs the programs
+# in the Linux interpreter and so sits above both convert and verify.
+MixedRecipe = Callable[[Any, ComponentSpec, float, str, bool], Any]
+NO_MIXED_RECIPE = "--palettize mixed needs mixed_recipe=snapfusion_coreml.mixed_bits.mixed_bit_recipe"
 
 
 def palettizer_config(bits: int, method: str, grouped: bool):
@@ -31,19 +32,6 @@ def palettizer_config(bits: int, method: str, grouped: bool):
         return OpPalettizerConfig(mode="custom", lut_function=kmeans_lut_function(bits), granularity=granularity,
                                   group_size=GROUP_SIZE)
     return OpPalettizerConfig(mode=method, nbits=bits, granularity=granularity, group_size=GROUP_SIZE)
-
-
-def palettizable_weights(mlmodel) -> dict[str, np.ndarray]:
-    """const op name -> value of every weight that is palettized: fed only to conv, linear or
-    matmul, rank >= 2, more than MIN_WEIGHT_SIZE elements; in program order."""
-    found = {}
-    for op in mlmodel._mil_program.functions["main"].operations:
-        val = op.outputs[0].val if op.op_type == "const" else None
-        children = op.outputs[0].child_ops if op.op_type == "const" else ()
-        if (isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.ndim >= 2 and val.size > MIN_WEIGHT_SIZE
-                and children and all(c.op_type in WEIGHT_OPS for c in children)):
-            found[op.name] = val
-    return found
 
 
 def _shared_constants(mlmodel) -> list[str]:
@@ -73,17 +61,17 @@ def palettize(mlmodel, bits: int, method: str, grouped: bool, per_op_bits: dict[
     return palettize_weights(mlmodel, OptimizationConfig(op_name_configs=configs))
 
 
-def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions):
-    """(compressed model, summary for pipeline.json)."""
+def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions, mixed_recipe: MixedRecipe | None = None):
+    """(compressed model, summary for pipeline.json). mixed_recipe computes `mixed:BITS` recipes."""
     compression = options.compression_for(spec.key, spec.compress)
     if not compression.enabled:
         return mlmodel, {"mode": "none"}
     grouped = options.grouped_channel_luts
     granularity = "per_grouped_channel" if grouped else "per_tensor"
     if compression.mode == "mixed":
-        from .mixed_bits import mixed_bit_recipe
-
-        recipe = mixed_bit_recipe(mlmodel, spec, compression.bits, compression.method, grouped)
+        if mixed_recipe is None:
+            raise ValueError(NO_MIXED_RECIPE)
+        recipe = mixed_recipe(mlmodel, spec, compression.bits, compression.method, grouped)
         model = palettize(mlmodel, 0, compression.method, grouped, per_op_bits=recipe.bits)
         return model, {"mode": "palettize", "recipe": "mixed", "bits": round(recipe.average_bits, 3),
                        "target_bits": compression.bits, "method": compression.method, "granularity": granularity,

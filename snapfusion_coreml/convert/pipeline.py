@@ -9,9 +9,10 @@ from typing import Callable
 from ..config import resolve_layout
 from ..io import atomic_directory, write_json
 from ..modeling.loading import load_pipeline
-from ..modeling.tokenizer import save_tokenizer
 from ..pipeline import Pipeline
+from ..tokenizer import save_tokenizer
 from .components import component_specs
+from .compress import NO_MIXED_RECIPE, MixedRecipe
 from .manifest import MANIFEST, build_manifest
 from .options import ConvertOptions
 from .recipe import ComponentResult, convert_component
@@ -26,23 +27,27 @@ class ConvertSummary:
 
 
 def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
-                     on_component: Callable[[str, str], None] | None = None) -> ConvertSummary:
+                     on_component: Callable[[str, str], None] | None = None,
+                     mixed_recipe: MixedRecipe | None = None) -> ConvertSummary:
     """Convert MODEL (a folder, hub id or a loaded Pipeline) as `options` says.
 
-    on_component(key, "start" | "done") reports progress.
+    on_component(key, "start" | "done") reports progress. mixed_recipe computes `mixed:BITS`
+    recipes (mixed_bits.mixed_bit_recipe; needed only when options ask for one).
     """
     # 1. load, mapping the UNet onto --layout if given
     mapping: list[str] = []
     pipeline, latent_side = prepare_pipeline(model, options, mapping)
 
     # 2. every component through the same recipe, into a temporary folder
-    specs = component_specs(pipeline, options, latent_side)
+    specs = component_specs(pipeline, latent_side, options.components, options.unet_batch)
+    if mixed_recipe is None and any(options.compression_for(s.key, s.compress).mode == "mixed" for s in specs):
+        raise ValueError(NO_MIXED_RECIPE)  # before any work
     results = []
     with atomic_directory(options.out, options.overwrite) as tmp:
         for spec in specs:
             if on_component:
                 on_component(spec.key, "start")
-            results.append(convert_component(spec, options, tmp, pipeline.source))
+            results.append(convert_component(spec, options, tmp, pipeline.source, mixed_recipe))
             if on_component:
                 on_component(spec.key, "done")
         save_tokenizer(pipeline.tokenizer, tmp)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,10 +12,11 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..coreml.tools import quiet_coremltools
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
 from .components import NUMPY_DTYPES, ComponentSpec, describe_features
-from .compress import compress_model
+from .compress import MixedRecipe, compress_model
 from .options import ConvertOptions
 from .package import rewrite_package, save_package
 
@@ -32,18 +32,8 @@ class ComponentResult:
     sha256: str = ""
 
 
-def quiet_coremltools():
-    """Import coremltools without its import-time chatter about optional native parts."""
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="coremltools")
-    import coremltools as ct
-
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    return ct
-
-
-def to_coreml(spec: ComponentSpec, options: ConvertOptions):
-    """Trace the component and convert it to an fp16 ML program."""
+def to_coreml(spec: ComponentSpec, target: str):
+    """Trace the component and convert it to an fp16 ML program for deployment target `target`."""
     ct = quiet_coremltools()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -56,18 +46,19 @@ def to_coreml(spec: ComponentSpec, options: ConvertOptions):
             outputs=[ct.TensorType(name, dtype=np.float32) for name in spec.outputs],
             convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT16,
-            minimum_deployment_target=getattr(ct.target, options.target),
+            minimum_deployment_target=getattr(ct.target, target),
             skip_model_load=True,
         )
 
 
-def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Path, source: str) -> ComponentResult:
+def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Path, source: str,
+                      mixed_recipe: MixedRecipe | None = None) -> ComponentResult:
     """Run the whole recipe for one component and write its package(s) into out_dir."""
     start = time.perf_counter()
     # 1. trace + convert
-    mlmodel = to_coreml(spec, options)
+    mlmodel = to_coreml(spec, options.target)
     # 2. compress (palettize before chunking)
-    mlmodel, compression = compress_model(mlmodel, spec, options)
+    mlmodel, compression = compress_model(mlmodel, spec, options, mixed_recipe)
     # 3. metadata: nothing that changes between runs of the same conversion (no dates, no paths;
     #    the source model is named in pipeline.json)
     mlmodel.author = "snapfusion-coreml"

@@ -30,7 +30,7 @@ from ..train.shapes import COLORS, SHAPES
 CONFIG_FILE = "judge.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "snapfusion-judge"
-BUNDLED_JUDGE = Path(__file__).resolve().parents[2] / "models" / "judge"
+
 ATTRIBUTES = ("shape", "color", "background")
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from ..io import write_json, write_png
 from .run import EvalResult
 
+
 def _score(row: dict) -> tuple[str, float] | None:
     if "judge_accuracy" in row:
         return "judge accuracy (attributes)", row["judge_accuracy"]["attributes"]

@@ -25,12 +25,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..assets import judge_dir
 from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
 from ..io import write_png
 from ..train import shapes
 from ..train.data import IMAGE_SUFFIXES
-from .judge import BUNDLED_JUDGE, Judge, attribute_accuracy
+from .judge import Judge, attribute_accuracy
 from .scores import CLIPScore, FeatureDistance, JudgeFeatures, inception_features
 from .train_judge import scene_images
 
@@ -168,7 +169,7 @@ def evaluate(model: str, settings: EvalSettings, images_dir: Path | None = None,
     size = pipeline.defaults.image_size
     judge = None
     if settings.judge is not None or prompts.attributes is not None:
-        judge = Judge.load(settings.judge or BUNDLED_JUDGE)
+        judge = Judge.load(settings.judge or judge_dir())
     clip = CLIPScore(settings.clip, settings.clip_model) if settings.clip else None
     reference_spec = settings.reference or (f"shapes:{EVAL_REFERENCE_SEED}" if prompts.attributes is not None else None)
     if settings.inception and reference_spec is None:
@@ -194,7 +195,7 @@ def evaluate(model: str, settings: EvalSettings, images_dir: Path | None = None,
             measure.reset()
         chunk: list[np.ndarray] = []
 
-        def score(images: list[np.ndarray], first: int) -> None:
+        def score(images: list[np.ndarray], first: int, predictions=predictions, clip_scores=clip_scores) -> None:
             # 3. scores, a chunk at a time
             batch = np.stack(images)
             if judge is not None and prompts.attributes is not None:

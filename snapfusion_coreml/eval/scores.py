@@ -23,7 +23,6 @@ from torch import nn
 
 from ..errors import UserError, expected
 
-
 # -- CLIP score ---------------------------------------------------------------------------------
 
 class CLIPScore:

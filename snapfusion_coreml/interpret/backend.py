@@ -19,8 +19,8 @@ import torch
 from ..config import PipelineDefaults, SchedulerConfig
 from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
-from ..modeling.tokenizer import load_tokenizer
 from ..pipeline import StepCallback, generate_image
+from ..tokenizer import load_tokenizer
 from .packages import ConvertedFolder
 
 REQUIRED = ("text_encoder", "unet", "decoder")

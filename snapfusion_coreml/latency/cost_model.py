@@ -13,9 +13,9 @@ estimate falls ~5.6x (the device: 7.4x).
 
 The constants are *effective* rates, not datasheet values (A16 Neural Engine: 17 TOPS = 8.5e12
 MACs/s; LPDDR5: 51.2 GB/s). `calibrate()` fits them (a deterministic grid search bounded by
-those peaks; weights stream at the datasheet rate) to the iPhone 14 Pro numbers of REFERENCE.md
-section 5, minimising the squared log error of five: SD-v1.5 UNet ~1700 ms/step and SnapFusion
-UNet 230 ms/step (both taken as CFG batch 2, 512 px), SD decoder 369 ms, the 0.5-width decoder
+those peaks; weights stream at the datasheet rate) to the iPhone 14 Pro numbers of the
+SnapFusion paper (Tables 1 and 4), minimising the squared log error of five: SD-v1.5 UNet
+~1700 ms/step and SnapFusion UNet 230 ms/step (both taken as CFG batch 2, 512 px), SD decoder 369 ms, the 0.5-width decoder
 116 ms and the text encoder 4 ms. The fit gives 1572 / 189 / 502 / 123 / 4.1 ms: UNet ratio 8.3
 (device 7.4), decoder ratio 4.1 (device 3.2); tests/latency/test_cost_model.py re-runs the fit
 and checks the constants below are its result. Every number this module produces is an estimate
@@ -42,7 +42,7 @@ OP_OVERHEAD_S = 0.0  # per-op dispatch cost in seconds (fitted: no measurable be
 
 ESTIMATE_DEVICE = {"model": "iPhone15,2 (iPhone 14 Pro), estimated", "os": "cost model", "compute_units": "cpuAndNeuralEngine"}
 
-# REFERENCE.md section 5, iPhone 14 Pro (ms): what the constants are calibrated on
+# SnapFusion paper Tables 1 and 4, iPhone 14 Pro (ms): what the constants are calibrated on
 CALIBRATION_MS = {"unet:sd-v1.5": 1700.0, "unet:snapfusion": 230.0, "decoder:1.0": 369.0, "decoder:0.5": 116.0,
                   "text_encoder": 4.0}
 

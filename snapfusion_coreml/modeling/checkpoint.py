@@ -17,7 +17,6 @@ from ..errors import UserError
 from .attention import Conv1x1
 
 
-
 def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of one weights file; a clear UserError for missing, truncated or corrupt files."""
     path = Path(path)

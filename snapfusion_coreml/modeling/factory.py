@@ -8,11 +8,12 @@ from typing import Any
 
 import torch
 
+from ..assets import tokenizer_dir
 from ..config import DecoderConfig, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout, resolve_layout
 from ..pipeline import Pipeline
+from ..tokenizer import load_tokenizer
 from .attention import AttentionImpl
 from .text_encoder import build_text_encoder
-from .tokenizer import BUNDLED_TOKENIZER, load_tokenizer
 from .unet import SnapFusionUNet
 from .vae_decoder import VAEDecoder
 
@@ -54,7 +55,7 @@ def build_pipeline(layout: UNetLayout, text_config: dict[str, Any], decoder_conf
         for module in (text_encoder, unet, decoder):
             for p in module.parameters():
                 p.data.normal_(0.0, init_std)
-    return Pipeline(load_tokenizer(BUNDLED_TOKENIZER), text_encoder, unet, decoder, scheduler, defaults, "random")
+    return Pipeline(load_tokenizer(tokenizer_dir()), text_encoder, unet, decoder, scheduler, defaults, "random")
 
 
 def build_tiny_pipeline(layout: UNetLayout | None = None, seed: int = 0, prediction_type: str = "epsilon",

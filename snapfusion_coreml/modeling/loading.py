@@ -20,12 +20,12 @@ from ..config import PipelineDefaults, SchedulerConfig, UNetLayout, load_layout
 from ..errors import UserError
 from ..io import atomic_directory, read_json, write_json
 from ..pipeline import Pipeline
+from ..tokenizer import load_tokenizer, save_tokenizer
 from .attention import AttentionImpl
 from .checkpoint import find_weights, load_weights, read_state_dict, save_weights
 from .diffusers_config import layout_from_diffusers_config
 from .source import HUB_PREFIX, resolve_model_path  # noqa: F401  (re-exported)
 from .text_encoder import load_text_encoder, text_encoder_config
-from .tokenizer import load_tokenizer, save_tokenizer
 from .unet import SnapFusionUNet
 from .unet_mapping import map_unet_state
 from .vae_decoder import VAEDecoder

@@ -16,17 +16,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..assets import tokenizer_dir as bundled_tokenizer_dir
 from ..config import UNetLayout
 from ..errors import UserError
 from ..io import read_json
 from ..pipeline import Pipeline
+from ..tokenizer import load_tokenizer, pad_token
 from .attention import AttentionImpl
 from .checkpoint import load_weights, read_state_dict
 from .diffusers_config import layout_from_diffusers_config
-from .ldm_keys import (CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, checkpoint_family, ldm_unet_to_diffusers,
-                       ldm_vae_decoder_to_diffusers, open_clip_to_transformers, sub_dict)
+from .ldm_keys import (
+    CLIP_PREFIX,
+    OPEN_CLIP_PREFIX,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    checkpoint_family,
+    ldm_unet_to_diffusers,
+    ldm_vae_decoder_to_diffusers,
+    open_clip_to_transformers,
+    sub_dict,
+)
 from .text_encoder import build_text_encoder, load_text_encoder_state
-from .tokenizer import BUNDLED_TOKENIZER, load_tokenizer, pad_token
 from .unet import SnapFusionUNet
 from .unet_mapping import map_unet_state
 from .vae_decoder import VAEDecoder
@@ -101,7 +111,7 @@ def load_single_file(path: str | Path, base: str | None, layout: UNetLayout | No
     decoder = VAEDecoder.from_diffusers(vae_state, vae_config, source)
     tokenizer_dir = base_dir / "tokenizer"
     has_vocab = (tokenizer_dir / "vocab.json").is_file() or (tokenizer_dir / "tokenizer.json").is_file()
-    tokenizer = load_tokenizer(tokenizer_dir if has_vocab else BUNDLED_TOKENIZER, pad=pad_token(tokenizer_dir))
+    tokenizer = load_tokenizer(tokenizer_dir if has_vocab else bundled_tokenizer_dir(), pad=pad_token(tokenizer_dir))
     from .loading import diffusers_defaults, scheduler_from_diffusers
 
     sched_path = base_dir / "scheduler" / "scheduler_config.json"

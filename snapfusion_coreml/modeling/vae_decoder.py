@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from ..config import DecoderConfig
 from ..errors import UserError
 from ..io import read_json, write_json
-from .layers import Upsample
 from .checkpoint import load_weights, read_state_dict, save_weights
+from .layers import Upsample
 
 CONFIG_NAME = "decoder_config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"

@@ -99,7 +99,7 @@ def new_pipeline(config: BaseConfig) -> Pipeline:
 def train_base(config: BaseConfig) -> tuple[Pipeline, TrainResult]:
     """Train text encoder + UNet from scratch; save the model folder to config.training.out."""
     from ..modeling.loading import save_pipeline
-    from ..modeling.tokenizer import tokenize
+    from ..tokenizer import tokenize
 
     # 1. models
     run = config.training

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import SchedulerConfig
 from ..errors import UserError
+from ..optional import require
 from ..pipeline import Pipeline
 from ..schedule import alpha_sigma, sample
 from . import losses
@@ -63,6 +64,7 @@ def load_vae_encoder(path: Path):
     path = Path(path)
     if not (path / "config.json").is_file():
         raise UserError(f"expected a diffusers VAE folder with config.json for image data, got none (in {path})")
+    require("diffusers", "train", "image data (a diffusers VAE encoder)")
     from diffusers import AutoencoderKL
 
     try:

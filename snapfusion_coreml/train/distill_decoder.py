@@ -1,4 +1,4 @@
-"""Slim decoder by data distillation (REFERENCE.md section 3): no image data needed.
+"""Slim decoder by data distillation (SnapFusion paper Sec. 3.2): no image data needed.
 
 Latents come from sampling the teacher text-to-image model with prompts (DDIM, CFG); the full
 decoder and the slim one both decode them and the slim one minimises the MSE between the two

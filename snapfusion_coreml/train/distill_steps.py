@@ -1,4 +1,4 @@
-"""Step distillation (REFERENCE.md section 4): teacher (model, T steps) -> student (S steps).
+"""Step distillation (SnapFusion paper Sec. 4): teacher (model, T steps) -> student (S steps).
 
 One student DDIM step t -> t'' learns what k = T / S teacher steps t -> t' -> ... -> t'' do, in
 x-space with the truncated-SNR weight. The teacher and the student use the same guidance scale

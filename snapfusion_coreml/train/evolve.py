@@ -1,4 +1,4 @@
-"""Robust training and architecture evolution (REFERENCE.md section 2, SnapFusion Algorithm 1).
+"""Robust training and architecture evolution (SnapFusion paper Sec. 3.1, Algorithm 1).
 
 Every evolve iteration:
   1. robust training: the ordinary denoising loss (L_ori in the model's prediction type) while

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..optional import require
 from . import checkpoint as ckpt
 from .ema import EMA
 
@@ -92,6 +93,7 @@ class TrainResult:
 
 def make_accelerator(run: TrainingConfig):
     """An Accelerator from the run's options; `accelerate launch` settings (processes, nodes) apply."""
+    require("accelerate", "train", "training")
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 

@@ -1,4 +1,5 @@
-"""The training formulas of REFERENCE.md sections 2 and 4, each unit-tested against a hand computation.
+"""The training formulas of the SnapFusion paper (Sec. 3.1 robust training, Sec. 4 step
+distillation), each unit-tested against a hand computation.
 
 Conventions (shared with schedule.py, which this module reuses and never re-implements):
   - variance preserving: alpha_t^2 + sigma_t^2 = 1, alpha_t = sqrt(alphas_cumprod[t]);

@@ -1,4 +1,4 @@
-"""Fine-tune an epsilon-prediction model to v-prediction (REFERENCE.md section 4, first stage).
+"""Fine-tune an epsilon-prediction model to v-prediction (SnapFusion paper Sec. 4, first stage).
 
 L_ori = ||v_hat(t, z_t, c) - v||^2 with v = alpha_t * eps - sigma_t * x and t ~ U{0, ..., 999}.
 Data-free runs (prompt lists) draw x0 by sampling the frozen original epsilon model.
@@ -15,8 +15,7 @@ from ..errors import UserError
 from ..pipeline import Pipeline
 from ..schedule import alphas_cumprod
 from . import losses
-from .common import (LatentSource, TextConditioner, freeze, load_model, load_vae_encoder, make_stream, noise_batch,
-                     uniform_timesteps)
+from .common import LatentSource, TextConditioner, freeze, load_model, load_vae_encoder, make_stream, noise_batch, uniform_timesteps
 from .loop import TrainingConfig, TrainResult, make_accelerator, on_main_process, run_training
 
 

@@ -33,7 +33,7 @@ def _declared(items, key: str, kind: str, problems: list[str]) -> dict[str, dict
 def package_features(package: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     """(inputs, outputs) of a package as name -> {"shape", "dtype"}, read from its spec."""
     from ..convert.components import describe_features
-    from ..convert.recipe import quiet_coremltools
+    from ..coreml.tools import quiet_coremltools
 
     ct = quiet_coremltools()
     spec = ct.utils.load_spec(str(package))

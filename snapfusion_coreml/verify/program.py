@@ -101,7 +101,7 @@ def _model_file(package: Path) -> Path:
 
 def load_mil(package: Path):
     """The package's MIL program, rebuilt by coremltools' milproto frontend."""
-    from ..convert.recipe import quiet_coremltools
+    from ..coreml.tools import quiet_coremltools
 
     ct = quiet_coremltools()
     from coremltools.converters.mil.frontend.milproto.load import load as load_milproto

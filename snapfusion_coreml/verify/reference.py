@@ -17,12 +17,11 @@ import torch
 
 from ..config import resolve_layout
 from ..convert.components import NUMPY_DTYPES, TensorSpec, component_specs
-from ..convert.options import ConvertOptions
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
 from ..modeling.loading import load_pipeline
-from ..modeling.tokenizer import load_tokenizer, tokenize
 from ..pipeline import Pipeline
+from ..tokenizer import load_tokenizer, tokenize
 
 PROMPT = "a photo of an astronaut riding a horse on mars"
 
@@ -72,9 +71,7 @@ def component_inputs(key: str, declared: list[dict], folder: Path, pad_token_id:
 def reference_outputs(pipeline: Pipeline, manifest: dict, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the PyTorch export module convert used for `key` on `inputs`; output name -> array."""
     unet_batch = int(manifest.get("guidance", {}).get("unet_batch", 2))
-    options = ConvertOptions(out=Path("."), components=(key,), unet_batch=unet_batch,
-                             attention=pipeline.unet.attention)
-    spec = component_specs(pipeline, options, int(manifest["latent"]["height"]))[0]
+    spec = component_specs(pipeline, int(manifest["latent"]["height"]), (key,), unet_batch)[0]
     names = [t.name for t in spec.inputs]
     if sorted(names) != sorted(inputs):
         raise UserError(f"expected {key} inputs {names}, got {sorted(inputs)} in pipeline.json")

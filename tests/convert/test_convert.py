@@ -3,8 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_compression
-from snapfusion_coreml.convert import pipeline as convert_module
+from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_compression, pipeline as convert_module
 from snapfusion_coreml.convert.kmeans import kmeans_1d
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.io import tree_sha256
@@ -108,7 +107,7 @@ def test_failure_mid_write_keeps_previous_output(tiny_pipeline, tmp_path, monkey
     (out / "pipeline.json").write_text('{"previous": true}')
     calls = []
 
-    def fail_on_second(spec, options, tmp, source):
+    def fail_on_second(spec, options, tmp, source, mixed_recipe=None):
         calls.append(spec.key)
         (tmp / spec.file).mkdir()
         if len(calls) == 2:
@@ -131,11 +130,11 @@ def test_existing_output_needs_overwrite(tiny_pipeline, tmp_path):
 
 def test_token_embedding_stays_unpalettized(tmp_path):
     """The bundled model's text encoder: every linear weight palettized, the gather's table not."""
-    from snapfusion_coreml.cli.options import DEFAULT_MODEL
+    from snapfusion_coreml.assets import default_model_dir
     from snapfusion_coreml.verify.program import load_program
 
     options = ConvertOptions(out=tmp_path / "te", components=("text_encoder",), compression=parse_compression("8", "kmeans"))
-    convert_pipeline(str(DEFAULT_MODEL), options)
+    convert_pipeline(str(default_model_dir()), options)
     info = inspect_path(tmp_path / "te")["packages"][0]
     assert info["palettized_bits"] == {"8": 2 * (4 * 64 * 64 + 2 * 64 * 256)}  # 2 layers: q, k, v, out, fc1, fc2
     assert info["op_counts"]["gather"] >= 1 and info["palettized_share"] < 0.1  # 49408 x 64 table stays fp16

@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from snapfusion_coreml.convert import ConvertOptions
+from cli_runner import run_cli
 from snapfusion_coreml.convert.components import component_specs, numpy_inputs
-from snapfusion_coreml.convert.compress import palettizable_weights, palettize
-from snapfusion_coreml.convert.mixed_bits import (_check_same_weights, analyse_sensitivity, analysis_spec, choose_bits,
-                                                  quantise)
+from snapfusion_coreml.convert.compress import palettize
+from snapfusion_coreml.coreml.weights import palettizable_weights
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.metrics import compare
+from snapfusion_coreml.mixed_bits import _check_same_weights, analyse_sensitivity, analysis_spec, choose_bits, quantise
 from snapfusion_coreml.verify import load_program, run_program
 from snapfusion_coreml.verify.program import load_mil
-from cli_runner import run_cli
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,9 +27,8 @@ def _unet(pipeline, batch: int):
     """(spec, fp16 MLModel) of the pipeline's UNet converted at UNet batch `batch`."""
     from snapfusion_coreml.convert.recipe import to_coreml
 
-    options = ConvertOptions(out=Path("."), components=("unet",), unet_batch=batch, attention=pipeline.unet.attention)
-    spec = component_specs(pipeline, options, 8)[0]
-    return spec, to_coreml(spec, options)
+    spec = component_specs(pipeline, 8, ("unet",), batch)[0]
+    return spec, to_coreml(spec, "iOS16")
 
 
 @pytest.fixture(scope="module")

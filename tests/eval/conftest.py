@@ -22,7 +22,7 @@ def clip_dir(tmp_path_factory):
     """A tiny random CLIP: model, tokenizer (the real CLIP BPE) and image preprocessor."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    from snapfusion_coreml.modeling.tokenizer import BUNDLED_TOKENIZER
+    from snapfusion_coreml.assets import tokenizer_dir
 
     torch.manual_seed(0)
     config = CLIPConfig(
@@ -33,7 +33,7 @@ def clip_dir(tmp_path_factory):
         projection_dim=16)
     out = tmp_path_factory.mktemp("clip") / "tiny-clip"
     CLIPModel(config).eval().save_pretrained(out)
-    CLIPTokenizer(str(BUNDLED_TOKENIZER / "vocab.json"), str(BUNDLED_TOKENIZER / "merges.txt")).save_pretrained(out)
+    CLIPTokenizer(str(tokenizer_dir() / "vocab.json"), str(tokenizer_dir() / "merges.txt")).save_pretrained(out)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
     return out
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from snapfusion_coreml.assets import judge_dir
 from snapfusion_coreml.errors import UserError
-from snapfusion_coreml.eval.judge import BUNDLED_JUDGE, Judge, attribute_accuracy
+from snapfusion_coreml.eval.judge import Judge, attribute_accuracy
 from snapfusion_coreml.eval.train_judge import JUDGE_HELD_OUT_SEED, JudgeTraining, scene_images, train_judge
 
 
@@ -29,7 +30,7 @@ def test_training_is_deterministic_and_round_trips(small_judge_dir):
 
 def test_shipped_judge_names_held_out_scenes():
     """models/judge, as `eval train-judge` wrote it, on scenes of the held-out seed it never saw."""
-    judge = Judge.load(BUNDLED_JUDGE)
+    judge = Judge.load(judge_dir())
     assert judge.metadata["held_out_accuracy"]["all"] >= 0.95
     assert judge.metadata["command"].startswith("snapfusion-coreml eval train-judge")
     images, wanted = scene_images(JUDGE_HELD_OUT_SEED, 200, start=5000)

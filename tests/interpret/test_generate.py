@@ -13,7 +13,7 @@ from cli_runner import run_cli
 from snapfusion_coreml.interpret.backend import load_package_pipeline
 from snapfusion_coreml.metrics import MIN_PSNR_DB, PARITY_PSNR_DB, psnr
 from snapfusion_coreml.pipeline import TorchBackend, generate_image
-from snapfusion_coreml.modeling.tokenizer import tokenize
+from snapfusion_coreml.tokenizer import tokenize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

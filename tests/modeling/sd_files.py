@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from snapfusion_coreml.assets import tokenizer_dir
 from snapfusion_coreml.modeling.factory import TINY_TEXT
-from snapfusion_coreml.modeling.tokenizer import BUNDLED_TOKENIZER
 
 TEXT_MODEL = "text_model."
 # diffusers < 0.15 named the VAE mid-block attention's tensors like this.
@@ -115,7 +115,7 @@ def write_sd_folder(root: Path, unet, vae, text, *, te_file: str = "model.safete
     write_config(root / "vae" / "config.json", VAE_CONFIG, "AutoencoderKL", "_diffusers_version", "0.30.0")
     write_weights(vae_state, root / "vae" / vae_file, fp16=".fp16." in vae_file)
     # 3. tokenizer (CLIP BPE files + transformers 4.x settings files) and scheduler
-    shutil.copytree(BUNDLED_TOKENIZER, root / "tokenizer")
+    shutil.copytree(tokenizer_dir(), root / "tokenizer")
     for name, data in (tokenizer_settings or {}).items():
         (root / "tokenizer" / name).write_text(json.dumps(data, indent=2))
     sched = scheduler or {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1,

@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from snapfusion_coreml.assets import tokenizer_dir
 from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.metrics import PARITY_PSNR_DB, psnr
 from snapfusion_coreml.modeling.loading import load_pipeline
-from snapfusion_coreml.modeling.tokenizer import BUNDLED_TOKENIZER, load_tokenizer, tokenize
+from snapfusion_coreml.tokenizer import load_tokenizer, tokenize
 from snapfusion_coreml.verify.check import verify_folder
 
 from .sd_files import tiny_models, unet_config, write_sd_folder
@@ -167,7 +168,7 @@ def test_sd2_pad_token_matches_transformers(tmp_path, form):
     from transformers import CLIPTokenizer
 
     folder = tmp_path / "tokenizer"
-    shutil.copytree(BUNDLED_TOKENIZER, folder)
+    shutil.copytree(tokenizer_dir(), folder)
     for name, data in PAD_FORMS[form].items():
         (folder / name).write_text(json.dumps(data))
     ours = load_tokenizer(folder)

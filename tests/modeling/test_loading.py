@@ -6,11 +6,12 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from snapfusion_coreml.assets import tokenizer_dir
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.metrics import PARITY_PSNR_DB, psnr
 from snapfusion_coreml.modeling.factory import TINY_TEXT
 from snapfusion_coreml.modeling.loading import load_pipeline, save_pipeline
-from snapfusion_coreml.modeling.tokenizer import BUNDLED_TOKENIZER, tokenize
+from snapfusion_coreml.tokenizer import tokenize
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def diffusers_folder(tmp_path_factory):
     unet.save_pretrained(root / "unet")
     vae.save_pretrained(root / "vae")
     text.save_pretrained(root / "text_encoder")
-    shutil.copytree(BUNDLED_TOKENIZER, root / "tokenizer")
+    shutil.copytree(tokenizer_dir(), root / "tokenizer")
     DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1).save_config(root / "scheduler")
     (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return root, unet.eval(), vae.eval(), text.eval()

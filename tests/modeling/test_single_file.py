@@ -8,14 +8,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from cli_runner import run_cli
+from snapfusion_coreml.assets import tokenizer_dir
 from snapfusion_coreml.config import resolve_layout
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.modeling.diffusers_config import layout_from_diffusers_config
 from snapfusion_coreml.modeling.loading import load_pipeline
 from snapfusion_coreml.modeling.single_file import BASES, BASES_DIR
-from snapfusion_coreml.modeling.tokenizer import BUNDLED_TOKENIZER, load_tokenizer, pad_token
+from snapfusion_coreml.tokenizer import load_tokenizer, pad_token
 
-from cli_runner import run_cli
 from .ldm_layout import clip_to_ldm, open_clip_to_ldm, unet_prefix_table, unet_to_ldm, vae_to_ldm
 from .sd_files import VAE_CONFIG, bare_text_state, tiny_models, unet_config
 from .test_checkpoint_formats import assert_matches_references, convert_and_verify
@@ -141,7 +142,7 @@ def test_shipped_bases_describe_the_original_models():
     assert [s.heads for s in layouts["sd-v2"].down] == [5, 10, 20, 20] and layouts["sd-v2"].use_linear_projection
     assert layouts["sd-v2"].sample_size == 96 and layouts["sd-v2-base"].sample_size == 64
     for name, pad in (("sd-v1", 49407), ("sd-v2", 0), ("sd-v2-base", 0)):
-        assert load_tokenizer(BUNDLED_TOKENIZER, pad=pad_token(BASES_DIR / name / "tokenizer")).pad_token_id == pad
+        assert load_tokenizer(tokenizer_dir(), pad=pad_token(BASES_DIR / name / "tokenizer")).pad_token_id == pad
     schedulers = {n: json.loads((BASES_DIR / n / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] for n in BASES}
     assert schedulers == {"sd-v1": "epsilon", "sd-v2": "v_prediction", "sd-v2-base": "epsilon"}
 

@@ -6,12 +6,11 @@ from safetensors.torch import load_file
 
 from snapfusion_coreml.config import SchedulerConfig
 from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.modeling.factory import TINY_TEXT, tiny_layout
 from snapfusion_coreml.modeling.loading import load_pipeline
-from snapfusion_coreml.modeling.factory import tiny_layout, TINY_TEXT
 from snapfusion_coreml.train import checkpoint as ckpt
 from snapfusion_coreml.train.distill_steps import DistillStepsConfig, distill_steps, student_paths
 from snapfusion_coreml.train.loop import read_log
-
 
 
 @pytest.fixture()

@@ -7,8 +7,7 @@ from snapfusion_coreml.config import plan_blocks
 from snapfusion_coreml.modeling.checkpoint import checkpoint_state_dict
 from snapfusion_coreml.modeling.factory import build_tiny_pipeline
 from snapfusion_coreml.modeling.loading import load_pipeline
-from snapfusion_coreml.train.evolve import (EvolveConfig, apply_action, block_latencies, evolve, sample_skip_blocks,
-                                            skippable)
+from snapfusion_coreml.train.evolve import EvolveConfig, apply_action, block_latencies, evolve, sample_skip_blocks, skippable
 from snapfusion_coreml.train.loop import read_log
 from snapfusion_coreml.train.scorers import BlockValueScorer, FidelityScorer
 

@@ -4,12 +4,10 @@ import pytest
 import torch
 
 from snapfusion_coreml.config import DecoderConfig
-from snapfusion_coreml.modeling.factory import build_tiny_pipeline
-from snapfusion_coreml.modeling.loading import save_pipeline
-from snapfusion_coreml.modeling.vae_decoder import VAEDecoder
-
 from snapfusion_coreml.errors import UserError
-from snapfusion_coreml.modeling.loading import load_pipeline
+from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+from snapfusion_coreml.modeling.loading import load_pipeline, save_pipeline
+from snapfusion_coreml.modeling.vae_decoder import VAEDecoder
 from snapfusion_coreml.train.distill_decoder import DistillDecoderConfig, distill_decoder
 from snapfusion_coreml.train.vpred import VPredConfig, train_vpred
 

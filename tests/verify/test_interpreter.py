@@ -12,9 +12,9 @@ from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.metrics import MIN_PSNR_DB, PARITY_PSNR_DB, compare
 from snapfusion_coreml.verify import load_program, run_program, supported_ops
 from snapfusion_coreml.verify.kernels import KERNELS
+from weight_blobs import rewrite_largest_fp16_blob
 
 from .conftest import INPUTS
-from weight_blobs import rewrite_largest_fp16_blob
 
 CONVERSIONS = [("text", "iOS16"), ("text", "iOS18"), ("unet", "iOS16"), ("decoder", "iOS16"), ("decoder", "iOS18")]
 

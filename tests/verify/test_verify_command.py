@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from cli_runner import run_cli
 from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.verify import check, native
 from snapfusion_coreml.verify.check import resolve_modes, verify_folder
-from cli_runner import run_cli
 from weight_blobs import rewrite_largest_fp16_blob
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

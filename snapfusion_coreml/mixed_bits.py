@@ -29,6 +29,10 @@ weight constants must carry the same names (checked, with a clear error otherwis
 (benchmarks/results/verify_full_size.json): the 240 weights of the full-size SnapFusion UNet in
 218 s on 2 shared cores, re-conversion at 16x16 included; predictions within ~2.5 dB of the
 palettized packages' measured PSNR (conservative: the model over-estimates the noise).
+
+Place in the package: the analysis converts (convert/) and runs programs in the Linux interpreter
+(verify/), so it sits above both; `convert` receives `mixed_bit_recipe` as a function
+(convert/compress.py, MixedRecipe) and never imports this module.
 """
 
 from __future__ import annotations
@@ -43,16 +47,18 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UserError
-from .components import ComponentSpec, TensorSpec, numpy_inputs
-from .compress import GROUP_SIZE, palettizable_weights
-from .kmeans import kmeans_1d
-from .options import MIXED_BITS_CHOICES
+from .convert.components import ComponentSpec, TensorSpec, numpy_inputs
+from .convert.kmeans import kmeans_1d
+from .convert.options import MIXED_BITS_CHOICES
+from .convert.recipe import to_coreml
+from .coreml.tools import SPEC_VERSION_TARGETS
+from .coreml.weights import GROUP_SIZE, palettizable_weights
+from .errors import UserError
+from .verify import load_program, run_program
 
 MEASURE_BITS = 4  # each layer's sensitivity is measured once, palettized alone at this width
 ANALYSIS_LATENT = 16  # latent side of the reduced-shape UNet copy the analysis runs
 ANALYSIS_TIMESTEP = 499.0  # the middle of the training schedule
-_SPEC_TARGETS = {7: "iOS16", 8: "iOS17", 9: "iOS18"}
 
 
 @dataclass(frozen=True)
@@ -171,10 +177,6 @@ def analyse_sensitivity(mlmodel, spec: ComponentSpec, method: str, grouped: bool
     """
     import torch
 
-    from ..verify import load_program, run_program
-    from .options import ConvertOptions
-    from .recipe import to_coreml
-
     start = time.perf_counter()
     # 1. the weights the recipe will cover, by const op name
     layers = palettizable_weights(mlmodel)
@@ -182,8 +184,8 @@ def analyse_sensitivity(mlmodel, spec: ComponentSpec, method: str, grouped: bool
     small = analysis_spec(spec)
     analysed, run_spec = mlmodel, spec
     if small is not None:
-        target = _SPEC_TARGETS.get(mlmodel.get_spec().specificationVersion, "iOS16")
-        analysed, run_spec = to_coreml(small, ConvertOptions(out=Path("."), target=target)), small
+        target = SPEC_VERSION_TARGETS.get(mlmodel.get_spec().specificationVersion, "iOS16")
+        analysed, run_spec = to_coreml(small, target), small
         _check_same_weights(layers, palettizable_weights(analysed), spec.file)
     inputs = _analysis_inputs(run_spec)
     with tempfile.TemporaryDirectory() as tmp:
@@ -279,5 +281,6 @@ def choose_bits(sensitivity: Sensitivity, target_bits: float) -> Recipe:
 
 def mixed_bit_recipe(mlmodel, spec: ComponentSpec, target_bits: float, method: str, grouped: bool,
                      on_progress: Callable[[int, int], None] | None = None) -> Recipe:
-    """The recipe compress.py applies: analyse `mlmodel`'s weights, then allocate target_bits."""
+    """The recipe convert/compress.py applies (its MixedRecipe): analyse `mlmodel`'s weights, then
+    allocate target_bits."""
     return choose_bits(analyse_sensitivity(mlmodel, spec, method, grouped, on_progress), target_bits)

@@ -12,11 +12,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
-from ..io import read_json
+from .errors import UserError
+from .io import read_json
 
 MAX_LENGTH = 77
-BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "models" / "tokenizer"
 
 
 DEFAULT_PAD = "<|endoftext|>"

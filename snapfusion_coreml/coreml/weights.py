@@ -1,0 +1,25 @@
+"""Which weights of a converted ML program are palettized (Apple's conventions, see
+convert/compress.py): the selection both the converter and the mixed-bit analysis use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+GROUP_SIZE = 16  # output channels per look-up table with per-grouped-channel palettization (iOS 18)
+# Only weights feeding these ops are palettized: the token embedding (gather), attention masks
+# and other constants stay as they are.
+WEIGHT_OPS = ("conv", "linear", "matmul")
+MIN_WEIGHT_SIZE = 2048  # coremltools' default weight_threshold: smaller weights stay fp16
+
+
+def palettizable_weights(mlmodel) -> dict[str, np.ndarray]:
+    """const op name -> value of every weight that is palettized: fed only to conv, linear or
+    matmul, rank >= 2, more than MIN_WEIGHT_SIZE elements; in program order."""
+    found = {}
+    for op in mlmodel._mil_program.functions["main"].operations:
+        val = op.outputs[0].val if op.op_type == "const" else None
+        children = op.outputs[0].child_ops if op.op_type == "const" else ()
+        if (isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.ndim >= 2 and val.size > MIN_WEIGHT_SIZE
+                and children and all(c.op_type in WEIGHT_OPS for c in children)):
+            found[op.name] = val
+    return found
