@@ -24,6 +24,8 @@ from typing import Any, Iterable, Iterator
 
 from .errors import UserError, check_interrupted
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # image files that data and reference folders hold
+
 # Every output this process claimed, in order, and those it then replaced: the CLI names them
 # when a run is interrupted.
 CLAIMED_OUTPUTS: list[Path] = []

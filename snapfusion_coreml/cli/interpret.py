@@ -24,8 +24,8 @@ def interpret_command(
     Protocol: docs/contracts.md section 8 (one JSON line + raw little-endian tensors per request
     and per answer). Logs go to stderr; exits 0 when stdin ends.
     """
-    from ..interpret.packages import ConvertedFolder
     from ..interpret.server import StreamEnded, serve
+    from ..verify.folder import ConvertedFolder
 
     folder = ConvertedFolder(out, precision)
     # the protocol owns the real stdout; anything else printed (libraries included) goes to stderr

@@ -25,12 +25,11 @@ from typing import Callable
 
 import numpy as np
 
+from .. import shapes
 from ..assets import judge_dir
 from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
-from ..io import write_png
-from ..train import shapes
-from ..train.data import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, write_png
 from .judge import Judge, attribute_accuracy
 from .scores import CLIPScore, FeatureDistance, JudgeFeatures, inception_features
 from .train_judge import scene_images

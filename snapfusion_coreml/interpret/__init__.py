@@ -2,6 +2,6 @@
 as a pipeline backend (`generate OUT`, `eval`) and as the stdin/stdout tensor server of
 docs/contracts.md section 8 (`interpret OUT`)."""
 
-from .packages import ConvertedFolder, open_converted_folder
+from ..verify.folder import ConvertedFolder, open_converted_folder
 
 __all__ = ["ConvertedFolder", "open_converted_folder"]

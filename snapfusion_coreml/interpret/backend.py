@@ -21,7 +21,7 @@ from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
 from ..pipeline import StepCallback, generate_image
 from ..tokenizer import load_tokenizer
-from .packages import ConvertedFolder
+from ..verify.folder import ConvertedFolder
 
 REQUIRED = ("text_encoder", "unet", "decoder")
 

@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..errors import UserError
-from .packages import ConvertedFolder
+from ..verify.folder import ConvertedFolder
 
 DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4")}
 MAX_REQUEST_BYTES = 1 << 32  # 4 GiB of inputs: far above any pipeline's (a batch-2 UNet at 128x128 latents is 1 MB)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import RESNET, TRANSFORMER, StageLayout, UNetLayout
+from ..config import RESNET, TRANSFORMER, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout
 from ..errors import UserError
 
 # Keys that must hold their default (SD-family) value.
@@ -89,3 +89,14 @@ def layout_from_diffusers_config(cfg: dict[str, Any], source: str = "unet/config
     )
     layout.validate(source)
     return layout
+
+
+def scheduler_from_diffusers(cfg: dict, source: str) -> SchedulerConfig:
+    spacing = cfg.get("timestep_spacing") or "leading"  # diffusers' default when the key is absent
+    return SchedulerConfig.from_dict({**cfg, "timestep_spacing": spacing, "steps_offset": cfg.get("steps_offset", 0)}, source)
+
+
+def diffusers_defaults(vae_config: dict, layout: UNetLayout) -> PipelineDefaults:
+    """Sampling defaults of a diffusers SD pipeline (StableDiffusionPipeline's 50 steps, w = 7.5)."""
+    return PipelineDefaults(steps=50, guidance_scale=7.5, latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
+                            image_size=layout.sample_size * 8)

@@ -23,7 +23,7 @@ from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, save_tokenizer
 from .attention import AttentionImpl
 from .checkpoint import find_weights, load_weights, read_state_dict, save_weights
-from .diffusers_config import layout_from_diffusers_config
+from .diffusers_config import diffusers_defaults, layout_from_diffusers_config, scheduler_from_diffusers
 from .source import HUB_PREFIX, resolve_model_path  # noqa: F401  (re-exported)
 from .text_encoder import load_text_encoder, text_encoder_config
 from .unet import SnapFusionUNet
@@ -51,11 +51,6 @@ def load_unet(directory: Path, layout: UNetLayout | None = None, attention: Atte
     unet = SnapFusionUNet(target, attention).eval()
     load_weights(unet, state, str(weights))
     return unet
-
-
-def scheduler_from_diffusers(cfg: dict, source: str) -> SchedulerConfig:
-    spacing = cfg.get("timestep_spacing") or "leading"  # diffusers' default when the key is absent
-    return SchedulerConfig.from_dict({**cfg, "timestep_spacing": spacing, "steps_offset": cfg.get("steps_offset", 0)}, source)
 
 
 def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
@@ -93,14 +88,8 @@ def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
         decoder = VAEDecoder.from_diffusers(read_state_dict(vae_weights, allow_pickle), vae_config, str(vae_weights))
         sched_path = root / "scheduler" / "scheduler_config.json"
         scheduler = scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
-        defaults = diffusers_defaults(vae_config, unet)
+        defaults = diffusers_defaults(vae_config, unet.layout)
     return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler, defaults, str(model))
-
-
-def diffusers_defaults(vae_config: dict, unet: SnapFusionUNet) -> PipelineDefaults:
-    """Sampling defaults of a diffusers SD pipeline (StableDiffusionPipeline's 50 steps, w = 7.5)."""
-    return PipelineDefaults(steps=50, guidance_scale=7.5, latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
-                            image_size=unet.layout.sample_size * 8)
 
 
 def _component(root: Path, name: str) -> Path:

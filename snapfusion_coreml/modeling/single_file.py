@@ -24,7 +24,7 @@ from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, pad_token
 from .attention import AttentionImpl
 from .checkpoint import load_weights, read_state_dict
-from .diffusers_config import layout_from_diffusers_config
+from .diffusers_config import diffusers_defaults, layout_from_diffusers_config, scheduler_from_diffusers
 from .ldm_keys import (
     CLIP_PREFIX,
     OPEN_CLIP_PREFIX,
@@ -112,8 +112,7 @@ def load_single_file(path: str | Path, base: str | None, layout: UNetLayout | No
     tokenizer_dir = base_dir / "tokenizer"
     has_vocab = (tokenizer_dir / "vocab.json").is_file() or (tokenizer_dir / "tokenizer.json").is_file()
     tokenizer = load_tokenizer(tokenizer_dir if has_vocab else bundled_tokenizer_dir(), pad=pad_token(tokenizer_dir))
-    from .loading import diffusers_defaults, scheduler_from_diffusers
 
     sched_path = base_dir / "scheduler" / "scheduler_config.json"
     scheduler = scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
-    return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler, diffusers_defaults(vae_config, unet), source)
+    return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler, diffusers_defaults(vae_config, unet.layout), source)

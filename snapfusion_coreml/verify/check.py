@@ -20,11 +20,11 @@ import numpy as np
 
 from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
-from ..interpret.packages import open_converted_folder, package_files
 from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
 from . import native
 from .declared import declared_io_problems
+from .folder import open_converted_folder, package_files
 from .interpreter import MODES, run_chain
 from .program import load_program
 from .reference import component_inputs, load_reference, reference_outputs

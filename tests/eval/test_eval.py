@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from cli_runner import run_cli
+from snapfusion_coreml import shapes
 from snapfusion_coreml.metrics import MIN_PSNR_DB, psnr
-from snapfusion_coreml.train import shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

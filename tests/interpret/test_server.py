@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from snapfusion_coreml.interpret.packages import ConvertedFolder
 from snapfusion_coreml.metrics import MIN_PSNR_DB, psnr
+from snapfusion_coreml.verify.folder import ConvertedFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 

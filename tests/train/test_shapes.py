@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from snapfusion_coreml.train import shapes
+from snapfusion_coreml import shapes
+from snapfusion_coreml.shapes import COLORS, JITTER, SHAPES, Scene, parse_prompt, render, scene, shape_mask
 from snapfusion_coreml.train.data import DataStream, load_examples
-from snapfusion_coreml.train.shapes import COLORS, JITTER, SHAPES, Scene, parse_prompt, render, scene, shape_mask
 
 SIZE = 128
 

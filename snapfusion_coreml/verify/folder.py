@@ -16,8 +16,8 @@ import numpy as np
 from ..convert.manifest import MANIFEST, check_manifest
 from ..errors import UserError, expected
 from ..io import read_json
-from ..verify.interpreter import MODES, run_chain
-from ..verify.program import Program, load_program
+from .interpreter import MODES, run_chain
+from .program import Program, load_program
 
 COMPONENTS = ("text_encoder", "unet", "decoder")
 
