@@ -100,8 +100,9 @@ def _check_inputs(folder: ConvertedFolder, component: str, headers: list[TensorH
         header = given[name]
         if list(header.shape) != [int(d) for d in item["shape"]]:
             raise RequestError(f"expected {component} input {name} of shape {list(item['shape'])}, got {list(header.shape)}")
-        if item.get("dtype") == "int32" and header.dtype != "int32":
-            raise RequestError(f"expected {component} input {name} as int32, got {header.dtype}")
+        want = item.get("dtype", "float32")
+        if header.dtype != want:  # token ids: float32 in packages converted since 0.2 (Apple's type), int32 before
+            raise RequestError(f"expected {component} input {name} as {want}, got {header.dtype}")
 
 
 def answer(folder: ConvertedFolder, component: str, headers: list[TensorHeader], payload: list[bytes]) -> bytes:

@@ -95,7 +95,7 @@ def test_bad_requests_get_one_line_errors_and_the_server_goes_on(tiny_converted_
         request("vae", good),  # unknown component: its bytes are skipped
         request("decoder", {"z": z[:, :, :4]}),  # wrong shape
         request("decoder", {"latents": z}),  # wrong name
-        request("text_encoder", {"input_ids": ids.astype(np.float32)}),  # ids must be int32
+        request("text_encoder", {"input_ids": ids.astype(np.int32)}),  # ids as declared: float32
         b'{"component": "decoder", "inputs": [{"name": "z", "dtype": "float64", "shape": [1]}]}\n',
         request("decoder", good),  # still serving
     ])
@@ -108,7 +108,7 @@ def test_bad_requests_get_one_line_errors_and_the_server_goes_on(tiny_converted_
     assert "expected component from ['decoder', 'text_encoder', 'unet'], got 'vae'" in errors[1]
     assert "expected decoder input z of shape [1, 4, 8, 8], got [1, 4, 4, 8]" in errors[2]
     assert "expected decoder inputs ['z'], got ['latents']" in errors[3]
-    assert "expected text_encoder input input_ids as int32, got float32" in errors[4]
+    assert "expected text_encoder input input_ids as float32, got int32" in errors[4]
     assert "dtype float32 or int32, got 'float64'" in errors[5]
     last = json.loads(lines[6].split(b"\n", 1)[0])
     image = np.frombuffer(lines[6].split(b"\n", 1)[1], "<f4")
