@@ -1,7 +1,7 @@
 """The paper's comparison in miniature on the bundled default model's training run.
 
 Rows: the 50-step teacher, 8-step DDIM on the teacher, the 8-step vanilla-distilled student, the
-8-step CFG-aware student (with the full and with the slim decoder: the bundled model), and the
+8-step CFG-aware student, the bundled model (that student in fp16), and the
 bundled model's converted packages (6-bit UNet / mixed-bit), judged by `snapfusion-coreml eval`
 (attribute judge, Frechet distance of judge features) at one guidance scale on held-out prompts
 (shapes:3) and image seeds, plus parameters and the PyTorch CPU time of one UNet step (batch 2,
@@ -75,7 +75,7 @@ def main() -> None:
             ("8-step DDIM on the teacher", args.work / "teacher-v", 8),
             ("8-step vanilla-distilled student (snapfusion-tiny)", args.work / "student-vanilla", 8),
             ("8-step CFG-aware student (snapfusion-tiny)", args.work / "student-cfg", 8),
-            ("8-step CFG-aware student + slim decoder (models/default)", args.bundled, 8)]
+            ("bundled models/default (CFG-aware student, fp16)", args.bundled, 8)]
     rows += [(f"converted: {p.name}", p, 8) for p in args.packages]
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),

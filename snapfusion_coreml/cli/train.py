@@ -175,7 +175,7 @@ def steps(
 @distill_app.command("decoder")
 def decoder(
     teacher: Annotated[str, typer.Argument(help="Teacher MODEL folder (its UNet samples latents, its decoder teaches).")],
-    prompts: Annotated[Path, typer.Option(help="Prompt-list file (or an image-text folder: captions only).")],
+    prompts: Annotated[Path, typer.Option(help="Prompt-list file (or an image-text folder: captions only), or a .npy latent folder whose latents are decoded directly.")],
     out: Out,
     width_multiplier: Annotated[float, typer.Option(help="Slim decoder width relative to the teacher's.")] = 0.5,
     sample_steps: Annotated[int, typer.Option(help="DDIM steps when sampling teacher latents.")] = 50,

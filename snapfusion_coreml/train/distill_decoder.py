@@ -1,7 +1,8 @@
 """Slim decoder by data distillation (SnapFusion paper Sec. 3.2): no image data needed.
 
-Latents come from sampling the teacher text-to-image model with prompts (DDIM, CFG); the full
-decoder and the slim one both decode them and the slim one minimises the MSE between the two
+Latents come from sampling the teacher text-to-image model with prompts (DDIM, CFG), or, given a
+.npy latent folder, are read from it (cheaper and closer to the autoencoder's own latents); the
+full decoder and the slim one both decode them and the slim one minimises the MSE between the two
 images. The slim decoder starts as the full one channel-pruned by L2 norm (prune_decoder).
 Fresh noise every step gives unlimited pairs.
 """
@@ -57,8 +58,11 @@ def distill_decoder(config: DistillDecoderConfig) -> tuple[Pipeline, TrainResult
 
     # 3. the loss of one micro-batch: MSE between the two decoders' images
     def step_fn(model, micro_step):
-        captions = stream.batch(micro_step).captions
-        z = source.teacher_samples(captions, micro_step, device) / scale
+        batch = stream.batch(micro_step)
+        if batch.latents is not None:
+            z = batch.latents.to(device) / scale
+        else:
+            z = source.teacher_samples(batch.captions, micro_step, device) / scale
         with torch.no_grad(), accelerator.autocast():
             target = full(z).float()
         return torch.nn.functional.mse_loss(model(z).float(), target), {}

@@ -41,3 +41,24 @@ def test_decoder_distillation_loss_falls(wide_decoder_teacher, prompts, tmp_path
     assert result.eval_after < result.eval_before
     loaded = load_pipeline(tmp_path / "d")
     assert loaded.decoder.config.width_multiplier == 0.5
+
+
+def test_decoder_distillation_from_a_latent_folder(wide_decoder_teacher, tmp_path, training, monkeypatch):
+    """--prompts LATENT_FOLDER: the latents are decoded as they are; the teacher UNet never samples."""
+    import numpy as np
+
+    data = tmp_path / "latents"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        np.save(data / f"{i:06d}.npy", rng.standard_normal((4, 8, 8)).astype(np.float32))
+        (data / f"{i:06d}.txt").write_text("a red circle on a blue background")
+    config = DistillDecoderConfig(str(wide_decoder_teacher), data, training(tmp_path / "d", max_steps=6, learning_rate=5e-3),
+                                  sample_steps=2)
+    from snapfusion_coreml.train import common
+
+    calls = []
+    original = common.LatentSource.teacher_samples
+    monkeypatch.setattr(common.LatentSource, "teacher_samples", lambda self, *a: calls.append(1) or original(self, *a))
+    _, result = distill_decoder(config)
+    assert calls == [] and result.eval_after < result.eval_before
