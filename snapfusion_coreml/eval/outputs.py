@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_json, write_png
+from ..optional import require
 from .run import EvalResult
 
 
@@ -60,8 +61,7 @@ def plot_sweep(result: EvalResult, path: Path) -> bool:
     points = [(_distance(r), _score(r), r["guidance"]) for r in result.rows]
     if any(d is None or s is None for d, s, _ in points):
         return False
-    import matplotlib
-
+    matplotlib = require("matplotlib", "report", "the guidance-sweep plot of eval")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

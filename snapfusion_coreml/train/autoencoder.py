@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_directory
+from ..optional import require
 from .common import load_vae_encoder
 from .data import STREAM_NOISE, DataStream, draw_for_batch, example_image, load_examples
 from .loop import EVAL_MICRO_STEP, TrainingConfig, TrainResult, make_accelerator, on_main_process, run_training
@@ -43,7 +44,7 @@ class AutoencoderConfig:
     sample_posterior: bool = False  # decode a posterior sample (LDM) instead of its mean
 
     def build(self, seed: int) -> nn.Module:
-        from diffusers import AutoencoderKL
+        AutoencoderKL = require("diffusers", "train", "training an autoencoder").AutoencoderKL
 
         n = len(self.block_out_channels)
         torch.manual_seed(seed)
