@@ -16,7 +16,7 @@ import torch
 
 from .config import PipelineDefaults, SchedulerConfig
 from .errors import UserError
-from .schedule import guide, initial_latents, sample
+from .schedule import guided_prediction, initial_latents, sample, uses_guidance
 from .tokenizer import tokenize
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -77,11 +77,11 @@ def generate_image(backend: DiffusionBackend, tokenizer, scheduler: SchedulerCon
 
         if backend.unet_batch == 1:
             cond = call(1, context[1:])
-            return cond if w == 1.0 else guide(cond, call(1, context[:1]), w)
-        if w == 1.0 and backend.unet_batch is None:
+            return guided_prediction(cond, call(1, context[:1]) if uses_guidance(w) else None, w)
+        if not uses_guidance(w) and backend.unet_batch is None:
             return call(1, context[1:])
         uncond, cond = call(2, context).chunk(2)
-        return cond if w == 1.0 else guide(cond, uncond, w)
+        return guided_prediction(cond, uncond, w)
 
     if timesteps is not None and steps != len(timesteps):
         timesteps = None  # another step count: the schedule's own spacing

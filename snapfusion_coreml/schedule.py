@@ -98,6 +98,26 @@ def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float | torch.Tensor)
     return uncond + scale * (cond - uncond)
 
 
+def uses_guidance(scale: float) -> bool:
+    """Whether w runs guidance at all: diffusers' rule (`do_classifier_free_guidance`), w > 1. For
+    w <= 1, 0 < w < 1 included, sampling uses the conditional prediction alone and needs no
+    unconditional UNet pass. Swift twin: `Pipeline.usesGuidance` (ios_app/.../Pipeline/Pipeline.swift)."""
+    return scale > 1.0
+
+
+def guided_prediction(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float | torch.Tensor) -> torch.Tensor:
+    """The prediction sampling and training use: guide(cond, uncond, w) where w > 1, else cond.
+
+    `scale` is a float or a per-sample tensor broadcastable to cond ((B, 1, 1, 1)); `uncond` may be
+    None only when no w needs it."""
+    if isinstance(scale, torch.Tensor):
+        if uncond is None:
+            assert not bool((scale > 1.0).any()), "an unconditional prediction is needed for w > 1"
+            return cond
+        return torch.where(scale > 1.0, guide(cond, uncond, scale), cond)
+    return guide(cond, uncond, scale) if uses_guidance(scale) else cond
+
+
 def initial_latents(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """torch.randn on a CPU generator seeded by `seed`; the Swift RNG reproduces exactly this."""
     generator = torch.Generator("cpu").manual_seed(seed)

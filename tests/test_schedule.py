@@ -3,6 +3,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
+from snapfusion_coreml import schedule
 from snapfusion_coreml.config import SchedulerConfig
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.schedule import alphas_cumprod, guide, initial_latents, sample, timesteps
@@ -57,3 +58,17 @@ def test_guidance_convention():
 def test_initial_latents_are_torch_randn_on_cpu_generator():
     expected = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(42))
     assert torch.equal(initial_latents(42, (1, 4, 8, 8)), expected)
+
+
+def test_guidance_at_or_below_one_is_the_conditional_prediction():
+    """diffusers' rule, shared with the Swift pipeline (tests/golden/sampler.json has a w = 0.5 case)."""
+    cond, uncond = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)).chunk(2)
+    for w in (0.0, 0.5, 1.0):
+        assert not schedule.uses_guidance(w)
+        assert torch.equal(schedule.guided_prediction(cond, uncond, w), cond)
+    assert schedule.uses_guidance(1.5)
+    torch.testing.assert_close(schedule.guided_prediction(cond, uncond, 7.5), uncond + 7.5 * (cond - uncond))
+    per_sample = torch.tensor([0.5, 3.0]).view(2, 1, 1, 1)  # training draws w per sample
+    both = schedule.guided_prediction(cond.repeat(2, 1, 1, 1), uncond.repeat(2, 1, 1, 1), per_sample)
+    assert torch.equal(both[:1], cond)
+    torch.testing.assert_close(both[1:], schedule.guide(cond, uncond, 3.0))

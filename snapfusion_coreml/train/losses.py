@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..schedule import alpha_sigma, guide, to_x_eps, v_target
+from ..schedule import alpha_sigma, guided_prediction, to_x_eps, v_target
 
 SNR_TRUNCATION = 1.0  # max(SNR, 1): the official progressive-distillation "snr_trunc" weight
 
@@ -56,8 +56,9 @@ def ddim_from_estimates(x_hat: torch.Tensor, eps_hat: torch.Tensor, alpha_prev: 
 
 
 def guided(cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """v_tilde = w * v(c) - (w - 1) * v(null) with a per-sample scale w (B,); schedule.guide."""
-    return guide(cond, uncond, per_sample(w, cond))
+    """v_tilde = w * v(c) - (w - 1) * v(null) with a per-sample scale w (B,); w <= 1 keeps v(c)
+    (schedule.guided_prediction, the rule sampling and the Swift pipeline use)."""
+    return guided_prediction(cond, uncond, per_sample(w, cond))
 
 
 def sample_guidance(batch: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:

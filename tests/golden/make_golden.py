@@ -87,6 +87,7 @@ TRAJECTORIES = [
     ("epsilon", 8, 7.5, 2, 2, "trailing"),
     ("epsilon", 10, 1.0, 1, 3, "leading"),
     ("v_prediction", 6, 3.0, 2, 4, "linspace"),
+    ("v_prediction", 4, 0.5, 2, 5, "trailing"),  # 0 < w < 1: no guidance (schedule.uses_guidance)
 ]
 
 
@@ -166,7 +167,7 @@ def trajectory(prediction_type: str, steps: int, scale: float, unet_batch: int, 
     config = SchedulerConfig(prediction_type=prediction_type, timestep_spacing=spacing)
     c_cond = prompt_condition(tokenizer, COND_PROMPT)
     c_uncond = prompt_condition(tokenizer, UNCOND_PROMPT)
-    guided = scale > 1.0
+    guided = schedule.uses_guidance(scale)
 
     def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
         zn = z.numpy()

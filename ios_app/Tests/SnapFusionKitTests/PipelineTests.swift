@@ -29,7 +29,7 @@ import Testing
         #expect(steps == Array(1...item.steps))
         let error = maxAbsDifference(result.latents.scalars, try #require(item.latents.last))
         #expect(error <= 1e-5, "final latent max |error| \(error)")
-        let guided = item.guidanceScale > 1
+        let guided = Pipeline.usesGuidance(item.guidanceScale)
         let expectedBatches = item.unetBatch == 2 ? [Int](repeating: 2, count: item.steps)
             : [Int](repeating: 1, count: item.steps * (guided ? 2 : 1))
         #expect(backend.unetBatches == expectedBatches)

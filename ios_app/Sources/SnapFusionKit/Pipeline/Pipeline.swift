@@ -80,6 +80,11 @@ public final class Pipeline: Sendable {
         }
     }
 
+    /// Whether guidance scale `scale` runs classifier-free guidance: diffusers' rule, w > 1. For
+    /// w <= 1 (0 < w < 1 included) the conditional prediction is used alone. Python twin:
+    /// `schedule.uses_guidance` (snapfusion_coreml/schedule.py); tests/golden/sampler.json pins both.
+    public static func usesGuidance(_ scale: Double) -> Bool { scale > 1 }
+
     /// Generates one image on the calling thread. The backend must be loaded (or load on demand).
     ///
     /// - Parameters:
@@ -93,7 +98,7 @@ public final class Pipeline: Sendable {
                          progress: ((GenerationProgress) -> Void)? = nil) throws -> GenerationResult {
         let sampler = try description.makeSampler(steps: request.steps ?? description.sampler.defaultSteps)
         let scale = request.guidanceScale ?? description.guidance.defaultScale
-        let guided = scale > 1  // diffusers' rule: w <= 1 runs the conditional prediction only
+        let guided = Pipeline.usesGuidance(scale)
         let unetBatch = description.guidance.unetBatch
         guard unetBatch == 1 || unetBatch == 2 else { throw PipelineError.invalidGuidanceBatch(unetBatch) }
         var timings = StageTimings()
