@@ -17,16 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..coreml.tools import TARGETS
 from ..errors import UserError
 
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds; the Swift RNG reproduces them
 UNLIMITED_WIDTH = 10_000  # columns when stdout is not a terminal: tables widen instead of being cut
 
 
-class Target(str, enum.Enum):
-    iOS16 = "iOS16"
-    iOS17 = "iOS17"
-    iOS18 = "iOS18"
+Target = enum.Enum("Target", {name: name for name in TARGETS}, type=str)  # --target: coreml/tools.TARGETS
 
 
 def at_least(minimum: int, name: str) -> Callable[[Optional[int]], Optional[int]]:

@@ -22,12 +22,13 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..config import RESNET, BlockSpec
+from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..io import atomic_directory, dir_size, write_json
 from ..modeling.attention import AttentionImpl
 from ..pipeline import Pipeline
 from .components import ComponentSpec, TensorSpec, describe_features
-from .options import TARGETS, ConvertOptions
+from .options import ConvertOptions
 from .package import save_package
 from .pipeline import prepare_pipeline
 from .recipe import to_coreml

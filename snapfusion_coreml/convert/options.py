@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
 
 COMPONENTS = ("text_encoder", "unet", "decoder")
-TARGETS = ("iOS16", "iOS17", "iOS18")
 PALETTIZE_BITS = (4, 6, 8)
 MIXED_BITS_CHOICES = (2, 4, 6, 8)
 

@@ -16,6 +16,12 @@ from ..errors import UserError
 HUB_PREFIX = "hf:"  # MODEL "hf:org/name" is downloaded from the hub
 
 
+def looks_like_hub_id(model: str | Path) -> bool:
+    """"org/name" (one slash, not a relative or absolute path): the shape of a hub id."""
+    text = str(model)
+    return text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/", "~")))
+
+
 def resolve_model_path(model: str | Path, allow_file: bool = False) -> Path:
     """A local folder for MODEL (or, with `allow_file`, a single-file checkpoint).
 
@@ -33,8 +39,7 @@ def resolve_model_path(model: str | Path, allow_file: bool = False) -> Path:
         if not path.is_dir():
             raise UserError(f"expected a model folder, got a file: {path}")
         return path
-    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
-    if looks_like_hub_id:
+    if looks_like_hub_id(text):
         try:
             return _hub_snapshot(text, local_only=True)
         except UserError:

@@ -23,8 +23,9 @@ def load_model(model: str | Path, what: str, allow_pickle: bool = False) -> Pipe
     """A pipeline folder for training (ORIGINAL attention: one batched matmul, best on GPUs)."""
     from ..modeling.attention import AttentionImpl
     from ..modeling.loading import load_pipeline
+    from ..modeling.source import looks_like_hub_id
 
-    if not Path(model).exists() and str(model).count("/") != 1:
+    if not Path(model).exists() and not looks_like_hub_id(model):
         raise UserError(f"{what} model folder not found: {model}")
     return load_pipeline(model, attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
 

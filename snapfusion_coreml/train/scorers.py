@@ -20,7 +20,7 @@ import torch
 
 from ..errors import UserError
 from ..pipeline import Pipeline
-from ..schedule import alpha_sigma, alphas_cumprod, initial_latents
+from ..schedule import alpha_sigma, alphas_cumprod, initial_latents, to_x_eps
 from .common import as_bc1s
 
 
@@ -67,10 +67,7 @@ class FidelityScorer:
             tt = torch.full((n,), t, device=device)
             a, s = (v.float().view(-1, 1, 1, 1) for v in alpha_sigma(cumprod, tt))
             pred = unet(z, tt.float(), context, skip_blocks=skip_blocks)
-            if pipeline.scheduler.prediction_type == "v_prediction":
-                out.append(a * z - s * pred)
-            else:
-                out.append((z - s * pred) / a)
+            out.append(to_x_eps(pred, z, a, s, pipeline.scheduler.prediction_type)[0])
         return torch.stack(out)
 
     def __call__(self, pipeline: Pipeline, skip_blocks: frozenset[str]) -> float:

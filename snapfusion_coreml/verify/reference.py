@@ -20,6 +20,7 @@ from ..convert.components import NUMPY_DTYPES, TensorSpec, component_specs
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
 from ..modeling.loading import load_pipeline
+from ..modeling.source import looks_like_hub_id
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, tokenize
 
@@ -33,7 +34,7 @@ def load_reference(model: str | None, manifest: dict, folder: Path, given: bool,
     checkpoint is read with pipeline.json's source.base.
     """
     where = "--reference" if given else f"pipeline.json source.model in {folder}"
-    hub_id = given and str(model).count("/") == 1 and not str(model).startswith((".", "/", "~"))
+    hub_id = given and looks_like_hub_id(model)
     if not model or not (Path(model).exists() or hub_id):  # a hub id only when asked for explicitly
         hint = "" if given else "; pass --reference MODEL"
         raise UserError(f"reference model not found: {model!r} ({where}){hint}")
