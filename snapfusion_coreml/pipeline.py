@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .config import PipelineDefaults, SchedulerConfig
-from .errors import UserError
+from .image_size import ImageSize, latent_size
 from .modeling.tokenizer import tokenize
 from .schedule import guide, initial_latents, sample
 
@@ -30,12 +30,15 @@ class Pipeline:
         return self.unet.layout.latent_divisor
 
     def check_image_size(self, image_size: int) -> int:
-        """The latent side for `image_size`, or a clear error if the UNet cannot take it."""
-        step = 8 * self.latent_divisor
-        if image_size <= 0 or image_size % step:
-            raise UserError(f"expected an image size that is a positive multiple of {step} for this UNet "
-                            f"({self.unet.layout.num_levels} resolution levels), got {image_size}")
-        return image_size // 8
+        """The latent side for a square `image_size`, or a clear error if the UNet cannot take it."""
+        return self.latent_size(ImageSize.square(image_size))[0]
+
+    def latent_size(self, image: ImageSize | int | None = None) -> tuple[int, int]:
+        """(latent height, latent width) for `image` (default: the model's square size)."""
+        if image is None:
+            image = self.defaults.image_size
+        image = ImageSize.square(image) if isinstance(image, int) else image
+        return latent_size(image, self.latent_divisor, self.unet.layout.num_levels)
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
@@ -45,21 +48,21 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                 image_size: int | None = None, on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+                 image_size: ImageSize | int | None = None, on_step: Callable[[int, int, torch.Tensor], None] | None = None,
                  skip_blocks: frozenset[str] = frozenset()) -> np.ndarray:
-        """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`.
+        """A (H, W, 3) uint8 image (image_size: pixels, an int for a square or an ImageSize). Latents start from torch.randn on a CPU generator seeded by `seed`.
 
         skip_blocks: UNet blocks that act as identity (architecture evolution scores them so).
         """
         steps = steps or self.defaults.steps
         w = self.defaults.guidance_scale if guidance_scale is None else guidance_scale
-        side = self.check_image_size(image_size or self.defaults.image_size)
+        height, width = self.latent_size(image_size)
         device = next(self.unet.parameters()).device
 
         # 1. text: unconditional ("") and conditional embeddings, in the UNet's (B, D, 1, 77) layout
         context = self.encode_prompts(["", prompt]).transpose(1, 2).unsqueeze(2)
         # 2. initial noise, reproducible on any device and in Swift
-        latents = initial_latents(seed, (1, self.unet.layout.in_channels, side, side)).to(device)
+        latents = initial_latents(seed, (1, self.unet.layout.in_channels, height, width)).to(device)
 
         # 3. DDIM with classifier-free guidance (one batch-2 UNet call per step)
         def denoise(z: torch.Tensor, t: int) -> torch.Tensor:

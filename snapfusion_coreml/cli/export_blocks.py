@@ -25,7 +25,7 @@ def export_blocks(
     model: Optional[str] = typer.Argument(None, help="Model folder or hub id [default: the bundled models/default]"),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically, manifest.json last)"),
     layout: Optional[str] = typer.Option(None, "--layout", help="Map the UNet onto a layout: preset name or JSON file"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
     batch: int = typer.Option(2, "--batch", help="Batch of every block: 2 = guidance in one UNet call, 1 = two calls"),
     attention: AttentionImpl = typer.Option(AttentionImpl.SPLIT_EINSUM, "--attention", help="Attention implementation"),
     target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
@@ -36,9 +36,10 @@ def export_blocks(
 ) -> None:
     """Export every UNet block as its own fp16 Core ML package, for on-device per-block latency tables."""
     from ..convert.blocks import BlockExportOptions, export_blocks as run_export
+    from ..image_size import parse_image_size
 
     names = tuple(dict.fromkeys(n.strip() for n in (blocks or "").split(",") if n.strip()))
-    options = BlockExportOptions(out=out, attention=attention, image_size=image_size, batch=batch, target=target.value,
+    options = BlockExportOptions(out=out, attention=attention, image_size=parse_image_size(image_size), batch=batch, target=target.value,
                                  overwrite=overwrite, layout=layout, blocks=names, allow_pickle=allow_pickle)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
@@ -52,12 +53,12 @@ def export_blocks(
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}", highlight=False)
     manifest = summary.manifest
-    table = Table(title=f"{summary.out}: {manifest['layout']}, {manifest['image_size']} px, batch {options.batch}")
+    table = Table(title=f"{summary.out}: {manifest['layout']}, {summary.image} px, batch {options.batch}")
     table.add_column("block", no_wrap=True, min_width=len(max((r.name for r in summary.results), key=len, default="")))
     for column in ("kind", "resolution", "in -> out channels", "size", "time"):
         table.add_column(column, justify="right" if column in ("size", "time") else "left")
     for r in summary.results:
-        table.add_row(r.name, r.kind, f"{r.resolution}x{r.resolution}", f"{r.in_channels} -> {r.out_channels}",
+        table.add_row(r.name, r.kind, f"{r.resolution}x{r.resolution_width}", f"{r.in_channels} -> {r.out_channels}",
                       human_bytes(r.size_bytes), f"{r.seconds:.1f} s")
     Console().print(table)
     Console().print(f"{len(summary.results)} blocks, {human_bytes(sum(r.size_bytes for r in summary.results))}; "

@@ -27,7 +27,7 @@ def generate(
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps [default: the model's]"),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Guidance scale w (1 = none) [default: the model's]"),
     seed: int = typer.Option(0, "--seed", help="Seed of torch.randn on a CPU generator (reproduced by the Swift app)"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle weights"),
 ) -> None:
@@ -35,7 +35,8 @@ def generate(
     import torch
     from PIL import Image
 
-    from ..modeling.loading import load_pipeline
+    from ..image_size import latent_size, parse_image_size
+    from ..modeling.loading import ModelFolder
     from ..modeling.attention import AttentionImpl
 
     if out.suffix.lower() != ".png":
@@ -44,14 +45,18 @@ def generate(
         raise UserError(f"expected --device auto, cpu or cuda, got {device!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = load_pipeline(str(model or DEFAULT_MODEL), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+    size = parse_image_size(image_size)
+    folder = ModelFolder(str(model or DEFAULT_MODEL), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+    if size is not None:  # refuse a size the UNet cannot take before reading any weights
+        latent_size(size, folder.layout.latent_divisor, folder.layout.num_levels)
+    pipeline = folder.pipeline()
     for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder):
         module.to(device)
     total = steps or pipeline.defaults.steps
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("denoising", total=total)
-        image = pipeline.generate(prompt, steps, guidance, seed, image_size,
+        image = pipeline.generate(prompt, steps, guidance, seed, size,
                                   on_step=lambda i, t, z: progress.update(task, completed=i + 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")

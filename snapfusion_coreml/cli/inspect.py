@@ -31,7 +31,7 @@ def inspect_command(
     if "pipeline" in info:
         p = info["pipeline"]
         console.print(f"[bold]{info['folder']}[/bold]  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
-                      f"{p['image_size']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
+                      f"{p['image']['height']}x{p['image']['width']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
                       f"{p['sampler']['timesteps']}, guidance {p['guidance']}", highlight=False)
         for key, component in p["components"].items():
             comp = component["compression"]

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
 from .components import ComponentSpec, describe_features
-from .compress import compress_model
+from .compress import compress_model, conversion_pass_pipeline
 from .options import ConvertOptions
 
 
@@ -41,8 +41,9 @@ def quiet_coremltools():
     return ct
 
 
-def to_coreml(spec: ComponentSpec, options: ConvertOptions):
-    """Trace the component and convert it to an fp16 ML program."""
+def to_coreml(spec: ComponentSpec, options: ConvertOptions, pass_pipeline=None):
+    """Trace the component and convert it to an fp16 ML program (pass_pipeline: ct.convert's
+    main pipeline, default coremltools' own)."""
     ct = quiet_coremltools()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -56,6 +57,7 @@ def to_coreml(spec: ComponentSpec, options: ConvertOptions):
             convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT16,
             minimum_deployment_target=getattr(ct.target, options.target),
+            pass_pipeline=pass_pipeline,
             skip_model_load=True,
         )
 
@@ -63,9 +65,9 @@ def to_coreml(spec: ComponentSpec, options: ConvertOptions):
 def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Path, source: str) -> ComponentResult:
     """Run the whole recipe for one component and write its package(s) into out_dir."""
     start = time.perf_counter()
-    # 1. trace + convert
-    mlmodel = to_coreml(spec, options)
-    # 2. compress (palettize before chunking)
+    # 1. trace + convert (one bit width is palettized inside the conversion's pass pipeline)
+    mlmodel = to_coreml(spec, options, conversion_pass_pipeline(spec, options))
+    # 2. compress: a mixed recipe (palettize before chunking)
     mlmodel, compression = compress_model(mlmodel, spec, options)
     # 3. metadata
     mlmodel.author = "snapfusion-coreml"

@@ -21,6 +21,7 @@ from ..convert.options import ConvertOptions
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
 from ..modeling.loading import load_pipeline
+from ..modeling.lora import LoraFile, LoraSpec, read_lora
 from ..modeling.tokenizer import load_tokenizer, tokenize
 from ..pipeline import Pipeline
 
@@ -30,7 +31,9 @@ PROMPT = "a photo of an astronaut riding a horse on mars"
 def load_reference(model: str | None, manifest: dict, folder: Path, given: bool) -> Pipeline:
     """The PyTorch pipeline `folder` was converted from, as convert built it.
 
-    `model` is --reference (given=True) or pipeline.json's source.model (given=False).
+    `model` is --reference (given=True), used as it is (a model with any LoRAs already fused), or
+    pipeline.json's source.model (given=False), with the LoRAs of source.loras merged again at
+    their scales from their recorded paths (each file checked against its sha256).
     """
     where = "--reference" if given else f"pipeline.json source.model in {folder}"
     hub_id = given and str(model).count("/") == 1 and not str(model).startswith((".", "/", "~"))
@@ -39,15 +42,32 @@ def load_reference(model: str | None, manifest: dict, folder: Path, given: bool)
         raise UserError(f"reference model not found: {model!r} ({where}){hint}")
     unet = manifest["components"].get("unet") or {}
     attention = AttentionImpl(unet.get("attention") or AttentionImpl.SPLIT_EINSUM.value)
+    loras = () if given else recorded_loras(manifest, folder)
     try:
-        pipeline = load_pipeline(model, attention=attention)
+        pipeline = load_pipeline(model, attention=attention, loras=loras)
     except UserError as exc:
         raise UserError(f"reference model {model!r} ({where}) could not be loaded: {exc}") from None
     layout_name = manifest.get("source", {}).get("unet_layout")
     if layout_name and pipeline.unet.layout.name != layout_name:
         # the folder was converted with --layout: map the reference onto the same layout
-        pipeline = load_pipeline(model, layout=resolve_layout(layout_name), attention=attention)
+        pipeline = load_pipeline(model, layout=resolve_layout(layout_name), attention=attention, loras=loras)
     return pipeline
+
+
+def recorded_loras(manifest: dict, folder: Path) -> tuple[LoraFile, ...]:
+    """The LoRAs pipeline.json's source.loras names, read from their recorded paths."""
+    loras = []
+    for entry in manifest.get("source", {}).get("loras") or []:
+        path = Path(entry.get("path") or entry["file"])
+        if not path.is_file():
+            raise UserError(f"expected LoRA {entry['file']} (source.loras in {folder / 'pipeline.json'}) at {path}, "
+                            f"found none; pass --reference MODEL with the LoRA fused")
+        lora = read_lora(LoraSpec(path, float(entry["scale"])))
+        if entry.get("sha256") and lora.sha256 != entry["sha256"]:
+            raise UserError(f"expected LoRA {path} to have the sha256 recorded in {folder / 'pipeline.json'}, "
+                            f"got a different file")
+        loras.append(lora)
+    return tuple(loras)
 
 
 def component_inputs(key: str, declared: list[dict], folder: Path) -> dict[str, np.ndarray]:
@@ -70,7 +90,8 @@ def reference_outputs(pipeline: Pipeline, manifest: dict, key: str, inputs: dict
     unet_batch = int(manifest.get("guidance", {}).get("unet_batch", 2))
     options = ConvertOptions(out=Path("."), components=(key,), unet_batch=unet_batch,
                              attention=pipeline.unet.attention)
-    spec = component_specs(pipeline, options, int(manifest["latent"]["height"]))[0]
+    latent = (int(manifest["latent"]["height"]), int(manifest["latent"]["width"]))
+    spec = component_specs(pipeline, options, latent)[0]
     names = [t.name for t in spec.inputs]
     if sorted(names) != sorted(inputs):
         raise UserError(f"expected {key} inputs {names}, got {sorted(inputs)} in pipeline.json")
