@@ -209,13 +209,12 @@ def merge_lora(state: dict[str, torch.Tensor], component: str, loras: list[LoraF
     Returns how many weights were changed. A LoRA module naming no weight of `state`, or an update
     whose shape does not fit its weight, is a UserError naming the LoRA file.
     """
-    modules = {key[: -len(".weight")] for key in state if key.endswith(".weight")}
-    underscored = {name.replace(".", "_"): name for name in modules}
+    names = module_names(state, component)
+    underscored = {name.replace(".", "_"): module for name, module in names.items()}
     changed = 0
     for lora in loras:
         pairs = lora.pairs[component]
-        resolved = [(underscored.get(name) if lora.kohya else (name if name in modules else None), pair)
-                    for name, pair in pairs.items()]
+        resolved = [((underscored if lora.kohya else names).get(name), pair) for name, pair in pairs.items()]
         unmatched = [pair.key for name, pair in resolved if name is None]
         if unmatched:
             what = "the UNet" if component == UNET else "the text encoder"
@@ -226,6 +225,18 @@ def merge_lora(state: dict[str, torch.Tensor], component: str, loras: list[LoraF
             state[key] = state[key].float() + lora_delta(pair, tuple(state[key].shape), lora.spec.path)
             changed += 1
     return changed
+
+
+def module_names(state: dict[str, torch.Tensor], component: str) -> dict[str, str]:
+    """Name a LoRA may use -> module of `state` with a weight. The text encoder answers to both
+    transformers' spellings, with and without the "text_model." prefix (transformers 5 drops it;
+    LoRAs trained on transformers 4 carry it)."""
+    modules = [key[: -len(".weight")] for key in state if key.endswith(".weight")]
+    names = {name: name for name in modules}
+    if component == TEXT_ENCODER:
+        prefix = "text_model."
+        names.update({(name[len(prefix):] if name.startswith(prefix) else prefix + name): name for name in modules})
+    return names
 
 
 def lora_delta(pair: LoraPair, shape: tuple[int, ...], path: Path) -> torch.Tensor:
