@@ -88,7 +88,8 @@ def inspect_path(path: Path) -> dict[str, Any]:
         "size_bytes": dir_size(path),
         "pipeline": {
             "prediction_type": manifest["prediction_type"],
-            "image_size": manifest.get("image_size"),
+            "image": manifest.get("image") or {k: manifest["latent"][k] * 8 for k in ("height", "width")},
+            "loras": manifest.get("source", {}).get("loras", []),
             "unet_layout": manifest.get("source", {}).get("unet_layout"),
             "source_model": manifest.get("source", {}).get("model"),
             "sampler": {k: manifest["sampler"].get(k) for k in ("name", "timestep_spacing", "default_steps", "timesteps")},

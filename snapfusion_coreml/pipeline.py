@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .config import PipelineDefaults, SchedulerConfig
-from .errors import UserError
+from .image_size import ImageSize, latent_size
 from .schedule import guided_prediction, initial_latents, sample, uses_guidance
 from .tokenizer import tokenize
 
@@ -31,8 +31,9 @@ class DiffusionBackend(Protocol):
     unet_batch: int | None
     latent_channels: int
 
-    def latent_side(self, image_size: int) -> int:
-        """The latent side for `image_size`, or a UserError when the backend cannot take it."""
+    def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
+        """(latent height, latent width) for `image` (None: the backend's default size), or a
+        UserError when the backend cannot take it."""
 
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids (B, 77) int -> last hidden states (B, 77, D) float32."""
@@ -53,7 +54,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def generate_image(backend: DiffusionBackend, tokenizer, scheduler: SchedulerConfig, defaults: PipelineDefaults,
                    prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                   image_size: int | None = None, on_step: StepCallback | None = None,
+                   image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
                    timesteps: list[int] | None = None, device: torch.device | str = "cpu") -> np.ndarray:
     """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`.
 
@@ -61,13 +62,13 @@ def generate_image(backend: DiffusionBackend, tokenizer, scheduler: SchedulerCon
     """
     steps = steps or (len(timesteps) if timesteps else defaults.steps)
     w = defaults.guidance_scale if guidance_scale is None else guidance_scale
-    side = backend.latent_side(image_size or defaults.image_size)
+    height, width = backend.latent_size(image_size)  # None: the default size
 
     # 1. text: unconditional ("") and conditional embeddings, in the UNet's (B, D, 1, 77) layout
     ids = tokenize(tokenizer, ["", prompt])
     context = backend.encode(ids).transpose(1, 2).unsqueeze(2).to(device)
     # 2. initial noise, reproducible on any device and in Swift
-    latents = initial_latents(seed, (1, backend.latent_channels, side, side)).to(device)
+    latents = initial_latents(seed, (1, backend.latent_channels, height, width)).to(device)
 
     # 3. DDIM with classifier-free guidance: one batch-2 UNet call per step (unconditional, then
     #    conditional), two batch-1 calls where the backend takes batch 1, one call without guidance
@@ -99,8 +100,8 @@ class TorchBackend:
         self.pipeline, self.skip_blocks = pipeline, skip_blocks
         self.latent_channels = pipeline.unet.layout.in_channels
 
-    def latent_side(self, image_size: int) -> int:
-        return self.pipeline.check_image_size(image_size)
+    def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
+        return self.pipeline.latent_size(image)
 
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
         encoder = self.pipeline.text_encoder
@@ -128,12 +129,15 @@ class Pipeline:
         return self.unet.layout.latent_divisor
 
     def check_image_size(self, image_size: int) -> int:
-        """The latent side for `image_size`, or a clear error if the UNet cannot take it."""
-        step = 8 * self.latent_divisor
-        if image_size <= 0 or image_size % step:
-            raise UserError(f"expected an image size that is a positive multiple of {step} for this UNet "
-                            f"({self.unet.layout.num_levels} resolution levels), got {image_size}")
-        return image_size // 8
+        """The latent side for a square `image_size`, or a clear error if the UNet cannot take it."""
+        return self.latent_size(ImageSize.square(image_size))[0]
+
+    def latent_size(self, image: ImageSize | int | None = None) -> tuple[int, int]:
+        """(latent height, latent width) for `image` (default: the model's square size)."""
+        if image is None:
+            image = self.defaults.image_size
+        image = ImageSize.square(image) if isinstance(image, int) else image
+        return latent_size(image, self.latent_divisor, self.unet.layout.num_levels)
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
@@ -142,9 +146,9 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                 image_size: int | None = None, on_step: StepCallback | None = None,
+                 image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
                  skip_blocks: frozenset[str] = frozenset()) -> np.ndarray:
-        """A (H, W, 3) uint8 image (see `generate_image`).
+        """A (H, W, 3) uint8 image (see `generate_image`; image_size: an int for a square or an ImageSize).
 
         skip_blocks: UNet blocks that act as identity (architecture evolution scores them so).
         """

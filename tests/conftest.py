@@ -45,3 +45,37 @@ def tiny_converted_dir(tmp_path_factory, tiny_model_dir):
     out = tmp_path_factory.mktemp("converted") / "out"
     convert_pipeline(str(tiny_model_dir), ConvertOptions(out=out))
     return out
+
+
+@pytest.fixture(scope="session")
+def diffusers_folder(tmp_path_factory):
+    """A tiny SD-format folder written by diffusers/transformers themselves:
+    (root, unet, vae, text encoder) with seeded weights N(0, 0.05)."""
+    import json
+    import shutil
+
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from snapfusion_coreml.assets import tokenizer_dir
+    from snapfusion_coreml.modeling.factory import TINY_TEXT
+
+    root = tmp_path_factory.mktemp("sd") / "tiny-sd"
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=2, norm_num_groups=8, sample_size=8, layers_per_block=1)
+    vae = AutoencoderKL(block_out_channels=(8, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8, layers_per_block=1)
+    text = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    for module in (unet, vae, text):
+        for p in module.parameters():
+            p.data.normal_(0, 0.05)
+    unet.save_pretrained(root / "unet")
+    vae.save_pretrained(root / "vae")
+    text.save_pretrained(root / "text_encoder")
+    shutil.copytree(tokenizer_dir(), root / "tokenizer")
+    DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1).save_config(root / "scheduler")
+    (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return root, unet.eval(), vae.eval(), text.eval()

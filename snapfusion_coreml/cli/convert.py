@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -28,7 +28,7 @@ def convert(
                                   help="none, 4, 6, 8 or mixed:BITS for text encoder and UNet, or per component: "
                                        "text_encoder=8,unet=mixed:4.5"),
     palettize_mode: str = typer.Option("kmeans", "--palettize-mode", help="kmeans or uniform"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
     unet_batch: int = typer.Option(2, "--unet-batch", help="2 = guidance in one UNet call, 1 = two calls"),
     target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
     components: str = typer.Option("text_encoder,unet,decoder", "--components", help="Comma-separated components"),
@@ -38,6 +38,8 @@ def convert(
     base: Optional[str] = typer.Option(None, "--base",
                                        help="Architecture of a single-file checkpoint: sd-v1, sd-v2 (768 px, v-prediction), "
                                             "sd-v2-base or a folder of diffusers config files"),
+    lora: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA safetensors FILE[:SCALE] merged into the UNet and "
+                                             "text encoder before palettization (repeatable; SCALE default 1.0)"),
     as_json: bool = typer.Option(False, "--json", help="Print the result (files, sizes, sha256s) as JSON"),
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
@@ -50,13 +52,14 @@ def convert(
     with claim_output(out, overwrite, inputs=[source, layout]):
         from ..convert import ConvertOptions, convert_pipeline, parse_palettize
         from ..mixed_bits import mixed_bit_recipe
+        from ..modeling.lora import parse_lora_option
 
         compression, per_component = parse_palettize(palettize, palettize_mode)
         options = ConvertOptions(
             out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
             compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
             target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
-            base=base,
+            base=base, loras=tuple(parse_lora_option(text) for text in lora or ()),
         )
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
             tasks: dict[str, int] = {}

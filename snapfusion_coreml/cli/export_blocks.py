@@ -13,7 +13,7 @@ from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import Target, at_least, human_bytes, print_json, print_titled, stderr_console, stdout_console
+from .options import Target, at_least, human_bytes, image_size_option, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,8 @@ def export_blocks(
     model: Optional[str] = typer.Argument(None, help="Model folder or hub id [default: the bundled models/default]"),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically, manifest.json last)"),
     layout: Optional[str] = typer.Option(None, "--layout", help="Map the UNet onto a layout: preset name or JSON file"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_size_option,
+                                             help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
     batch: int = typer.Option(2, "--batch", callback=at_least(1, "--batch"), help="Batch of every block: 2 = guidance in one UNet call, 1 = two calls"),
     attention: AttentionImpl = typer.Option(AttentionImpl.SPLIT_EINSUM, "--attention", help="Attention implementation"),
     target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
@@ -72,9 +73,9 @@ def export_blocks(
     for column in ("kind", "resolution", "in -> out channels", "size", "time"):
         table.add_column(column, justify="right" if column in ("size", "time") else "left")
     for r in summary.results:
-        table.add_row(r.name, r.kind, f"{r.resolution}x{r.resolution}", f"{r.in_channels} -> {r.out_channels}",
+        table.add_row(r.name, r.kind, f"{r.resolution}x{r.resolution_width}", f"{r.in_channels} -> {r.out_channels}",
                       human_bytes(r.size_bytes), f"{r.seconds:.1f} s")
     stdout = stdout_console()
-    print_titled(stdout, f"{summary.out}: {manifest['layout']}, {manifest['image_size']} px, batch {options.batch}", table)
+    print_titled(stdout, f"{summary.out}: {manifest['layout']}, {summary.image} px, batch {options.batch}", table)
     stdout.print(f"{len(summary.results)} blocks, {human_bytes(sum(r.size_bytes for r in summary.results))}; "
                  f"time them on a Mac with: snapfusion-cli latency-table --blocks {summary.out}")

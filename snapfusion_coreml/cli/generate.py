@@ -12,7 +12,7 @@ from ..assets import default_model_dir
 from ..errors import UserError, check_interrupted
 from ..io import os_error, writable_parent
 from ..modeling.source import resolve_model_path
-from .options import at_least, finite, one_of, print_json, seed_in_range, stderr_console
+from .options import at_least, finite, image_size_option, one_of, print_json, seed_in_range, stderr_console
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +30,8 @@ def generate(
                                              help="Guidance scale w (1 = none) [default: the model's]"),
     seed: int = typer.Option(0, "--seed", callback=seed_in_range("--seed"),
                              help="Seed of torch.randn on a CPU generator, 0..2**64-1 (reproduced by the Swift app)"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels [default: the model's]"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_size_option,
+                                             help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
     device: str = typer.Option("auto", "--device", callback=one_of("--device", ("auto", "cpu", "cuda")),
                                help="auto, cpu or cuda (model folders; OUT runs on the CPU)"),
     precision: Optional[str] = typer.Option(None, "--precision", callback=one_of("--precision", ("fp16", "fp32")),
@@ -68,12 +69,16 @@ def generate(
         pipeline = load_package_pipeline(model, precision or "fp16")
         total = steps or len(pipeline.timesteps)
     else:
+        from ..image_size import latent_size
         from ..modeling.attention import AttentionImpl
-        from ..modeling.loading import load_pipeline
+        from ..modeling.loading import ModelFolder
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        pipeline = load_pipeline(str(model or default_model_dir()), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+        folder = ModelFolder(str(model or default_model_dir()), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+        if image_size is not None:  # refuse a size the UNet cannot take before reading any weights
+            latent_size(image_size, folder.layout.latent_divisor, folder.layout.num_levels)
+        pipeline = folder.pipeline()
         for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder):
             module.to(device)
         total = steps or pipeline.defaults.steps

@@ -32,7 +32,7 @@ def inspect_command(
         p = info["pipeline"]
         console.print(Text(info["folder"], style="bold"), end="")
         console.print(f"  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
-                      f"{p['image_size']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
+                      f"{p['image']['height']}x{p['image']['width']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
                       f"{p['sampler']['timesteps']}, guidance {p['guidance']}", highlight=False)
         for key, component in p["components"].items():
             comp = component["compression"]

@@ -123,3 +123,10 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+def image_size_option(value: Optional[str]):
+    """--image-size SIDE or HEIGHTxWIDTH -> image_size.ImageSize, refused in one line before anything loads."""
+    from ..image_size import parse_image_size
+
+    return parse_image_size(value)

@@ -6,10 +6,10 @@ every block of the layout (or the --blocks subset), each at its stage's resoluti
 writes the latency table of section 4, which `evolve` and the cost model read. Every block goes
 through the same trace -> convert step as the whole components (recipe.to_coreml), fp16.
 
-Block inputs (B = batch, s = image_size / 8 / 2**level):
-  resnet       hidden_states (B, in_channels, s, s), temb (B, time_embed_dim)
-  transformer  hidden_states (B, C, s, s), encoder_hidden_states (B, D, 1, 77)
-and the one output `output` (B, out_channels, s, s).
+Block inputs (B = batch, h, w = image height, width / 8 / 2**level):
+  resnet       hidden_states (B, in_channels, h, w), temb (B, time_embed_dim)
+  transformer  hidden_states (B, C, h, w), encoder_hidden_states (B, D, 1, 77)
+and the one output `output` (B, out_channels, h, w).
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from .. import __version__
 from ..config import RESNET, BlockSpec
 from ..coreml.tools import TARGETS
 from ..errors import UserError
+from ..image_size import VAE_FACTOR, ImageSize, parse_image_size
 from ..io import atomic_directory, dir_size, write_json
 from ..modeling.attention import AttentionImpl
+from ..modeling.unet import SnapFusionUNet
 from ..pipeline import Pipeline
 from .components import ComponentSpec, TensorSpec, describe_features
 from .options import ConvertOptions
 from .package import save_package
-from .pipeline import prepare_pipeline
+from .pipeline import open_model
 from .recipe import to_coreml
 
 BLOCK_MANIFEST = "manifest.json"
@@ -44,7 +46,7 @@ CONTEXT_LENGTH = 77  # CLIP's token count: encoder_hidden_states is (B, D, 1, 77
 class BlockExportOptions:
     out: Path
     attention: AttentionImpl = AttentionImpl.SPLIT_EINSUM
-    image_size: int | None = None  # default: the model's
+    image_size: ImageSize | None = None  # default: the model's (an int is read as a square)
     batch: int = 2  # the UNet batch the app runs (2: guidance in one call)
     target: str = "iOS16"
     overwrite: bool = False
@@ -54,6 +56,8 @@ class BlockExportOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attention", AttentionImpl(self.attention))
+        if isinstance(self.image_size, (int, str)):
+            object.__setattr__(self, "image_size", parse_image_size(self.image_size))
         if self.target not in TARGETS:
             raise UserError(f"expected --target one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.batch not in (1, 2):
@@ -75,6 +79,7 @@ class BlockResult:
     out_channels: int
     seconds: float
     size_bytes: int
+    resolution_width: int = 0  # the latent width (resolution is the height)
 
 
 @dataclass
@@ -83,6 +88,7 @@ class BlockExportSummary:
     manifest: dict[str, Any]
     results: list[BlockResult]
     mapping: list[str] = field(default_factory=list)
+    image: ImageSize | None = None  # the image size the blocks were exported for
 
 
 def select_blocks(plan: list[BlockSpec], names: tuple[str, ...]) -> list[BlockSpec]:
@@ -98,12 +104,12 @@ def select_blocks(plan: list[BlockSpec], names: tuple[str, ...]) -> list[BlockSp
     return [spec for spec in plan if spec.name in wanted]
 
 
-def block_component(pipeline: Pipeline, spec: BlockSpec, latent_side: int, batch: int) -> ComponentSpec:
-    """The export description of one block: its module of the UNet and its input tensors."""
-    unet = pipeline.unet
+def block_component(unet: SnapFusionUNet, spec: BlockSpec, latent: tuple[int, int], batch: int) -> ComponentSpec:
+    """The export description of one block: its module of the UNet and its input tensors
+    (latent: the UNet's latent (height, width))."""
     layout = unet.layout
-    side = latent_side // 2 ** spec.level
-    hidden = TensorSpec("hidden_states", (batch, spec.in_channels, side, side))
+    height, width = (side // 2 ** spec.level for side in latent)
+    hidden = TensorSpec("hidden_states", (batch, spec.in_channels, height, width))
     if spec.kind == RESNET:
         second = TensorSpec("temb", (batch, layout.time_embed_dim))
     else:
@@ -115,11 +121,12 @@ def block_component(pipeline: Pipeline, spec: BlockSpec, latent_side: int, batch
 
 
 def manifest_entry(spec: BlockSpec, component: ComponentSpec, batch: int) -> dict[str, Any]:
-    """One block of manifest.json (docs/contracts.md section 5)."""
-    side = component.inputs[0].shape[-1]
-    output = TensorSpec(BLOCK_OUTPUT, (batch, spec.out_channels, side, side))
+    """One block of manifest.json (docs/contracts.md section 5); `resolution` is the latent height
+    the block runs at (its side for square images)."""
+    height, width = component.inputs[0].shape[-2:]
+    output = TensorSpec(BLOCK_OUTPUT, (batch, spec.out_channels, height, width))
     return {
-        "stage": spec.stage, "index": spec.index, "kind": spec.kind, "resolution": side,
+        "stage": spec.stage, "index": spec.index, "kind": spec.kind, "resolution": height,
         "channels": spec.out_channels, "in_channels": spec.in_channels, "batch": batch, "package": component.file,
         "inputs": [t.to_dict() for t in component.inputs], "outputs": [output.to_dict()],
     }
@@ -134,9 +141,10 @@ def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
     convert_options = options.convert_options()
     mapping: list[str] = []
     with atomic_directory(Path(options.out), options.overwrite) as tmp:  # refuses an existing OUT before any work
-        # 1. load, mapping the UNet onto --layout if given; blocks, image size
-        pipeline, latent_side = prepare_pipeline(model, convert_options, mapping)
-        selected = select_blocks(pipeline.unet.plan, options.blocks)
+        # 1. open the model and check the image size, then load the UNet alone (mapped onto --layout if given)
+        source, latent = open_model(model, convert_options, mapping)
+        unet = source.load("unet")
+        selected = select_blocks(unet.plan, options.blocks)
 
         # 2. every block through the common trace -> convert step
         entries, results = [], []
@@ -144,29 +152,33 @@ def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
             if on_block:
                 on_block(spec.name, number, len(selected))
             start = time.perf_counter()
-            component = block_component(pipeline, spec, latent_side, options.batch)
+            component = block_component(unet, spec, latent, options.batch)
             entry = manifest_entry(spec, component, options.batch)
             mlmodel = to_coreml(component, convert_options.target)
             _check_features(mlmodel, entry)
             mlmodel.author = "snapfusion-coreml"
             mlmodel.version = __version__
-            mlmodel.short_description = f"{spec.name} ({spec.kind} block), layout {pipeline.unet.layout.name}"
+            mlmodel.short_description = f"{spec.name} ({spec.kind} block), layout {unet.layout.name}"
             mlmodel.user_defined_metadata.update({  # no dates or paths: the same export gives the same bytes
                 "snapfusion.component": "unet_block", "snapfusion.block": spec.name,
-                "snapfusion.unet_layout": pipeline.unet.layout.name, "snapfusion.attention": component.attention or "",
+                "snapfusion.unet_layout": unet.layout.name, "snapfusion.attention": component.attention or "",
             })
             save_package(mlmodel, tmp / component.file)
             del mlmodel
             gc.collect()
             entries.append(entry)
             results.append(BlockResult(spec.name, spec.kind, entry["resolution"], spec.in_channels, spec.out_channels,
-                                       time.perf_counter() - start, dir_size(tmp / component.file)))
+                                       time.perf_counter() - start, dir_size(tmp / component.file),
+                                       component.inputs[0].shape[-1]))
 
         # 3. the manifest, last: its presence marks the folder complete
-        manifest = {"format": BLOCK_MANIFEST_FORMAT, "version": BLOCK_MANIFEST_VERSION,
-                    "layout": pipeline.unet.layout.name, "image_size": latent_side * 8, "blocks": entries}
+        # image_size and each block's resolution are heights (sides of square images); the declared
+        # input shapes carry both sides
+        manifest = {"format": BLOCK_MANIFEST_FORMAT, "version": BLOCK_MANIFEST_VERSION, "layout": unet.layout.name,
+                    "image_size": latent[0] * VAE_FACTOR, "blocks": entries}
         write_json(tmp / BLOCK_MANIFEST, manifest)
-    return BlockExportSummary(Path(options.out), manifest, results, mapping)
+    image = ImageSize(latent[0] * VAE_FACTOR, latent[1] * VAE_FACTOR)
+    return BlockExportSummary(Path(options.out), manifest, results, mapping, image)
 
 
 def _check_features(mlmodel, entry: dict[str, Any]) -> None:

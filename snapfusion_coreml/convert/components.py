@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import UNetLayout
 from ..pipeline import Pipeline
 from .options import COMPONENTS
 
@@ -73,27 +74,34 @@ class ComponentSpec:
         return tuple(spec.example(seed=i) for i, spec in enumerate(self.inputs))
 
 
-def component_specs(pipeline: Pipeline, latent_side: int, components: tuple[str, ...] = COMPONENTS,
-                    unet_batch: int = 2) -> list[ComponentSpec]:
-    """The specs of the requested components, in conversion order (UNet inputs at batch unet_batch)."""
+def component_spec(key: str, module: nn.Module, layout: UNetLayout, latent: tuple[int, int] | int,
+                   unet_batch: int = 2) -> ComponentSpec:
+    """The export description of one component ("text_encoder" | "unet" | "decoder") around its
+    loaded module; `latent` is the latent (height, width) (an int for a square), the UNet's inputs
+    have batch `unet_batch`."""
     from ..modeling.text_encoder import TextEncoderExport
 
-    dim = pipeline.unet.layout.cross_attention_dim
-    channels = pipeline.unet.layout.in_channels
-    b, s = unet_batch, latent_side
-    specs = {
-        "text_encoder": lambda: ComponentSpec(
-            "text_encoder", FILE_NAMES["text_encoder"], TextEncoderExport(pipeline.text_encoder).eval(),
-            (TensorSpec("input_ids", (1, 77), INPUT_IDS_DTYPE),), ("last_hidden_state", "pooled_outputs"), True),
-        "unet": lambda: ComponentSpec(
-            "unet", FILE_NAMES["unet"], UnetExport(pipeline.unet).eval(),
-            (TensorSpec("sample", (b, channels, s, s)), TensorSpec("timestep", (b,)),
-             TensorSpec("encoder_hidden_states", (b, dim, 1, 77))), ("noise_pred",), True, pipeline.unet.attention.value),
-        "decoder": lambda: ComponentSpec(
-            "decoder", FILE_NAMES["decoder"], pipeline.decoder.eval(),
-            (TensorSpec("z", (1, pipeline.decoder.config.latent_channels, s, s)),), ("image",), False),
-    }
-    return [specs[key]() for key in ("text_encoder", "unet", "decoder") if key in components]
+    h, w = (latent, latent) if isinstance(latent, int) else latent
+    b = unet_batch
+    if key == "text_encoder":
+        return ComponentSpec(key, FILE_NAMES[key], TextEncoderExport(module).eval(), (TensorSpec("input_ids", (1, 77), INPUT_IDS_DTYPE),),
+                             ("last_hidden_state", "pooled_outputs"), True)
+    if key == "unet":
+        return ComponentSpec(key, FILE_NAMES[key], UnetExport(module).eval(),
+                             (TensorSpec("sample", (b, layout.in_channels, h, w)), TensorSpec("timestep", (b,)),
+                              TensorSpec("encoder_hidden_states", (b, layout.cross_attention_dim, 1, 77))),
+                             ("noise_pred",), True, module.attention.value)
+    if key == "decoder":
+        return ComponentSpec(key, FILE_NAMES[key], module.eval(), (TensorSpec("z", (1, module.config.latent_channels, h, w)),),
+                             ("image",), False)
+    raise ValueError(f"unknown component {key!r}")
+
+
+def component_specs(pipeline: Pipeline, latent: tuple[int, int] | int, components: tuple[str, ...] = COMPONENTS,
+                    unet_batch: int = 2) -> list[ComponentSpec]:
+    """The specs of the requested components of a loaded pipeline, in conversion order."""
+    return [component_spec(key, getattr(pipeline, key), pipeline.unet.layout, latent, unet_batch)
+            for key in ("text_encoder", "unet", "decoder") if key in components]
 
 
 def numpy_inputs(spec: ComponentSpec) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..coreml.weights import GROUP_SIZE, WEIGHT_OPS, palettizable_weights
+from ..coreml.weights import GROUP_SIZE, WEIGHT_OPS, palettizable_consts
 from .components import ComponentSpec
 from .kmeans import kmeans_lut_function
 from .options import ConvertOptions
@@ -34,11 +34,11 @@ def palettizer_config(bits: int, method: str, grouped: bool):
     return OpPalettizerConfig(mode=method, nbits=bits, granularity=granularity, group_size=GROUP_SIZE)
 
 
-def _shared_constants(mlmodel) -> list[str]:
+def _shared_constants(function) -> list[str]:
     """Constants feeding a weight op and some other op too: they stay fp16. coremltools merges
     equal constants (e.g. two all-zero biases), and a constant with two configs is an error."""
     shared = []
-    for op in mlmodel._mil_program.functions["main"].operations:
+    for op in function.operations:
         if op.op_type == "const":
             kinds = {c.op_type in WEIGHT_OPS for c in op.outputs[0].child_ops}
             if kinds == {True, False}:
@@ -46,23 +46,77 @@ def _shared_constants(mlmodel) -> list[str]:
     return shared
 
 
-def palettize(mlmodel, bits: int, method: str, grouped: bool, per_op_bits: dict[str, int] | None = None):
-    """Palettize every palettizable weight at `bits`, or per const-op name from per_op_bits.
-
-    Weights are selected by name (palettizable_weights), so nothing else (the token embedding,
-    masks, norms, shared constants) is ever touched.
-    """
-    from coremltools.optimize.coreml import OptimizationConfig, palettize_weights
+def palettize_config(function, bits: int, method: str, grouped: bool, per_op_bits: dict[str, int] | None = None):
+    """The OptimizationConfig palettizing `function`'s palettizable weights at `bits` (or per
+    const-op name from per_op_bits) and nothing else (token embedding, masks, shared constants)."""
+    from coremltools.optimize.coreml import OptimizationConfig
 
     if per_op_bits is None:
-        per_op_bits = {name: bits for name in palettizable_weights(mlmodel)}
-    configs = {name: None for name in _shared_constants(mlmodel)}
+        per_op_bits = {name: bits for name in palettizable_consts(function)}
+    configs = {name: None for name in _shared_constants(function)}
     configs.update({name: palettizer_config(b, method, grouped) for name, b in per_op_bits.items()})
-    return palettize_weights(mlmodel, OptimizationConfig(op_name_configs=configs))
+    return OptimizationConfig(op_name_configs=configs)
+
+
+def palettize(mlmodel, bits: int, method: str, grouped: bool, per_op_bits: dict[str, int] | None = None):
+    """Palettize a converted model's palettizable weights at `bits`, or per const-op name from
+    per_op_bits. This re-runs coremltools' whole pass pipeline; convert_pipeline palettizes
+    one-bit-width components inside the conversion instead (palettize_in_pipeline)."""
+    from coremltools.optimize.coreml import palettize_weights
+
+    config = palettize_config(mlmodel._mil_program.functions["main"], bits, method, grouped, per_op_bits)
+    return palettize_weights(mlmodel, config)
+
+
+def palettize_in_pipeline(pipeline, bits: int, method: str, grouped: bool):
+    """Append PALETTIZE_PASS with these settings to a coremltools PassPipeline (ct.convert's
+    main pipeline): the weights are palettized once, on the optimised program, without a second
+    conversion. The same weights as `palettize` get the same palettes."""
+    _register_palettize_pass()
+    pipeline.append_pass(PALETTIZE_PASS)
+    pipeline.set_options(PALETTIZE_PASS, {"bits": bits, "method": method, "grouped": grouped})
+    return pipeline
+
+
+PALETTIZE_PASS = "snapfusion::palettize_selected"
+
+
+def _register_palettize_pass() -> None:
+    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY, register_pass
+
+    if PALETTIZE_PASS in PASS_REGISTRY:
+        return
+
+    @register_pass(namespace="snapfusion")
+    class palettize_selected(AbstractGraphPass):
+        """Palettize the weights palettizable_consts selects (options bits, method, grouped)."""
+
+        bits, method, grouped = 6, "kmeans", False
+
+        def apply(self, prog):
+            from coremltools.optimize.coreml._quantization_passes import palettize_weights as palettize_pass
+
+            config = palettize_config(prog.functions["main"], int(self.bits), self.method, bool(self.grouped))
+            palettize_pass(config).apply(prog)
+
+
+def conversion_pass_pipeline(spec: ComponentSpec, options: ConvertOptions):
+    """ct.convert's main pass pipeline for this component: the default, plus palettization when
+    the component gets one bit width (a mixed recipe needs the converted program first)."""
+    import coremltools as ct
+
+    pipeline = ct.PassPipeline.DEFAULT
+    compression = options.compression_for(spec.key, spec.compress)
+    if compression.mode == "palettize":
+        palettize_in_pipeline(pipeline, int(compression.bits), compression.method, options.grouped_channel_luts)
+    return pipeline
 
 
 def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions, mixed_recipe: MixedRecipe | None = None):
-    """(compressed model, summary for pipeline.json). mixed_recipe computes `mixed:BITS` recipes."""
+    """(compressed model, summary for pipeline.json) of a model converted with
+    conversion_pass_pipeline: one bit width is already applied; a `mixed:BITS` recipe is computed
+    by mixed_recipe and applied here."""
     compression = options.compression_for(spec.key, spec.compress)
     if not compression.enabled:
         return mlmodel, {"mode": "none"}
@@ -76,6 +130,5 @@ def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions, mixed_
         return model, {"mode": "palettize", "recipe": "mixed", "bits": round(recipe.average_bits, 3),
                        "target_bits": compression.bits, "method": compression.method, "granularity": granularity,
                        "layers": recipe.bits, "predicted_psnr_db": recipe.predicted_psnr}
-    bits = int(compression.bits)
-    model = palettize(mlmodel, bits, compression.method, grouped)
-    return model, {"mode": "palettize", "bits": bits, "method": compression.method, "granularity": granularity}
+    return mlmodel, {"mode": "palettize", "bits": int(compression.bits), "method": compression.method,
+                     "granularity": granularity}

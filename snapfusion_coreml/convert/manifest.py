@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from ..pipeline import Pipeline
+from ..image_size import VAE_FACTOR
 from ..schedule import FINAL_ALPHA_CUMPROD, timesteps
 from .options import ConvertOptions
 
@@ -14,9 +14,14 @@ FORMAT_VERSION = 1
 MANIFEST = "pipeline.json"
 
 
-def build_manifest(pipeline: Pipeline, options: ConvertOptions, latent_side: int, results: list, inputs: dict) -> dict[str, Any]:
-    sched, defaults = pipeline.scheduler, pipeline.defaults
-    tok = pipeline.tokenizer
+def build_manifest(source, options: ConvertOptions, latent: tuple[int, int], results: list, inputs: dict) -> dict[str, Any]:
+    """pipeline.json of a conversion. source: the opened model (convert.pipeline.open_model:
+    layout, scheduler, defaults, tokenizer, source, loras); latent: (height, width)."""
+    from .pipeline import unet_parameters
+
+    sched, defaults, layout = source.scheduler, source.defaults, source.layout
+    tok = source.tokenizer
+    height, width = latent
     components = {}
     for result in results:
         components[result.key] = {
@@ -25,7 +30,7 @@ def build_manifest(pipeline: Pipeline, options: ConvertOptions, latent_side: int
             "sha256": result.sha256,
             "precision": "float16",
             "deployment_target": options.target,
-            "attention": pipeline.unet.attention.value if result.key == "unet" else None,
+            "attention": options.attention.value if result.key == "unet" else None,
             "compression": result.compression,
             "inputs": [t.to_dict() for t in inputs[result.key]],
             "outputs": result.outputs,
@@ -34,11 +39,11 @@ def build_manifest(pipeline: Pipeline, options: ConvertOptions, latent_side: int
     return {
         "format_version": FORMAT_VERSION,
         "tool": {"name": "snapfusion-coreml", "version": __version__},
-        "source": {"model": pipeline.source, "unet_layout": pipeline.unet.layout.name,
-                   "unet_parameters": pipeline.unet.num_parameters(), **_base(options)},
+        "source": {"model": source.source, "unet_layout": layout.name, "unet_parameters": unet_parameters(layout),
+                   **_base(options), "loras": [lora.record() for lora in source.loras]},
         "prediction_type": sched.prediction_type,
-        "image_size": latent_side * 8,
-        "latent": {"channels": pipeline.unet.layout.in_channels, "height": latent_side, "width": latent_side,
+        "image": {"height": height * VAE_FACTOR, "width": width * VAE_FACTOR},
+        "latent": {"channels": layout.in_channels, "height": height, "width": width,
                    "scale_factor": defaults.latent_scale_factor},
         "noise_schedule": {"num_train_timesteps": sched.num_train_timesteps, "beta_start": sched.beta_start,
                            "beta_end": sched.beta_end, "beta_schedule": sched.beta_schedule},

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ..coreml.tools import TARGETS
 from ..errors import UserError
+from ..image_size import ImageSize, parse_image_size
 from ..modeling.attention import AttentionImpl
+from ..modeling.lora import LoraSpec
 
 COMPONENTS = ("text_encoder", "unet", "decoder")
 PALETTIZE_BITS = (4, 6, 8)
@@ -71,7 +73,7 @@ class ConvertOptions:
     attention: AttentionImpl = AttentionImpl.SPLIT_EINSUM
     compression: CompressionSpec = CompressionSpec()  # text encoder and UNet (Apple keeps the decoder fp16)
     component_compression: tuple[tuple[str, CompressionSpec], ...] = ()  # per-component overrides
-    image_size: int | None = None  # default: the model's
+    image_size: ImageSize | None = None  # default: the model's (an int is read as a square)
     unet_batch: int = 2
     target: str = "iOS16"
     chunk_unet: bool = False
@@ -79,8 +81,12 @@ class ConvertOptions:
     layout: str | None = None  # preset name or layout JSON path
     allow_pickle: bool = False
     base: str | None = None  # architecture of a single-file checkpoint: sd-v1, sd-v2, sd-v2-base or a config folder
+    loras: tuple[LoraSpec, ...] = ()  # merged into the UNet and text encoder weights, in order
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "attention", AttentionImpl(self.attention))
+        if isinstance(self.image_size, (int, str)):
+            object.__setattr__(self, "image_size", parse_image_size(self.image_size))
         bad = [c for c in self.components if c not in COMPONENTS]
         if bad or not self.components:
             raise UserError(f"expected --components from {','.join(COMPONENTS)}, got {','.join(self.components) or 'nothing'}")

@@ -1,20 +1,32 @@
-"""Convert a whole pipeline into the output folder, atomically (pipeline.json written last)."""
+"""Convert a whole pipeline into the output folder, atomically (pipeline.json written last).
+
+Components are loaded one at a time: the model folder is opened (configs, tokenizer, LoRA files,
+the image size checked against the UNet) before any weights are read, then each component is
+loaded, converted and released before the next, so the peak memory is that of the largest
+component, not of the whole pipeline.
+"""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import resolve_layout
+import torch
+
+from ..config import UNetLayout, resolve_layout
+from ..errors import UserError
+from ..image_size import ImageSize, latent_size
 from ..io import atomic_directory, write_json
-from ..modeling.loading import load_pipeline
+from ..modeling.loading import ModelFolder, load_pipeline
+from ..modeling.lora import LoraFile, read_lora
 from ..pipeline import Pipeline
 from ..tokenizer import save_tokenizer
-from .components import component_specs
+from .components import component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe
 from .manifest import MANIFEST, build_manifest
-from .options import ConvertOptions
+from .options import COMPONENTS, ConvertOptions
 from .recipe import ComponentResult, convert_component
 
 
@@ -26,6 +38,53 @@ class ConvertSummary:
     mapping: list[str] = field(default_factory=list)
 
 
+class LoadedPipeline:
+    """A Pipeline already in memory, offered the way ModelFolder offers a folder's components."""
+
+    def __init__(self, pipeline: Pipeline, attention):
+        self.pipeline, self.attention = pipeline, attention
+        self.layout: UNetLayout = pipeline.unet.layout
+        self.tokenizer, self.scheduler, self.defaults = pipeline.tokenizer, pipeline.scheduler, pipeline.defaults
+        self.source = pipeline.source
+        self.loras: tuple[LoraFile, ...] = ()
+
+    def load(self, name: str) -> torch.nn.Module:
+        if name == "unet" and self.pipeline.unet.attention != self.attention:
+            from ..modeling.unet import SnapFusionUNet
+
+            unet = SnapFusionUNet(self.layout, self.attention).eval()  # same weights, other attention
+            unet.load_state_dict(self.pipeline.unet.state_dict())
+            return unet
+        return getattr(self.pipeline, name).eval()
+
+
+def open_model(model: str | Path | Pipeline, options: ConvertOptions,
+               mapping: list[str]) -> tuple[ModelFolder | LoadedPipeline, tuple[int, int]]:
+    """(the model's components on demand, latent (height, width) for options.image_size).
+
+    Reads configs, the tokenizer and the LoRA files only; a bad image size or LoRA file fails
+    here, before any model weights are read. Layout mapping reports are appended to `mapping`.
+    """
+    if isinstance(model, Pipeline):
+        if options.loras:
+            raise ValueError("LoRAs are merged while loading a model folder; merge them before building a Pipeline")
+        source = LoadedPipeline(model, options.attention)
+    elif Path(model).is_file():  # a single-file checkpoint: its one file holds every component
+        layout = resolve_layout(options.layout) if options.layout else None
+        loras = tuple(read_lora(spec) for spec in options.loras)
+        pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping, options.base, loras)
+        source = LoadedPipeline(pipeline, options.attention)
+    else:
+        loras = tuple(read_lora(spec) for spec in options.loras)
+        layout = resolve_layout(options.layout) if options.layout else None
+        if options.base:
+            raise UserError(f"expected a single-file checkpoint with --base {options.base}, got {model} "
+                            "(a folder or hub id carries its own configs)")
+        source = ModelFolder(model, layout, options.attention, options.allow_pickle, mapping, loras)
+    image = options.image_size or ImageSize.square(source.defaults.image_size)
+    return source, latent_size(image, source.layout.latent_divisor, source.layout.num_levels)
+
+
 def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
                      on_component: Callable[[str, str], None] | None = None,
                      mixed_recipe: MixedRecipe | None = None) -> ConvertSummary:
@@ -34,50 +93,39 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
     on_component(key, "start" | "done") reports progress. mixed_recipe computes `mixed:BITS`
     recipes (mixed_bits.mixed_bit_recipe; needed only when options ask for one).
     """
-    # 1. load, mapping the UNet onto --layout if given
+    # 1. open the model: configs, tokenizer, LoRAs, image size (no weights yet)
     mapping: list[str] = []
-    pipeline, latent_side = prepare_pipeline(model, options, mapping)
+    source, latent = open_model(model, options, mapping)
 
-    # 2. every component through the same recipe, into a temporary folder
-    specs = component_specs(pipeline, latent_side, options.components, options.unet_batch)
-    if mixed_recipe is None and any(options.compression_for(s.key, s.compress).mode == "mixed" for s in specs):
+    # 2. every component through the same recipe, into a temporary folder, one in memory at a time
+    keys = [c for c in COMPONENTS if c in options.components]
+    if mixed_recipe is None and any(options.compression_for(k, k != "decoder").mode == "mixed" for k in keys):
         raise ValueError(NO_MIXED_RECIPE)  # before any work
-    results = []
+    results, inputs = [], {}
     with atomic_directory(options.out, options.overwrite) as tmp:
-        for spec in specs:
+        for key in (c for c in COMPONENTS if c in options.components):
             if on_component:
-                on_component(spec.key, "start")
-            results.append(convert_component(spec, options, tmp, pipeline.source, mixed_recipe))
+                on_component(key, "start")
+            spec = component_spec(key, source.load(key), source.layout, latent, options.unet_batch)
+            results.append(convert_component(spec, options, tmp, source.source, mixed_recipe))
+            inputs[key] = spec.inputs
+            del spec
+            gc.collect()
             if on_component:
-                on_component(spec.key, "done")
-        save_tokenizer(pipeline.tokenizer, tmp)
-        manifest = build_manifest(pipeline, options, latent_side, results, {s.key: s.inputs for s in specs})
-        write_json(tmp / MANIFEST, manifest)  # last: its presence marks the folder complete
+                on_component(key, "done")
+        # 3. tokenizer, then the manifest, last: its presence marks the folder complete
+        save_tokenizer(source.tokenizer, tmp)
+        manifest = build_manifest(source, options, latent, results, inputs)
+        write_json(tmp / MANIFEST, manifest)
     return ConvertSummary(Path(options.out), results, manifest, mapping)
 
 
-def prepare_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
-                     mapping: list[str]) -> tuple[Pipeline, int]:
-    """(pipeline with the UNet on options' layout and attention, latent side for the image size).
-
-    Layout mapping reports are appended to `mapping`.
-    """
-    if isinstance(model, Pipeline):
-        pipeline = model
-    else:
-        layout = resolve_layout(options.layout) if options.layout else None
-        pipeline = load_pipeline(model, layout, options.attention, options.allow_pickle, mapping, options.base)
-    if pipeline.unet.attention != options.attention:
-        pipeline = _with_attention(pipeline, options)
-    return pipeline, pipeline.check_image_size(options.image_size or pipeline.defaults.image_size)
-
-
-def _with_attention(pipeline: Pipeline, options: ConvertOptions) -> Pipeline:
-    """The same pipeline with the UNet rebuilt around another attention implementation."""
-    import dataclasses
-
+def unet_parameters(layout: UNetLayout) -> int:
+    """Parameter count of a UNet of `layout`, built on the meta device (no memory, no weights)."""
     from ..modeling.unet import SnapFusionUNet
 
-    unet = SnapFusionUNet(pipeline.unet.layout, options.attention).eval()
-    unet.load_state_dict(pipeline.unet.state_dict())
-    return dataclasses.replace(pipeline, unet=unet)
+    with torch.device("meta"):
+        return SnapFusionUNet(layout).num_parameters()
+
+
+__all__ = ["ConvertSummary", "convert_pipeline", "open_model", "unet_parameters"]

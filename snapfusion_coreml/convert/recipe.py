@@ -16,7 +16,7 @@ from ..coreml.tools import quiet_coremltools
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
 from .components import NUMPY_DTYPES, ComponentSpec, describe_features
-from .compress import MixedRecipe, compress_model
+from .compress import MixedRecipe, compress_model, conversion_pass_pipeline
 from .options import ConvertOptions
 from .package import rewrite_package, save_package
 
@@ -32,8 +32,9 @@ class ComponentResult:
     sha256: str = ""
 
 
-def to_coreml(spec: ComponentSpec, target: str):
-    """Trace the component and convert it to an fp16 ML program for deployment target `target`."""
+def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None):
+    """Trace the component and convert it to an fp16 ML program for deployment target `target`
+    (pass_pipeline: ct.convert's main pipeline, default coremltools' own)."""
     ct = quiet_coremltools()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -47,6 +48,7 @@ def to_coreml(spec: ComponentSpec, target: str):
             convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT16,
             minimum_deployment_target=getattr(ct.target, target),
+            pass_pipeline=pass_pipeline,
             skip_model_load=True,
         )
 
@@ -55,9 +57,9 @@ def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Pat
                       mixed_recipe: MixedRecipe | None = None) -> ComponentResult:
     """Run the whole recipe for one component and write its package(s) into out_dir."""
     start = time.perf_counter()
-    # 1. trace + convert
-    mlmodel = to_coreml(spec, options.target)
-    # 2. compress (palettize before chunking)
+    # 1. trace + convert (one bit width is palettized inside the conversion's pass pipeline)
+    mlmodel = to_coreml(spec, options.target, conversion_pass_pipeline(spec, options))
+    # 2. compress: a mixed recipe (palettize before chunking)
     mlmodel, compression = compress_model(mlmodel, spec, options, mixed_recipe)
     # 3. metadata: nothing that changes between runs of the same conversion (no dates, no paths;
     #    the source model is named in pipeline.json)

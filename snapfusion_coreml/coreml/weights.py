@@ -15,8 +15,13 @@ MIN_WEIGHT_SIZE = 2048  # coremltools' default weight_threshold: smaller weights
 def palettizable_weights(mlmodel) -> dict[str, np.ndarray]:
     """const op name -> value of every weight that is palettized: fed only to conv, linear or
     matmul, rank >= 2, more than MIN_WEIGHT_SIZE elements; in program order."""
+    return palettizable_consts(mlmodel._mil_program.functions["main"])
+
+
+def palettizable_consts(function) -> dict[str, np.ndarray]:
+    """palettizable_weights of one MIL function (a converted program's, or one inside a pass)."""
     found = {}
-    for op in mlmodel._mil_program.functions["main"].operations:
+    for op in function.operations:
         val = op.outputs[0].val if op.op_type == "const" else None
         children = op.outputs[0].child_ops if op.op_type == "const" else ()
         if (isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.ndim >= 2 and val.size > MIN_WEIGHT_SIZE

@@ -19,6 +19,7 @@ import torch
 from ..config import PipelineDefaults, SchedulerConfig
 from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
+from ..image_size import VAE_FACTOR, ImageSize
 from ..pipeline import StepCallback, generate_image
 from ..tokenizer import load_tokenizer
 from ..verify.folder import ConvertedFolder
@@ -38,13 +39,15 @@ class PackageBackend:
         manifest = folder.manifest
         self.unet_batch = int(manifest.get("guidance", {}).get("unet_batch", 2))
         self.latent_channels = int(manifest["latent"]["channels"])
-        self._side = int(manifest["latent"]["height"])
+        self._latent = (int(manifest["latent"]["height"]), int(manifest["latent"]["width"]))
 
-    def latent_side(self, image_size: int) -> int:
-        if image_size != self._side * 8:
-            raise UserError(f"expected image size {self._side * 8} (the packages' fixed size in "
-                            f"{self.folder.path / MANIFEST}), got {image_size}")
-        return self._side
+    def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
+        fixed = ImageSize(self._latent[0] * VAE_FACTOR, self._latent[1] * VAE_FACTOR)
+        image = ImageSize.square(image) if isinstance(image, int) else image
+        if image is not None and image != fixed:
+            raise UserError(f"expected image size {fixed} (the packages' fixed size in "
+                            f"{self.folder.path / MANIFEST}), got {image}")
+        return self._latent
 
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = [self.folder.run("text_encoder", {"input_ids": row[None].numpy().astype(np.int32)})["last_hidden_state"]
@@ -80,7 +83,7 @@ class PackagePipeline:
         return str(self.folder.path)
 
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                 image_size: int | None = None, on_step: StepCallback | None = None) -> np.ndarray:
+                 image_size: ImageSize | int | None = None, on_step: StepCallback | None = None) -> np.ndarray:
         return generate_image(self.backend, self.tokenizer, self.scheduler, self.defaults, prompt, steps,
                               guidance_scale, seed, image_size, on_step, self.timesteps)
 
@@ -99,7 +102,7 @@ def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePi
         defaults = PipelineDefaults(steps=len(timesteps),
                                     guidance_scale=float(manifest.get("guidance", {}).get("default_scale", 7.5)),
                                     latent_scale_factor=float(latent["scale_factor"]),
-                                    image_size=int(manifest.get("image_size", int(latent["height"]) * 8)))
+                                    image_size=int(latent["height"]) * VAE_FACTOR)
     except (KeyError, TypeError, ValueError) as exc:
         raise expected("noise_schedule, sampler.timesteps and latent.scale_factor", f"a missing or bad entry ({exc})",
                        where) from None

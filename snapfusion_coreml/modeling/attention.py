@@ -35,11 +35,11 @@ def attention_original(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads:
 
 
 def _split_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int):
-    d = q.shape[1] // heads
-    mh_q = [q[:, i * d : (i + 1) * d] * d**-0.5 for i in range(heads)]  # (B, d, 1, Sq) per head
-    kt = k.transpose(1, 3)  # (B, Sk, 1, C): channels last so each head is a contiguous slice
-    mh_k = [kt[:, :, :, i * d : (i + 1) * d] for i in range(heads)]  # (B, Sk, 1, d) per head
-    mh_v = [v[:, i * d : (i + 1) * d] for i in range(heads)]  # (B, d, 1, Sk) per head
+    """Per-head channel slices, one split op per tensor (q scaled once, before the split)."""
+    d = int(q.shape[1]) // heads  # a plain int: a trace records a constant, not shape arithmetic
+    mh_q = (q * d**-0.5).split(d, dim=1)  # (B, d, 1, Sq) per head
+    mh_k = k.transpose(1, 3).split(d, dim=3)  # (B, Sk, 1, d) per head: channels last, contiguous slices
+    mh_v = v.split(d, dim=1)  # (B, d, 1, Sk) per head
     return mh_q, mh_k, mh_v
 
 
@@ -103,7 +103,7 @@ class Attention(nn.Module):
         """hidden_states (B, C, 1, S); context (B, D, 1, S_ctx) or None for self-attention."""
         context = hidden_states if context is None else context
         q, k, v = self.to_q(hidden_states), self.to_k(context), self.to_v(context)
-        if self.upcast:
-            q, k = q.float(), k.float()
-        out = ATTENTION_FUNCTIONS[self.impl](q, k, v.to(q.dtype), self.heads).to(hidden_states.dtype)
-        return self.to_out[0](out)
+        if self.upcast and q.dtype != torch.float32:  # casts only where dtypes differ: no no-op ops in a trace
+            q, k, v = q.float(), k.float(), v.float()
+        out = ATTENTION_FUNCTIONS[self.impl](q, k, v, self.heads)
+        return self.to_out[0](out if out.dtype == hidden_states.dtype else out.to(hidden_states.dtype))

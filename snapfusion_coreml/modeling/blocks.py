@@ -30,7 +30,8 @@ class ResnetBlock(nn.Module):
         h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
         h = self.conv2(F.silu(self.norm2(h)))
         shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
-        return (shortcut + h) / self.output_scale_factor
+        out = shortcut + h
+        return out if self.output_scale_factor == 1.0 else out / self.output_scale_factor
 
 
 class BasicTransformerBlock(nn.Module):
@@ -69,7 +70,7 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W); context (B, D, 1, 77) -> (B, C, H, W)."""
-        b, c, h, w = x.shape
+        b, c, h, w = (int(n) for n in x.shape)  # plain ints: a trace records constants, not shape arithmetic
         hidden = self.proj_in(self.norm(x)).view(b, c, 1, h * w)  # BC1S: the sequence is the last axis
         for block in self.transformer_blocks:
             hidden = block(hidden, context)

@@ -24,6 +24,7 @@ from ..tokenizer import load_tokenizer, save_tokenizer
 from .attention import AttentionImpl
 from .checkpoint import find_weights, load_weights, read_state_dict, save_weights
 from .diffusers_config import diffusers_defaults, layout_from_diffusers_config, scheduler_from_diffusers
+from .lora import TEXT_ENCODER, UNET, LoraFile, merge_lora
 from .source import HUB_PREFIX, resolve_model_path  # noqa: F401  (re-exported)
 from .text_encoder import load_text_encoder, text_encoder_config
 from .unet import SnapFusionUNet
@@ -31,18 +32,17 @@ from .unet_mapping import map_unet_state
 from .vae_decoder import VAEDecoder
 
 OWN_CLASS = "SnapFusionPipeline"
-__all__ = ["Pipeline", "load_pipeline", "save_pipeline", "resolve_model_path", "load_unet"]
+__all__ = ["Pipeline", "ModelFolder", "load_pipeline", "save_pipeline", "resolve_model_path", "load_unet"]
 
 
 def load_unet(directory: Path, layout: UNetLayout | None = None, attention: AttentionImpl | str = AttentionImpl.SPLIT_EINSUM,
-              allow_pickle: bool = False, report: list[str] | None = None) -> SnapFusionUNet:
-    """A UNet folder (ours: layout.json, diffusers: config.json) into `layout` (default: its own)."""
-    if (directory / "layout.json").is_file():
-        own = load_layout(directory / "layout.json")
-    else:
-        own = layout_from_diffusers_config(read_json(directory / "config.json", "the UNet config"), str(directory / "config.json"))
+              allow_pickle: bool = False, report: list[str] | None = None, loras: tuple[LoraFile, ...] = ()) -> SnapFusionUNet:
+    """A UNet folder (ours: layout.json, diffusers: config.json) into `layout` (default: its own),
+    with `loras` merged into its weights before any layout mapping."""
+    own = unet_folder_layout(directory)
     weights = find_weights(directory, allow_pickle)
     state = read_state_dict(weights, allow_pickle)
+    merge_lora(state, UNET, list(loras), str(weights))
     target = layout or own
     if layout is not None and layout != own:
         state, mapping = map_unet_state(state, own, layout, str(weights))
@@ -53,43 +53,93 @@ def load_unet(directory: Path, layout: UNetLayout | None = None, attention: Atte
     return unet
 
 
+def unet_folder_layout(directory: Path) -> UNetLayout:
+    """The layout of a UNet folder, from its config alone (no weights read)."""
+    if (directory / "layout.json").is_file():
+        return load_layout(directory / "layout.json")
+    return layout_from_diffusers_config(read_json(directory / "config.json", "the UNet config"), str(directory / "config.json"))
+
+
+class ModelFolder:
+    """A model folder opened for loading one component at a time.
+
+    Opening reads only configs and the tokenizer (what pipeline.json and size checks need);
+    `load(name)` reads that component's weights, merging the LoRAs given, so a caller can hold one
+    component at a time (convert does; load_pipeline loads all three).
+    """
+
+    def __init__(self, model: str | Path, layout: UNetLayout | None = None,
+                 attention: AttentionImpl | str = AttentionImpl.SPLIT_EINSUM, allow_pickle: bool = False,
+                 report: list[str] | None = None, loras: tuple[LoraFile, ...] = ()):
+        self.root = resolve_model_path(model)
+        self.source = str(model)
+        index = read_json(self.root / "model_index.json",
+                          "model_index.json (a diffusers pipeline folder or one saved by snapfusion-coreml)")
+        self.own = index.get("_class_name") == OWN_CLASS
+        self.attention, self.allow_pickle, self.report, self.loras = AttentionImpl(attention), allow_pickle, report, loras
+        self.layout = layout or unet_folder_layout(_component(self.root, "unet"))  # the UNet as it will be loaded
+        self._map_to = layout
+        if self.own:
+            sched_path = self.root / "scheduler" / "scheduler_config.json"
+            self.scheduler = SchedulerConfig.from_dict(read_json(sched_path, "the scheduler config"), str(sched_path))
+            self.defaults = PipelineDefaults.from_dict(read_json(self.root / "snapfusion.json", "the sampling defaults"))
+        else:
+            vae_config = read_json(_component(self.root, "vae") / "config.json", "the VAE config")
+            sched_path = self.root / "scheduler" / "scheduler_config.json"
+            self.scheduler = scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
+            self.defaults = diffusers_defaults(vae_config, unet_folder_layout(_component(self.root, "unet")))
+        self.tokenizer = load_tokenizer(_component(self.root, "tokenizer"))
+
+    def load(self, name: str) -> torch.nn.Module:
+        """One component, "text_encoder" | "unet" | "decoder", in eval mode."""
+        if name == "text_encoder":
+            return self._text_encoder()
+        if name == "unet":
+            return load_unet(_component(self.root, "unet"), self._map_to, self.attention, self.allow_pickle,
+                             self.report, self.loras)
+        if name == "decoder":
+            if self.own:
+                return VAEDecoder.load(_component(self.root, "vae_decoder")).eval()
+            vae_dir = _component(self.root, "vae")
+            vae_weights = find_weights(vae_dir, self.allow_pickle)
+            return VAEDecoder.from_diffusers(read_state_dict(vae_weights, self.allow_pickle),
+                                             read_json(vae_dir / "config.json", "the VAE config"), str(vae_weights)).eval()
+        raise ValueError(f"unknown component {name!r}")
+
+    def _text_encoder(self) -> torch.nn.Module:
+        directory = _component(self.root, "text_encoder")
+        model = load_text_encoder(directory, self.allow_pickle)
+        if any(lora.pairs[TEXT_ENCODER] for lora in self.loras):
+            state = model.state_dict()
+            merge_lora(state, TEXT_ENCODER, list(self.loras), str(directory))
+            model.load_state_dict(state)
+        return model.eval()
+
+    def pipeline(self) -> Pipeline:
+        """Every component loaded."""
+        # 1. tokenizer and text encoder, 2. UNet, 3. decoder, scheduler and sampling defaults
+        text_encoder, unet, decoder = (self.load(name) for name in ("text_encoder", "unet", "decoder"))
+        return Pipeline(self.tokenizer, text_encoder, unet, decoder, self.scheduler, self.defaults, self.source)
+
+
 def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
                   attention: AttentionImpl | str = AttentionImpl.SPLIT_EINSUM, allow_pickle: bool = False,
-                  report: list[str] | None = None, base: str | None = None) -> Pipeline:
-    """Load every component of MODEL; `layout` maps the UNet onto another layout (see unet_mapping).
+                  report: list[str] | None = None, base: str | None = None, loras: tuple[LoraFile, ...] = ()) -> Pipeline:
+    """Load every component of MODEL; `layout` maps the UNet onto another layout (see unet_mapping),
+    `loras` are merged into the UNet and text encoder weights (see lora.py).
 
     A file is a single-file LDM checkpoint whose architecture `base` names (see single_file).
     """
     if Path(model).is_file():
         from .single_file import load_single_file
 
+        if loras:
+            raise UserError(f"expected --lora with a model folder, got a single-file checkpoint {model}: "
+                            "convert it to a folder first (diffusers' save_pretrained) to merge LoRAs")
         return load_single_file(model, base, layout, attention, allow_pickle, report)
     if base:
         raise UserError(f"expected a single-file checkpoint with --base {base}, got {model} (a folder or hub id carries its own configs)")
-    root = resolve_model_path(model)
-    index = read_json(root / "model_index.json", "model_index.json (a diffusers pipeline folder or one saved by snapfusion-coreml)")
-    own = index.get("_class_name") == OWN_CLASS
-
-    # 1. tokenizer and text encoder
-    tokenizer = load_tokenizer(_component(root, "tokenizer"))
-    text_encoder = load_text_encoder(_component(root, "text_encoder"), allow_pickle)
-    # 2. UNet
-    unet = load_unet(_component(root, "unet"), layout, attention, allow_pickle, report)
-    # 3. decoder, scheduler and sampling defaults
-    if own:
-        decoder = VAEDecoder.load(_component(root, "vae_decoder"))
-        scheduler = SchedulerConfig.from_dict(read_json(root / "scheduler" / "scheduler_config.json", "the scheduler config"),
-                                              str(root / "scheduler" / "scheduler_config.json"))
-        defaults = PipelineDefaults.from_dict(read_json(root / "snapfusion.json", "the sampling defaults"))
-    else:
-        vae_dir = _component(root, "vae")
-        vae_config = read_json(vae_dir / "config.json", "the VAE config")
-        vae_weights = find_weights(vae_dir, allow_pickle)
-        decoder = VAEDecoder.from_diffusers(read_state_dict(vae_weights, allow_pickle), vae_config, str(vae_weights))
-        sched_path = root / "scheduler" / "scheduler_config.json"
-        scheduler = scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
-        defaults = diffusers_defaults(vae_config, unet.layout)
-    return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler, defaults, str(model))
+    return ModelFolder(model, layout, attention, allow_pickle, report, loras).pipeline()
 
 
 def _component(root: Path, name: str) -> Path:

@@ -20,6 +20,7 @@ from ..convert.components import NUMPY_DTYPES, TensorSpec, component_specs
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
 from ..modeling.loading import load_pipeline
+from ..modeling.lora import LoraFile, LoraSpec, read_lora
 from ..modeling.source import looks_like_hub_id
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, tokenize
@@ -30,7 +31,9 @@ PROMPT = "a photo of an astronaut riding a horse on mars"
 def load_reference(model: str | None, manifest: dict, folder: Path, given: bool, allow_pickle: bool = False) -> Pipeline:
     """The PyTorch pipeline `folder` was converted from, as convert built it.
 
-    `model` is --reference (given=True) or pipeline.json's source.model (given=False); a single-file
+    `model` is --reference (given=True), used as it is (a model with any LoRAs already fused), or
+    pipeline.json's source.model (given=False), with the LoRAs of source.loras merged again at
+    their scales from their recorded paths (each file checked against its sha256). A single-file
     checkpoint is read with pipeline.json's source.base.
     """
     where = "--reference" if given else f"pipeline.json source.model in {folder}"
@@ -41,16 +44,33 @@ def load_reference(model: str | None, manifest: dict, folder: Path, given: bool,
     unet = manifest["components"].get("unet") or {}
     attention = AttentionImpl(unet.get("attention") or AttentionImpl.SPLIT_EINSUM.value)
     base = manifest.get("source", {}).get("base")  # a single-file checkpoint's architecture
+    loras = () if given else recorded_loras(manifest, folder)
     try:
-        pipeline = load_pipeline(model, attention=attention, allow_pickle=allow_pickle, base=base)
+        pipeline = load_pipeline(model, attention=attention, allow_pickle=allow_pickle, base=base, loras=loras)
     except UserError as exc:
         raise UserError(f"reference model {model!r} ({where}) could not be loaded: {exc}") from None
     layout_name = manifest.get("source", {}).get("unet_layout")
     if layout_name and pipeline.unet.layout.name != layout_name:
         # the folder was converted with --layout: map the reference onto the same layout
         pipeline = load_pipeline(model, layout=resolve_layout(layout_name), attention=attention, allow_pickle=allow_pickle,
-                                 base=base)
+                                 base=base, loras=loras)
     return pipeline
+
+
+def recorded_loras(manifest: dict, folder: Path) -> tuple[LoraFile, ...]:
+    """The LoRAs pipeline.json's source.loras names, read from their recorded paths."""
+    loras = []
+    for entry in manifest.get("source", {}).get("loras") or []:
+        path = Path(entry.get("path") or entry["file"])
+        if not path.is_file():
+            raise UserError(f"expected LoRA {entry['file']} (source.loras in {folder / 'pipeline.json'}) at {path}, "
+                            f"found none; pass --reference MODEL with the LoRA fused")
+        lora = read_lora(LoraSpec(path, float(entry["scale"])))
+        if entry.get("sha256") and lora.sha256 != entry["sha256"]:
+            raise UserError(f"expected LoRA {path} to have the sha256 recorded in {folder / 'pipeline.json'}, "
+                            f"got a different file")
+        loras.append(lora)
+    return tuple(loras)
 
 
 def component_inputs(key: str, declared: list[dict], folder: Path, pad_token_id: int | None = None) -> dict[str, np.ndarray]:
@@ -72,7 +92,8 @@ def component_inputs(key: str, declared: list[dict], folder: Path, pad_token_id:
 def reference_outputs(pipeline: Pipeline, manifest: dict, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the PyTorch export module convert used for `key` on `inputs`; output name -> array."""
     unet_batch = int(manifest.get("guidance", {}).get("unet_batch", 2))
-    spec = component_specs(pipeline, int(manifest["latent"]["height"]), (key,), unet_batch)[0]
+    latent = (int(manifest["latent"]["height"]), int(manifest["latent"]["width"]))
+    spec = component_specs(pipeline, latent, (key,), unet_batch)[0]
     names = [t.name for t in spec.inputs]
     if sorted(names) != sorted(inputs):
         raise UserError(f"expected {key} inputs {names}, got {sorted(inputs)} in pipeline.json")

@@ -28,6 +28,8 @@ def test_output_folder_follows_the_contract(converted, tiny_pipeline):
     assert manifest["sampler"]["timesteps"] == timesteps(tiny_pipeline.scheduler, tiny_pipeline.defaults.steps)
     assert manifest["guidance"] == {"default_scale": 7.5, "unet_batch": 2}
     assert manifest["latent"] == {"channels": 4, "height": 8, "width": 8, "scale_factor": 0.18215}
+    assert manifest["image"] == {"height": 64, "width": 64} and "image_size" not in manifest
+    assert manifest["source"]["loras"] == [] and manifest["source"]["unet_parameters"] == tiny_pipeline.unet.num_parameters()
     unet = manifest["components"]["unet"]
     assert [i["name"] for i in unet["inputs"]] == ["sample", "timestep", "encoder_hidden_states"]
     assert unet["inputs"][2]["shape"] == [2, 32, 1, 77] and unet["outputs"] == [{"name": "noise_pred", "shape": [2, 4, 8, 8], "dtype": "float32"}]
@@ -95,7 +97,7 @@ def test_bad_convert_options(tmp_path):
 
 
 def test_image_size_the_unet_cannot_take(tiny_pipeline, tmp_path):
-    with pytest.raises(UserError, match="multiple of 16 for this UNet"):
+    with pytest.raises(UserError, match="multiples of 16 for this UNet"):
         convert_pipeline(tiny_pipeline, ConvertOptions(out=tmp_path / "o", image_size=72, components=("decoder",)))
     assert not (tmp_path / "o").exists()
 

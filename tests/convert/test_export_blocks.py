@@ -133,7 +133,10 @@ def test_cli_selected_blocks_batch_size_and_target(tiny_model_dir, tmp_path, cap
 
 @pytest.mark.parametrize("extra, message", [
     (["--blocks", "mid_block.resnets.0,mid_block.resnets.7"], "unknown block 'mid_block.resnets.7' in --blocks"),
-    (["--image-size", "72"], "positive multiple of 16"),
+    (["--image-size", "72"], "positive multiples of 16"),
+    (["--image-size", "64x72"], "got 64x72"),
+    (["--image-size", "0"], "sides > 0"),
+    (["--image-size", "64by64"], "SIDE or HEIGHTxWIDTH"),
     (["--batch", "3"], "expected --batch 1 or 2"),
     (["--target", "iOS15"], "iOS15"),
     (["--layout", "nope"], "unknown layout preset 'nope'"),

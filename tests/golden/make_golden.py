@@ -234,9 +234,9 @@ def valid_pipeline() -> dict[str, Any]:
     return {
         "format_version": 1,
         "tool": {"name": "snapfusion-coreml", "version": "0.1.0"},
-        "source": {"model": "models/default", "unet_layout": "snapfusion-tiny"},
+        "source": {"model": "models/default", "unet_layout": "snapfusion-tiny", "loras": []},
         "prediction_type": "v_prediction",
-        "image_size": 64,
+        "image": {"height": 64, "width": 64},
         "latent": {"channels": 4, "height": 8, "width": 8, "scale_factor": 0.18215},
         "noise_schedule": {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                            "beta_schedule": "scaled_linear"},
@@ -269,6 +269,14 @@ def pipeline_cases(out: Path) -> None:
     no_files["components"]["decoder"]["file"] = None
     no_sampler = {k: v for k, v in valid.items() if k != "sampler"}
     bad_prediction = {**valid, "prediction_type": "sample"}
+    non_square = json.loads(json.dumps(valid))  # --image-size 64x96: latent 8x12
+    non_square.update(image={"height": 64, "width": 96}, latent={**valid["latent"], "width": 12})
+    non_square["source"]["loras"] = [{"file": "style.safetensors", "sha256": "4" * 64, "scale": 0.8,
+                                      "path": "/loras/style.safetensors"}]
+    unet = non_square["components"]["unet"]
+    unet["inputs"][0]["shape"], unet["outputs"][0]["shape"] = [2, 4, 8, 12], [2, 4, 8, 12]
+    decoder = non_square["components"]["decoder"]
+    decoder["inputs"][0]["shape"], decoder["outputs"][0]["shape"] = [1, 4, 8, 12], [1, 3, 64, 96]
     text_only = json.loads(json.dumps(valid))
     del text_only["components"]["unet"], text_only["components"]["decoder"]
     # Newer converters: "image": {"height", "width"} instead of image_size (non-square), float32
@@ -286,6 +294,7 @@ def pipeline_cases(out: Path) -> None:
         {"name": "valid", "expect": "ok", "pipeline": valid},
         {"name": "chunked_unet", "expect": "ok", "pipeline": chunked},
         {"name": "epsilon_batch1", "expect": "ok", "pipeline": epsilon},
+        {"name": "non_square_with_lora", "expect": "ok", "pipeline": non_square},
         {"name": "unknown_version", "expect": "unsupportedFormatVersion", "pipeline": unknown_version},
         {"name": "missing_sampler", "expect": "malformed", "pipeline": no_sampler},
         {"name": "unknown_prediction_type", "expect": "malformed", "pipeline": bad_prediction},
