@@ -269,13 +269,13 @@ def pipeline_cases(out: Path) -> None:
     no_files["components"]["decoder"]["file"] = None
     no_sampler = {k: v for k, v in valid.items() if k != "sampler"}
     bad_prediction = {**valid, "prediction_type": "sample"}
-    non_square = json.loads(json.dumps(valid))  # --image-size 64x96: latent 8x12
-    non_square.update(image={"height": 64, "width": 96}, latent={**valid["latent"], "width": 12})
-    non_square["source"]["loras"] = [{"file": "style.safetensors", "sha256": "4" * 64, "scale": 0.8,
+    with_lora = json.loads(json.dumps(valid))  # --image-size 64x96: latent 8x12
+    with_lora.update(image={"height": 64, "width": 96}, latent={**valid["latent"], "width": 12})
+    with_lora["source"]["loras"] = [{"file": "style.safetensors", "sha256": "4" * 64, "scale": 0.8,
                                       "path": "/loras/style.safetensors"}]
-    unet = non_square["components"]["unet"]
+    unet = with_lora["components"]["unet"]
     unet["inputs"][0]["shape"], unet["outputs"][0]["shape"] = [2, 4, 8, 12], [2, 4, 8, 12]
-    decoder = non_square["components"]["decoder"]
+    decoder = with_lora["components"]["decoder"]
     decoder["inputs"][0]["shape"], decoder["outputs"][0]["shape"] = [1, 4, 8, 12], [1, 3, 64, 96]
     text_only = json.loads(json.dumps(valid))
     del text_only["components"]["unet"], text_only["components"]["decoder"]
@@ -290,17 +290,22 @@ def pipeline_cases(out: Path) -> None:
     non_square["components"]["unet"]["outputs"][0]["shape"] = [2, 4, 12, 8]
     non_square["components"]["decoder"]["inputs"] = [io("z", [1, 4, 12, 8])]
     non_square["components"]["decoder"]["outputs"] = [io("image", [1, 3, 96, 64])]
+    # Folders written by 0.1 converters: a square "image_size" and int32 input_ids; readers keep them.
+    legacy = {k: v for k, v in json.loads(json.dumps(valid)).items() if k != "image"}
+    legacy["image_size"] = valid["image"]["height"]
+    legacy["components"]["text_encoder"]["inputs"] = [io("input_ids", [1, 77], "int32")]
     cases = [
         {"name": "valid", "expect": "ok", "pipeline": valid},
         {"name": "chunked_unet", "expect": "ok", "pipeline": chunked},
         {"name": "epsilon_batch1", "expect": "ok", "pipeline": epsilon},
-        {"name": "non_square_with_lora", "expect": "ok", "pipeline": non_square},
+        {"name": "non_square_with_lora", "expect": "ok", "pipeline": with_lora},
         {"name": "unknown_version", "expect": "unsupportedFormatVersion", "pipeline": unknown_version},
         {"name": "missing_sampler", "expect": "malformed", "pipeline": no_sampler},
         {"name": "unknown_prediction_type", "expect": "malformed", "pipeline": bad_prediction},
         {"name": "text_encoder_only", "expect": "missingComponent", "pipeline": text_only},
         {"name": "decoder_without_file", "expect": "malformed", "pipeline": no_files},
         {"name": "non_square_float_ids_pad0", "expect": "ok", "pipeline": non_square},
+        {"name": "legacy_image_size_int32_ids", "expect": "ok", "pipeline": legacy},
     ]
     write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md section 2)",
           {"cases": cases}, out)

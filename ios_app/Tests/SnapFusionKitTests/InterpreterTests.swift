@@ -72,7 +72,7 @@ final class FakeInterpreterServer: InterpreterChannel, @unchecked Sendable {
 }
 
 @Suite struct InterpreterTests {
-    @Test(arguments: ["valid", "non_square_float_ids_pad0"]) func pipelineOverTheProtocolMatchesTheBackendItWraps(name: String) throws {
+    @Test(arguments: ["valid", "non_square_float_ids_pad0", "legacy_image_size_int32_ids"]) func pipelineOverTheProtocolMatchesTheBackendItWraps(name: String) throws {
         let direct = try PipelineRobustnessTests.pipeline(FakeBackend(), case: name)
         let server = FakeInterpreterServer()
         let backend = InterpreterBackend(description: direct.description, channel: server)
@@ -85,7 +85,7 @@ final class FakeInterpreterServer: InterpreterChannel, @unchecked Sendable {
         #expect(components == ["text_encoder", "text_encoder"] + [String](repeating: "unet", count: 8) + ["decoder"])
         let ids = try #require(server.requests.first?.inputs.first)
         #expect(ids.name == "input_ids" && ids.shape == [1, 77])
-        #expect(ids.dtype == (name == "valid" ? "int32" : "float32"))
+        #expect(ids.dtype == (name == "legacy_image_size_int32_ids" ? "int32" : "float32"))
         let unet = server.requests[2].inputs
         #expect(unet.map(\.name) == ["sample", "timestep", "encoder_hidden_states"])
         #expect(unet.map(\.shape) == [[2] + Array(direct.description.latentShape.dropFirst()), [2], [2, 8, 1, 77]])

@@ -47,9 +47,17 @@ import Testing
         #expect(description.guidance.unetBatch == 2)
         #expect(description.latent.scaleFactor == 0.18215)
         #expect(description.components.unet?.files == ["Unet.mlpackage"])
-        #expect(description.components.textEncoder?.inputs?.first?.dtype == "int32")
+        #expect(description.components.textEncoder?.inputs?.first?.dtype == "float32")
         #expect(try description.timesteps(steps: 8) == description.sampler.timesteps)
         #expect(try description.timesteps(steps: 4) == [999, 749, 499, 249])
+    }
+
+    /// Folders written by 0.1 converters: a square `image_size` and int32 token ids still load.
+    @Test func legacyFolderWithImageSizeAndInt32IdsDecodes() throws {
+        let legacy = try PipelineDescription.decode(try ModelFolder.json(named: "legacy_image_size_int32_ids"))
+        let current = try PipelineDescription.decode(try ModelFolder.json(named: "valid"))
+        #expect(legacy.components.textEncoder?.inputs?.first?.dtype == "int32")
+        #expect(legacy.latent.height == current.latent.height && legacy.latent.width == current.latent.width)
     }
 
     @Test func chunkedUnetListsBothFiles() throws {
