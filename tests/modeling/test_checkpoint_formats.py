@@ -199,7 +199,7 @@ def test_sd2_v_prediction_768_linear_projection_upcast(tmp_path):
                               tokenizer_ref=CLIPTokenizer.from_pretrained(folder / "tokenizer"))
     manifest = convert_and_verify(folder, tmp_path / "out", ("text_encoder",))
     assert manifest["tokenizer"]["pad_token_id"] == 0 and manifest["prediction_type"] == "v_prediction"
-    assert manifest["image_size"] == 768 and manifest["latent"]["height"] == 96
+    assert manifest["image"] == {"height": 768, "width": 768} and manifest["latent"]["height"] == 96
     # the UNet (linear projections, upcast attention) converts and verifies; at 64 px to stay fast
     manifest = convert_and_verify(folder, tmp_path / "unet", ("unet",), image_size=64, unet_batch=1)
     assert manifest["components"]["unet"]["inputs"][0]["shape"] == [1, 4, 8, 8]

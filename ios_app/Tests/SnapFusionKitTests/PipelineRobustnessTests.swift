@@ -84,10 +84,16 @@ import Testing
     @Test func cancellingARunStopsIt() async throws {
         let backend = FakeBackend()
         let pipeline = try Self.pipeline(backend)
+        // The first UNet call waits until the run is cancelled, so the run cannot finish first.
+        let inUnet = DispatchSemaphore(value: 0), cancelled = DispatchSemaphore(value: 0)
+        backend.onPredict = { inUnet.signal(); cancelled.wait(); cancelled.signal() }
         let run = pipeline.start(GenerationRequest(prompt: "x"))
+        await Task.detached { inUnet.wait() }.value
         run.cancel()
+        cancelled.signal()
         for await _ in run.progress {}
         await #expect(throws: PipelineError.cancelled) { try await run.result }
+        #expect(backend.unetBatches.count == 1)
     }
 
     @Test func nonSquareImagesKeepHeightAndWidthApart() throws {
