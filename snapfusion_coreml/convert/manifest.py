@@ -17,7 +17,7 @@ MANIFEST = "pipeline.json"
 def build_manifest(source, options: ConvertOptions, latent: tuple[int, int], results: list, inputs: dict) -> dict[str, Any]:
     """pipeline.json of a conversion. source: the opened model (convert.pipeline.open_model:
     layout, scheduler, defaults, tokenizer, source, loras); latent: (height, width)."""
-    from .pipeline import unet_parameters
+    from ..modeling.unet import unet_parameters
 
     sched, defaults, layout = source.scheduler, source.defaults, source.layout
     tok = source.tokenizer

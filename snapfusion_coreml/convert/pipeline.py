@@ -120,12 +120,4 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
     return ConvertSummary(Path(options.out), results, manifest, mapping)
 
 
-def unet_parameters(layout: UNetLayout) -> int:
-    """Parameter count of a UNet of `layout`, built on the meta device (no memory, no weights)."""
-    from ..modeling.unet import SnapFusionUNet
-
-    with torch.device("meta"):
-        return SnapFusionUNet(layout).num_parameters()
-
-
-__all__ = ["ConvertSummary", "convert_pipeline", "open_model", "unet_parameters"]
+__all__ = ["ConvertSummary", "convert_pipeline", "open_model"]

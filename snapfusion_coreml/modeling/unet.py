@@ -120,3 +120,9 @@ class SnapFusionUNet(nn.Module):
 
         # 4. post-process
         return self.conv_out(F.silu(self.conv_norm_out(h)))
+
+
+def unet_parameters(layout: UNetLayout) -> int:
+    """Parameter count of a UNet of `layout`, built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        return SnapFusionUNet(layout).num_parameters()
