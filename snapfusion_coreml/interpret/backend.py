@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..config import PipelineDefaults, SchedulerConfig
+from ..convert.components import NUMPY_DTYPES
 from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
 from ..image_size import VAE_FACTOR, ImageSize
@@ -40,6 +41,9 @@ class PackageBackend:
         self.unet_batch = int(manifest.get("guidance", {}).get("unet_batch", 2))
         self.latent_channels = int(manifest["latent"]["channels"])
         self._latent = (int(manifest["latent"]["height"]), int(manifest["latent"]["width"]))
+        # token ids in the dtype the package declares, as the app feeds them (float32 since 0.2, int32 before)
+        ids = next((i for i in folder.declared_inputs("text_encoder") if i.get("name") == "input_ids"), {})
+        self._ids_dtype = NUMPY_DTYPES[ids.get("dtype", "int32")]
 
     def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
         fixed = ImageSize(self._latent[0] * VAE_FACTOR, self._latent[1] * VAE_FACTOR)
@@ -50,7 +54,7 @@ class PackageBackend:
         return self._latent
 
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = [self.folder.run("text_encoder", {"input_ids": row[None].numpy().astype(np.int32)})["last_hidden_state"]
+        rows = [self.folder.run("text_encoder", {"input_ids": row[None].numpy().astype(self._ids_dtype)})["last_hidden_state"]
                 for row in input_ids]  # the package takes one prompt at a time
         return torch.from_numpy(np.concatenate(rows, axis=0))
 
