@@ -35,7 +35,7 @@ CLI = [sys.executable, "-m", "snapfusion_coreml"]
 GUIDANCE_SCALE = 2.0  # the bundled default's guidance: best judge accuracy of w in 1, 2, 3, 4, 6 (README)
 
 
-def stages(work: Path, pilot: bool, base_steps: int = 1200, vpred_steps: int = 1600,
+def stages(work: Path, pilot: bool, base_steps: int = 1200, vpred_steps: int = 5000, distill_steps: int = 600,
            decoder_steps: int = 1000) -> list[tuple[str, list[str]]]:
     """(name, command arguments) of every training stage; step counts sized for ~1 h on 2 shared cores."""
     def steps(full: int) -> str:
@@ -45,7 +45,7 @@ def stages(work: Path, pilot: bool, base_steps: int = 1200, vpred_steps: int = 1
     common = ["--seed", "0", "--checkpoint-every", "0" if pilot else "100", "--overwrite"]
     distill = ["distill", "steps", w("teacher-v"), "--data", w("latents"), "--teacher-steps", "16",
                "--student-steps", "8", "--student-layout", "snapfusion-tiny", "--guidance-min", "2",
-               "--guidance-max", "8", "--max-steps", steps(150), "--batch-size", "16", "--lr", "3e-4",
+               "--guidance-max", "8", "--max-steps", steps(distill_steps), "--batch-size", "16", "--lr", "3e-4",
                "--ema-decay", "0.99", *common]
     return [
         # 64 px scenes: the same content at a quarter of the cost; the convolutional autoencoder then
@@ -138,7 +138,8 @@ def main() -> None:
     parser.add_argument("--bundle", default="student-cfg",
                         help="stage output to bundle: student-cfg (full decoder; the slim decoder did not reach its "
                              "accuracy in this budget, README) or student-slim")
-    parser.add_argument("--vpred-steps", type=int, default=1600, help="train v-pred optimizer steps")
+    parser.add_argument("--vpred-steps", type=int, default=5000, help="train v-pred optimizer steps")
+    parser.add_argument("--distill-steps", type=int, default=600, help="distill steps optimizer steps (each student)")
     parser.add_argument("--decoder-steps", type=int, default=1000, help="distill decoder optimizer steps")
     parser.add_argument("--base-steps", type=int, default=1200,
                         help="train base optimizer steps (rerun with fewer and --from-stage 3 to stop at a checkpoint)")
@@ -153,7 +154,7 @@ def main() -> None:
                   commit=commit, pilot=args.pilot, work=str(args.work))
     report.setdefault("stages", {})
     args.work.mkdir(parents=True, exist_ok=True)
-    for n, (name, cmd) in enumerate(stages(args.work, args.pilot, args.base_steps, args.vpred_steps, args.decoder_steps), start=1):
+    for n, (name, cmd) in enumerate(stages(args.work, args.pilot, args.base_steps, args.vpred_steps, args.distill_steps, args.decoder_steps), start=1):
         if n < args.from_stage:
             continue
         print(f"[{n}] {name}: snapfusion-coreml {shlex.join(cmd)}", flush=True)
