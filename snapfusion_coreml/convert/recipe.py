@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -12,9 +11,11 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..coreml.passes import validated_once_per_pipeline
 from ..coreml.tools import quiet_coremltools
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
+from ..memory import release_freed_memory
 from .components import NUMPY_DTYPES, ComponentSpec, describe_features
 from .compress import MixedRecipe, compress_model, conversion_pass_pipeline
 from .options import ConvertOptions
@@ -32,33 +33,63 @@ class ComponentResult:
     sha256: str = ""
 
 
-def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None):
+def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None, consume: bool = False):
     """Trace the component and convert it to an fp16 ML program for deployment target `target`
-    (pass_pipeline: ct.convert's main pipeline, default coremltools' own)."""
+    (pass_pipeline: ct.convert's main pipeline, default coremltools' own).
+
+    consume=True releases spec.module once coremltools' torch frontend has read it, before the
+    pass pipeline casts every weight to fp16: the fp32 PyTorch weights are then freed while the
+    program is compressed, instead of staying alive next to their fp16 and palettized copies
+    (benchmarks/results/convert_memory.md)."""
     ct = quiet_coremltools()
-    with torch.no_grad(), warnings.catch_warnings():
+    # 1. frontend: TorchScript -> MIL program, no optimization passes yet
+    with torch.no_grad(), warnings.catch_warnings(), validated_once_per_pipeline():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(spec.module, spec.example_inputs(), strict=False, check_trace=False)
-        inputs = [ct.TensorType(t.name, shape=t.shape, dtype=NUMPY_DTYPES[t.dtype])
-                  for t in spec.inputs]
-        return ct.convert(
+        program = ct.convert(
             traced,
-            inputs=inputs,
+            inputs=[ct.TensorType(t.name, shape=t.shape, dtype=NUMPY_DTYPES[t.dtype]) for t in spec.inputs],
             outputs=[ct.TensorType(name, dtype=np.float32) for name in spec.outputs],
+            convert_to="milinternal",
+            compute_precision=ct.precision.FLOAT32,
+            minimum_deployment_target=getattr(ct.target, target),
+            pass_pipeline=ct.PassPipeline.EMPTY,
+        )
+    del traced
+    release_freed_memory()  # the trace's forward-pass activations
+    if consume:
+        spec.module = None  # freed with its last reference; convert_pipeline collects cycles once per component
+    # 2. passes (fp16 cast, palettization when asked) and the ML program backend
+    with warnings.catch_warnings(), validated_once_per_pipeline():
+        warnings.simplefilter("ignore")
+        mlmodel = ct.convert(
+            program,
             convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT16,
             minimum_deployment_target=getattr(ct.target, target),
             pass_pipeline=pass_pipeline,
             skip_model_load=True,
         )
+    _record_torch_source(mlmodel)
+    return mlmodel
+
+
+def _record_torch_source(mlmodel) -> None:
+    """Name PyTorch as the source framework, as a one-step ct.convert of the traced module does
+    (the second step above would record its MIL program as the source)."""
+    from coremltools.converters import _converters_entry
+
+    _converters_entry._record_build_metadata(mlmodel, "pytorch", source_dialect="TorchScript")
 
 
 def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Path, source: str,
                       mixed_recipe: MixedRecipe | None = None) -> ComponentResult:
     """Run the whole recipe for one component and write its package(s) into out_dir."""
     start = time.perf_counter()
-    # 1. trace + convert (one bit width is palettized inside the conversion's pass pipeline)
-    mlmodel = to_coreml(spec, options.target, conversion_pass_pipeline(spec, options))
+    # 1. trace + convert (one bit width is palettized inside the conversion's pass pipeline); the
+    #    PyTorch module is released early unless a mixed recipe still has to run it
+    mixed = options.compression_for(spec.key, spec.compress).mode == "mixed"
+    mlmodel = to_coreml(spec, options.target, conversion_pass_pipeline(spec, options), consume=not mixed)
     # 2. compress: a mixed recipe (palettize before chunking)
     mlmodel, compression = compress_model(mlmodel, spec, options, mixed_recipe)
     # 3. metadata: nothing that changes between runs of the same conversion (no dates, no paths;
@@ -78,7 +109,6 @@ def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Pat
     if spec.key == "unet" and options.chunk_unet:
         files = chunk_unet(path, out_dir)
     del mlmodel
-    gc.collect()
     size = sum(dir_size(out_dir / f) for f in files)
     digest = tree_sha256(out_dir / files[0]) if len(files) == 1 else ",".join(tree_sha256(out_dir / f) for f in files)
     return ComponentResult(spec.key, files, time.perf_counter() - start, size, compression, outputs, digest)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import UserError
 from .attention import Conv1x1
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -97,7 +99,23 @@ def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor], source: s
         problems.append(f"shape mismatches {_abbreviate(mismatched)}")
     if problems:
         raise UserError(f"expected weights matching the model config, got {'; '.join(problems)} (in {source})")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in fixed.items()}, strict=True)
+    assign = any(t.is_meta for t in own.values())  # built by load_new: adopt the tensors as they are
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in fixed.items()}, strict=True, assign=assign)
+
+
+def load_new(build: Callable[[], M], state: Mapping[str, torch.Tensor], source: str) -> M:
+    """build() on the meta device, then `state`'s tensors adopted as its weights (load_weights'
+    checks and reshapes). A model built the ordinary way holds a second, randomly initialised copy
+    of every weight next to `state` while loading: for an SD-1.5 UNet that doubled conversion's
+    peak memory (3.4 GB of fp32 weights; benchmarks/results/convert_memory.md). Modules with
+    buffers that are not in their state dict cannot be built this way."""
+    with torch.device("meta"):
+        module = build()
+    load_weights(module, state, source)
+    left = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"{type(module).__name__} has tensors outside its state dict: {left[:4]}")
+    return module
 
 
 def _abbreviate(items: list[str], limit: int = 8) -> str:

@@ -22,7 +22,7 @@ from ..io import atomic_directory, read_json, write_json
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, save_tokenizer
 from .attention import AttentionImpl
-from .checkpoint import find_weights, load_weights, read_state_dict, save_weights
+from .checkpoint import find_weights, load_new, read_state_dict, save_weights
 from .diffusers_config import diffusers_defaults, layout_from_diffusers_config, scheduler_from_diffusers
 from .lora import TEXT_ENCODER, UNET, LoraFile, merge_lora
 from .source import HUB_PREFIX, resolve_model_path  # noqa: F401  (re-exported)
@@ -48,9 +48,7 @@ def load_unet(directory: Path, layout: UNetLayout | None = None, attention: Atte
         state, mapping = map_unet_state(state, own, layout, str(weights))
         if report is not None:
             report.append(mapping.summary())
-    unet = SnapFusionUNet(target, attention).eval()
-    load_weights(unet, state, str(weights))
-    return unet
+    return load_new(lambda: SnapFusionUNet(target, attention), state, str(weights)).eval()
 
 
 def unet_folder_layout(directory: Path) -> UNetLayout:

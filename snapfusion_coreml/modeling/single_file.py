@@ -23,7 +23,7 @@ from ..io import read_json
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, pad_token
 from .attention import AttentionImpl
-from .checkpoint import load_weights, read_state_dict
+from .checkpoint import load_new, read_state_dict
 from .diffusers_config import diffusers_defaults, layout_from_diffusers_config, scheduler_from_diffusers
 from .ldm_keys import (
     CLIP_PREFIX,
@@ -102,8 +102,7 @@ def load_single_file(path: str | Path, base: str | None, layout: UNetLayout | No
         unet_state, mapping = map_unet_state(unet_state, own, layout, source)
         if report is not None:
             report.append(mapping.summary())
-    unet = SnapFusionUNet(layout or own, attention).eval()
-    load_weights(unet, unet_state, source)
+    unet = load_new(lambda: SnapFusionUNet(layout or own, attention), unet_state, source).eval()
 
     # 4. decoder, tokenizer, scheduler and the diffusers defaults
     vae_config = read_json(base_dir / "vae" / "config.json", "the VAE config")

@@ -81,3 +81,37 @@ def test_pickle_needs_opt_in(diffusers_folder, tmp_path):
     with pytest.raises(UserError, match="--allow-pickle"):
         load_pipeline(copy)
     assert load_pipeline(copy, allow_pickle=True).unet is not None
+
+
+def test_unet_weights_are_the_tensors_read_not_a_second_copy(diffusers_folder):
+    """load_new builds the UNet on the meta device and adopts the tensors read from the file, so a
+    full-size UNet costs its weights once, not twice (benchmarks/results/convert_memory.md)."""
+    from safetensors.torch import load_file
+
+    from snapfusion_coreml.modeling.checkpoint import find_weights, load_new
+    from snapfusion_coreml.modeling.loading import load_unet, unet_folder_layout
+    from snapfusion_coreml.modeling.unet import SnapFusionUNet
+
+    root, unet, *_ = diffusers_folder
+    state = load_file(str(find_weights(root / "unet")))
+    pointers = {t.data_ptr() for t in state.values()}
+    adopted = load_new(lambda: SnapFusionUNet(unet_folder_layout(root / "unet")), state, "unet")
+    assert {p.data_ptr() for p in adopted.parameters()} <= pointers
+    x, t, c = torch.randn(1, 4, 8, 8), torch.tensor([321.0]), torch.randn(1, 77, 32)
+    with torch.no_grad():
+        reference = unet(x, t, c).sample
+        assert psnr(reference.numpy(), load_unet(root / "unet")(x, t, c.transpose(1, 2).unsqueeze(2)).numpy()) >= PARITY_PSNR_DB
+
+
+def test_load_new_refuses_modules_with_tensors_outside_the_state_dict():
+    from snapfusion_coreml.modeling.checkpoint import load_new
+
+    class WithBuffer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 2)
+            self.register_buffer("table", torch.arange(3.0), persistent=False)
+
+    state = {"linear.weight": torch.ones(2, 2), "linear.bias": torch.zeros(2)}
+    with pytest.raises(ValueError, match="table"):
+        load_new(WithBuffer, state, "test")

@@ -1,0 +1,84 @@
+"""Conversion with one validation per pass pipeline, and the PyTorch module released early: the
+same packages as coremltools' own pipeline manager writes, and invalid programs still refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snapfusion_coreml.convert.components import component_specs
+from snapfusion_coreml.convert.package import save_package
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _package_files(path):
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_validating_once_writes_the_same_package_as_coremltools(tiny_pipeline, tmp_path, monkeypatch):
+    import coremltools as ct
+
+    from snapfusion_coreml.convert.recipe import to_coreml
+    from snapfusion_coreml.coreml import passes
+
+    spec = component_specs(tiny_pipeline, 8, ("unet",), 2)[0]
+    ours = to_coreml(spec, "iOS16", ct.PassPipeline.DEFAULT)
+    monkeypatch.setattr(passes, "validated_once_per_pipeline", _coremltools_own_manager)
+    monkeypatch.setattr("snapfusion_coreml.convert.recipe.validated_once_per_pipeline", _coremltools_own_manager)
+    theirs = to_coreml(spec, "iOS16", ct.PassPipeline.DEFAULT)
+    save_package(ours, tmp_path / "ours.mlpackage")
+    save_package(theirs, tmp_path / "theirs.mlpackage")
+    assert _package_files(tmp_path / "ours.mlpackage") == _package_files(tmp_path / "theirs.mlpackage")
+
+
+class _coremltools_own_manager:
+    """Stands in for validated_once_per_pipeline: leaves coremltools' manager in place."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_pass_that_breaks_the_program_is_still_caught():
+    import numpy as np
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
+    from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipeline
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
+    from snapfusion_coreml.coreml.passes import apply_pipeline
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3))])
+    def prog(x):
+        return mb.add(x=x, y=np.ones((2, 3), dtype=np.float32))
+
+    class DropFirstOp(AbstractGraphPass):
+        """Removes the add op's const input from the block while the add still reads it."""
+
+        def apply(self, program):
+            block = program.functions["main"]
+            const = next(op for op in block.operations if op.op_type == "const")
+            block.operations.remove(const)
+
+    name = "test::drop_first_op"
+    PASS_REGISTRY.passes[name] = DropFirstOp()
+    try:
+        pipeline = PassPipeline(pass_names=[name], pipeline_name="broken")
+        with pytest.raises(ValueError, match="not visible in the block"):
+            apply_pipeline(prog, pipeline)
+    finally:
+        del PASS_REGISTRY.passes[name]
+
+
+def test_convert_releases_the_module_before_the_passes(tiny_pipeline):
+    import coremltools as ct
+
+    from snapfusion_coreml.convert.recipe import to_coreml
+
+    spec = component_specs(tiny_pipeline, 8, ("decoder",))[0]
+    assert isinstance(spec.module, torch.nn.Module)
+    to_coreml(spec, "iOS16", ct.PassPipeline.DEFAULT, consume=True)
+    assert spec.module is None
