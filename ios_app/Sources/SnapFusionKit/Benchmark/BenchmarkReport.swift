@@ -22,7 +22,7 @@ public struct BenchmarkReport: Codable, Equatable, Sendable {
         /// `hw.machine` on iOS ("iPhone15,2"), `hw.model` on macOS ("Mac14,2"), `uname` on Linux.
         public var deviceModel: String
         public var os: String
-        public var computeUnits: String
+        public var computeUnits: ComputeUnits
         public var toolVersion: String
         /// ISO 8601, UTC.
         public var date: String
