@@ -1,11 +1,11 @@
 """pipeline.json, the pipeline manifest of a converted folder (docs/contracts.md section 2), as
 frozen records: the one Python description of the file, written by `convert`
-(convert/manifest.py) and read by `verify`, `inspect`, `generate OUT`, `eval OUT` and
+(convert/pipeline_manifest.py) and read by `verify`, `inspect`, `generate OUT`, `eval OUT` and
 `interpret`. Its Swift twin is ios_app/Sources/SnapFusionKit/Description/PipelineDescription.swift.
 
-    manifest = PipelineManifest.read(folder)          # one UserError line for any bad value
-    manifest.latent.height, manifest.component("unet").files, manifest.tokenizer.pad_token_id
-    manifest.write(tmp)                               # what convert writes last
+    pipeline_manifest = PipelineManifest.read(folder)     # one UserError line for any bad value
+    pipeline_manifest.latent.height, pipeline_manifest.component("unet").files
+    pipeline_manifest.write(tmp)                          # what convert writes last
 
 Older forms that readers keep accepting, and the defaults they read as (`to_dict` writes the
 current form):

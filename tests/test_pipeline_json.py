@@ -1,6 +1,6 @@
-"""The typed contract files (snapfusion_coreml/pipeline_json.py, blocks_manifest.py) against the golden
-samples the Swift tests read too (tests/golden/pipelines.json, blocks_manifests.json), files written by
-`convert`, and bad input: one "expected X, got Y (in FILE)" line, exit 2 from the CLI."""
+"""pipeline.json as typed records (snapfusion_coreml/pipeline_json.py) against the golden samples the
+Swift tests read too (tests/golden/pipelines.json), a folder written by `convert`, and bad input: one
+"expected X, got Y (in FILE)" line, exit 2 from the CLI, the file left as it was."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from snapfusion_coreml.blocks_manifest import BlocksManifest
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.pipeline_json import PIPELINE_JSON, PipelineManifest
 from tests.cli_runner import run_cli
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PIPELINES = json.loads((GOLDEN / "pipelines.json").read_text())["cases"]
-BLOCKS = json.loads((GOLDEN / "blocks_manifests.json").read_text())["cases"]
 
 
 def _case(name: str) -> dict:
@@ -131,28 +129,3 @@ def test_the_cli_refuses_a_bad_pipeline_json_with_exit_2_and_keeps_it(tiny_conve
         assert code == 2 and len(lines) == 1, (argv, err)
         assert f"expected latent.height as an integer >= 1, got a number -1 (in {folder / PIPELINE_JSON})" in lines[0]
     assert (folder / PIPELINE_JSON).read_text() == before and not (tmp_path / "a.png").exists()
-
-
-# ---- the blocks manifest of export-blocks -------------------------------------------------------
-
-@pytest.mark.parametrize("case", BLOCKS, ids=lambda c: c["name"])
-def test_golden_blocks_manifests(case):
-    if case["expect"] == "ok":
-        blocks_manifest = BlocksManifest.from_dict(case["manifest"])
-        assert blocks_manifest.to_dict() == case["manifest"]
-        assert [b.name for b in blocks_manifest.blocks] == ["down_blocks.0.resnets.0", "down_blocks.1.attentions.0"]
-        return
-    with pytest.raises(UserError) as info:
-        BlocksManifest.from_dict(case["manifest"], "DIR/manifest.json")
-    assert str(info.value).startswith("expected ") and str(info.value).endswith("(in DIR/manifest.json)")
-
-
-def test_blocks_manifest_read_names_a_missing_package(tmp_path):
-    data = next(c["manifest"] for c in BLOCKS if c["expect"] == "ok")
-    (tmp_path / "manifest.json").write_text(json.dumps(data))
-    (tmp_path / data["blocks"][0]["package"]).mkdir()
-    with pytest.raises(UserError, match=r"expected package down_blocks.1.attentions.0.mlpackage \(listed in manifest.json\), "
-                                        r"got no such package"):
-        BlocksManifest.read(tmp_path)
-    (tmp_path / data["blocks"][1]["package"]).mkdir()
-    assert BlocksManifest.read(tmp_path).layout == "tiny"

@@ -26,8 +26,8 @@ from ..pipeline_json import PipelineManifest
 from ..tokenizer import save_tokenizer
 from .components import component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe
-from .manifest import build_pipeline_manifest
 from .options import COMPONENTS, ConvertOptions
+from .pipeline_manifest import build_pipeline_manifest
 from .recipe import ComponentResult, convert_component
 
 

@@ -262,7 +262,7 @@ def valid_pipeline() -> dict[str, Any]:
 def pipeline_cases(out: Path) -> None:
     valid = valid_pipeline()
     chunked = json.loads(json.dumps(valid))
-    chunked["components"]["unet"]["file"] = None  # as convert/manifest.py writes chunked components
+    chunked["components"]["unet"]["file"] = None  # as convert/pipeline_manifest.py writes chunked components
     chunked["components"]["unet"]["chunks"] = ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
     epsilon = json.loads(json.dumps(valid))
     epsilon.update(prediction_type="epsilon", guidance={"default_scale": 7.5, "unet_batch": 1})
