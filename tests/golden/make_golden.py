@@ -309,6 +309,8 @@ def pipeline_cases(out: Path) -> None:
     rising["sampler"]["timesteps"] = [124, 249]
     no_inputs = json.loads(json.dumps(valid))
     del no_inputs["components"]["unet"]["inputs"]
+    float64_ids = json.loads(json.dumps(valid))
+    float64_ids["components"]["text_encoder"]["inputs"][0]["dtype"] = "float64"
     cases = [
         {"name": "valid", "expect": "ok", "pipeline": valid},
         {"name": "chunked_unet", "expect": "ok", "pipeline": chunked},
@@ -327,6 +329,7 @@ def pipeline_cases(out: Path) -> None:
         {"name": "unet_batch_3", "expect": "malformed", "pipeline": batch_three},
         {"name": "timesteps_increasing", "expect": "malformed", "pipeline": rising},
         {"name": "unet_without_inputs", "expect": "malformed", "pipeline": no_inputs},
+        {"name": "input_ids_float64", "expect": "malformed", "pipeline": float64_ids},
     ]
     write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md section 2)",
           {"cases": cases}, out)

@@ -73,11 +73,11 @@ import Testing
     }
 
     @Test(arguments: ["negative_latent_height", "latent_width_as_text", "unet_batch_3", "timesteps_increasing",
-                      "unet_without_inputs"])
+                      "unet_without_inputs", "input_ids_float64"])
     func malformedValuesNameTheKey(name: String) throws {
         let keys = ["negative_latent_height": "latent.height", "latent_width_as_text": "latent.width",
                     "unet_batch_3": "guidance.unet_batch", "timesteps_increasing": "sampler.timesteps",
-                    "unet_without_inputs": "inputs"]
+                    "unet_without_inputs": "inputs", "input_ids_float64": "components.text_encoder.inputs[0].dtype"]
         #expect {
             try PipelineDescription.decode(try ModelFolder.json(named: name), source: "OUT/pipeline.json")
         } throws: { error in

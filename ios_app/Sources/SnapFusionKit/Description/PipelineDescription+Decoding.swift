@@ -49,6 +49,9 @@ extension PipelineDescription {
         }
     }
 
+    /// The dtypes a declared tensor may have (Core ML multi-array types; Python: `TENSOR_DTYPES`).
+    static let tensorDTypes = ["float32", "float16", "int32"]
+
     /// "expected KEY ..., got VALUE" for the first value the types allow but the contract does not.
     func firstInvalidValue() -> String? {
         var sizes: [(String, Int)] = [("latent.channels", latent.channels), ("latent.height", latent.height),
@@ -75,8 +78,15 @@ extension PipelineDescription {
             return "expected sampler.timesteps as a non-empty list in decreasing order, got \(timesteps)"
         }
         for name in ComponentName.allCases {
-            if let component = component(name), component.files.isEmpty {
+            guard let component = component(name) else { continue }
+            if component.files.isEmpty {
                 return "expected components.\(name.rawValue) with a file or chunks, got neither"
+            }
+            for (kind, tensors) in [("inputs", component.inputs), ("outputs", component.outputs)] {
+                if let (index, tensor) = tensors.enumerated().first(where: { !Self.tensorDTypes.contains($1.dtype) }) {
+                    return "expected components.\(name.rawValue).\(kind)[\(index)].dtype as "
+                        + Self.tensorDTypes.joined(separator: " or ") + ", got \(tensor.dtype)"
+                }
             }
         }
         return nil
