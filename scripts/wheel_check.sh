@@ -56,17 +56,17 @@ echo "wheel check: without extras, report says: $(cat report.out)"
 
 # 6. the code and the bundled model both came from the installed wheel
 env -u PYTHONPATH "$WORK/venv/bin/python" - "$WORK/venv" <<'EOF'
-import json
 import sys
 from pathlib import Path
 
 import snapfusion_coreml
+from snapfusion_coreml.pipeline_json import PipelineManifest
 
 venv = Path(sys.argv[1]).resolve()
 package = Path(snapfusion_coreml.__file__).resolve()
 if venv not in package.parents:
     sys.exit(f"error: snapfusion_coreml was imported from {package}, not from the installed wheel in {venv}")
-source = json.loads(Path("out/default/pipeline.json").read_text())["source"]["model"]
+source = PipelineManifest.read("out/default").source.model
 if venv not in Path(source).resolve().parents:
     sys.exit(f"error: the bundled model was read from {source}, not from the installed wheel in {venv}")
 print(f"wheel check: the installed package converted and verified its bundled model ({source})")

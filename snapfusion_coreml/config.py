@@ -25,6 +25,7 @@ from typing import Any
 
 from .assets import layouts_dir
 from .errors import UserError
+from .image_size import vae_factor
 from .io import read_json
 
 RESNET = "resnet"
@@ -269,6 +270,11 @@ class DecoderConfig:
     width_multiplier: float = 1.0
 
     @property
+    def latent_factor(self) -> int:
+        """Pixels per latent cell along each side (8 for SD's four blocks)."""
+        return vae_factor(self.block_out_channels)
+
+    @property
     def channels(self) -> tuple[int, ...]:
         """Actual channel counts after the width multiplier."""
         return tuple(int(round(c * self.width_multiplier)) for c in self.block_out_channels)
@@ -294,6 +300,11 @@ class DecoderConfig:
         return config
 
 
+BETA_SCHEDULES = ("scaled_linear", "linear")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     """The noise schedule and sampler settings shared by training, pipeline.json and Swift."""
@@ -313,11 +324,11 @@ class SchedulerConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "scheduler config") -> "SchedulerConfig":
         fields = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in data.items() if k in fields})
-        if config.beta_schedule not in ("scaled_linear", "linear"):
+        if config.beta_schedule not in BETA_SCHEDULES:
             raise UserError(f"expected beta_schedule scaled_linear or linear, got {config.beta_schedule!r} (in {source})")
-        if config.prediction_type not in ("epsilon", "v_prediction"):
+        if config.prediction_type not in PREDICTION_TYPES:
             raise UserError(f"expected prediction_type epsilon or v_prediction, got {config.prediction_type!r} (in {source})")
-        if config.timestep_spacing not in ("trailing", "leading", "linspace"):
+        if config.timestep_spacing not in TIMESTEP_SPACINGS:
             raise UserError(f"expected timestep_spacing trailing, leading or linspace, got {config.timestep_spacing!r} (in {source})")
         return config
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import UserError
 
-VAE_FACTOR = 8  # pixels per latent cell along each side
+VAE_FACTOR = 8  # pixels per latent cell along each side (SD's VAE; pipeline.json's image = 8 x latent)
 PATTERN = re.compile(r"^\s*(\d+)\s*(?:[xX\u00d7]\s*(\d+))?\s*$")
 
 
@@ -37,6 +37,12 @@ class ImageSize:
 
     def __str__(self) -> str:
         return f"{self.height}x{self.width}"
+
+
+def vae_factor(block_out_channels) -> int:
+    """Pixels per latent cell of a VAE with these block widths: every block but the last halves
+    the side (SD's four blocks: 8 = VAE_FACTOR)."""
+    return 2 ** (len(block_out_channels) - 1)
 
 
 def parse_image_size(text: str | int | None) -> ImageSize | None:

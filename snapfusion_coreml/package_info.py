@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from .convert.components import describe_features
-from .convert.manifest import MANIFEST, check_manifest
 from .coreml.tools import SPEC_VERSION_TARGETS
 from .errors import UserError
-from .io import dir_size, read_json
+from .io import dir_size
+from .pipeline_json import Component, PipelineManifest
 
 _LUT_OPS = ("constexpr_lut_to_dense",)
 
@@ -78,30 +78,33 @@ def inspect_path(path: Path) -> dict[str, Any]:
         raise UserError(f"nothing to inspect at {path}")
     if path.suffix == ".mlpackage":
         return {"packages": [inspect_package(path)]}
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise UserError(f"expected {MANIFEST} in {path} (an incomplete or foreign folder), found none")
-    manifest = check_manifest(read_json(manifest_path, MANIFEST), str(manifest_path))
+    pipeline_manifest = PipelineManifest.read(path)
     packages = sorted(path.glob("*.mlpackage"))
+    source, sampler = pipeline_manifest.source, pipeline_manifest.sampler
     return {
         "folder": str(path),
         "size_bytes": dir_size(path),
         "pipeline": {
-            "prediction_type": manifest["prediction_type"],
-            "image": manifest.get("image") or {k: manifest["latent"][k] * 8 for k in ("height", "width")},
-            "loras": manifest.get("source", {}).get("loras", []),
-            "unet_layout": manifest.get("source", {}).get("unet_layout"),
-            "source_model": manifest.get("source", {}).get("model"),
-            "sampler": {k: manifest["sampler"].get(k) for k in ("name", "timestep_spacing", "default_steps", "timesteps")},
-            "guidance": manifest.get("guidance"),
-            "components": {k: {"files": [v["file"]] if v.get("file") else v.get("chunks"),
-                               "compression": {kk: vv for kk, vv in v.get("compression", {}).items() if kk != "layers"},
-                               "mixed_layers": len(v.get("compression", {}).get("layers", {}) or {}),
-                               "mixed_bits_histogram": _bits_histogram(v.get("compression", {}).get("layers"))}
-                           for k, v in manifest["components"].items()},
+            "prediction_type": pipeline_manifest.prediction_type,
+            "image": pipeline_manifest.image.to_dict(),
+            "loras": [lora.to_dict() for lora in source.loras],
+            "unet_layout": source.unet_layout,
+            "source_model": source.model,
+            "sampler": {"name": sampler.name, "timestep_spacing": sampler.timestep_spacing,
+                        "default_steps": sampler.default_steps, "timesteps": list(sampler.timesteps)},
+            "guidance": pipeline_manifest.guidance.to_dict(),
+            "components": {k: _component_summary(c) for k, c in pipeline_manifest.components.items()},
         },
         "packages": [inspect_package(p) for p in packages],
     }
+
+
+def _component_summary(component: Component) -> dict[str, Any]:
+    """Files and compression of one component, with a mixed recipe's layers counted per bit width."""
+    compression = component.compression.to_dict() if component.compression else {}
+    layers = compression.pop("layers", None)
+    return {"files": component.files, "compression": compression, "mixed_layers": len(layers or {}),
+            "mixed_bits_histogram": _bits_histogram(layers)}
 
 
 def _bits_histogram(layers: dict[str, int] | None) -> dict[str, int]:

@@ -67,3 +67,19 @@ def test_replace_stage():
     smaller = layout.replace_stage("up_blocks.1", dataclasses.replace(layout.up[1], blocks=("resnet", "resnet")))
     assert smaller.up[1].blocks == ("resnet", "resnet") and smaller.down == layout.down
     assert isinstance(smaller.mid, StageLayout) and isinstance(smaller, UNetLayout)
+
+
+def test_latent_factor_is_read_from_the_vae_blocks():
+    """Each VAE block but the last halves the side: SD's four blocks give 8 (image_size.VAE_FACTOR),
+    a three-block VAE 4; the diffusers defaults take the factor from vae/config.json."""
+    from snapfusion_coreml.config import DecoderConfig
+    from snapfusion_coreml.image_size import VAE_FACTOR
+    from snapfusion_coreml.modeling.diffusers_config import diffusers_defaults
+
+    assert DecoderConfig().latent_factor == VAE_FACTOR == 8
+    assert dataclasses.replace(DecoderConfig(), width_multiplier=0.5).latent_factor == 8  # the slim decoder
+    assert DecoderConfig(block_out_channels=(32, 64, 64)).latent_factor == 4
+    layout = resolve_layout("sd-v1.5")
+    assert diffusers_defaults({"block_out_channels": [128, 256, 512, 512]}, layout).image_size == 512
+    assert diffusers_defaults({"block_out_channels": [32, 64, 64]}, layout).image_size == 256
+    assert diffusers_defaults({}, layout).image_size == 512  # no block list: SD's VAE

@@ -61,9 +61,9 @@ def export_blocks(
             progress.update(task, description="exported blocks", completed=len(summary.results))
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}")
-    manifest = summary.manifest
+    blocks_manifest = summary.blocks_manifest
     if as_json:
-        print_json({"out": str(summary.out), "manifest": manifest, "blocks": [
+        print_json({"out": str(summary.out), "manifest": blocks_manifest.to_dict(), "blocks": [
             {"name": r.name, "kind": r.kind, "resolution": r.resolution, "in_channels": r.in_channels,
              "out_channels": r.out_channels, "size_bytes": r.size_bytes, "seconds": round(r.seconds, 3)}
             for r in summary.results]})
@@ -76,6 +76,6 @@ def export_blocks(
         table.add_row(r.name, r.kind, f"{r.resolution}x{r.resolution_width}", f"{r.in_channels} -> {r.out_channels}",
                       human_bytes(r.size_bytes), f"{r.seconds:.1f} s")
     stdout = stdout_console()
-    print_titled(stdout, f"{summary.out}: {manifest['layout']}, {summary.image} px, batch {options.batch}", table)
+    print_titled(stdout, f"{summary.out}: {blocks_manifest.layout}, {summary.image} px, batch {options.batch}", table)
     stdout.print(f"{len(summary.results)} blocks, {human_bytes(sum(r.size_bytes for r in summary.results))}; "
                  f"time them on a Mac with: snapfusion-cli latency-table --blocks {summary.out}")

@@ -44,19 +44,19 @@ def generate(
     folder, with its Core ML packages run by the interpreter: the image the phone draws."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..convert.manifest import MANIFEST
+    from ..pipeline_json import PIPELINE_JSON
 
     if out.suffix.lower() != ".png":
         raise UserError(f"expected an output file ending in .png, got {out}")
     if out.is_dir():
         raise UserError(f"expected an output file ending in .png, got a folder: {out}")
     writable_parent(out)
-    converted = model is not None and (Path(model) / MANIFEST).is_file()
+    converted = model is not None and (Path(model) / PIPELINE_JSON).is_file()
     if converted and device == "cuda":
         raise UserError("expected --device auto or cpu for a converted folder (the interpreter runs on the CPU), got cuda")
     if not converted:
         if precision is not None:
-            raise UserError(f"expected --precision only with a converted folder (with {MANIFEST}), got a model: {model or default_model_dir()}")
+            raise UserError(f"expected --precision only with a converted folder (with {PIPELINE_JSON}), got a model: {model or default_model_dir()}")
         resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
 
     import torch

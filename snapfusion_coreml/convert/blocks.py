@@ -2,7 +2,8 @@
 
 `export-blocks` writes the folder of docs/contracts.md section 5: `{block name}.mlpackage` for
 every block of the layout (or the --blocks subset), each at its stage's resolution, and
-`manifest.json` last. The Swift harness (`snapfusion-cli latency-table`) times every package and
+`manifest.json` (the blocks manifest, snapfusion_coreml/blocks_manifest.py) last. The Swift
+harness (`snapfusion-cli latency-table`) times every package and
 writes the latency table of section 4, which `evolve` and the cost model read. Every block goes
 through the same trace -> convert step as the whole components (recipe.to_coreml), fp16.
 
@@ -18,28 +19,27 @@ import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from .. import __version__
+from ..blocks_manifest import BlockEntry, BlocksManifest
 from ..config import RESNET, BlockSpec
 from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..image_size import VAE_FACTOR, ImageSize, parse_image_size
-from ..io import atomic_directory, dir_size, write_json
+from ..io import atomic_directory, dir_size
 from ..modeling.attention import AttentionImpl
 from ..modeling.unet import SnapFusionUNet
 from ..pipeline import Pipeline
-from .components import ComponentSpec, TensorSpec, describe_features
+from ..pipeline_json import TensorSpec
+from ..tokenizer import MAX_LENGTH
+from .components import ComponentSpec, describe_features
 from .options import ConvertOptions
 from .package import save_package
 from .pipeline import open_model
 from .recipe import to_coreml
 
-BLOCK_MANIFEST = "manifest.json"
-BLOCK_MANIFEST_FORMAT = "snapfusion-block-manifest"
-BLOCK_MANIFEST_VERSION = 1
 BLOCK_OUTPUT = "output"
-CONTEXT_LENGTH = 77  # CLIP's token count: encoder_hidden_states is (B, D, 1, 77)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class BlockResult:
 @dataclass
 class BlockExportSummary:
     out: Path
-    manifest: dict[str, Any]
+    blocks_manifest: BlocksManifest
     results: list[BlockResult]
     mapping: list[str] = field(default_factory=list)
     image: ImageSize | None = None  # the image size the blocks were exported for
@@ -113,28 +113,25 @@ def block_component(unet: SnapFusionUNet, spec: BlockSpec, latent: tuple[int, in
     if spec.kind == RESNET:
         second = TensorSpec("temb", (batch, layout.time_embed_dim))
     else:
-        second = TensorSpec("encoder_hidden_states", (batch, layout.cross_attention_dim, 1, CONTEXT_LENGTH))
+        second = TensorSpec("encoder_hidden_states", (batch, layout.cross_attention_dim, 1, MAX_LENGTH))
     # ResnetBlock.forward(x, temb) and TransformerBlock.forward(x, context) take the inputs in this order
     return ComponentSpec(spec.name, f"{spec.name}.mlpackage", unet.get_submodule(spec.name), (hidden, second),
                          (BLOCK_OUTPUT,), compress=False,
                          attention=None if spec.kind == RESNET else unet.attention.value)
 
 
-def manifest_entry(spec: BlockSpec, component: ComponentSpec, batch: int) -> dict[str, Any]:
-    """One block of manifest.json (docs/contracts.md section 5); `resolution` is the latent height
-    the block runs at (its side for square images)."""
+def block_entry(spec: BlockSpec, component: ComponentSpec, batch: int) -> BlockEntry:
+    """One block of the blocks manifest (docs/contracts.md section 5); `resolution` is the latent
+    height the block runs at (its side for square images)."""
     height, width = component.inputs[0].shape[-2:]
     output = TensorSpec(BLOCK_OUTPUT, (batch, spec.out_channels, height, width))
-    return {
-        "stage": spec.stage, "index": spec.index, "kind": spec.kind, "resolution": height,
-        "channels": spec.out_channels, "in_channels": spec.in_channels, "batch": batch, "package": component.file,
-        "inputs": [t.to_dict() for t in component.inputs], "outputs": [output.to_dict()],
-    }
+    return BlockEntry(spec.stage, spec.index, spec.kind, height, spec.out_channels, spec.in_channels, batch,
+                      component.file, tuple(component.inputs), (output,))
 
 
 def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
                   on_block: Callable[[str, int, int], None] | None = None) -> BlockExportSummary:
-    """Export MODEL's UNet blocks into options.out, atomically; returns the manifest and per-block facts.
+    """Export MODEL's UNet blocks into options.out, atomically; returns the blocks manifest and per-block facts.
 
     on_block(name, number, total) is called before block `number` (0-based) of `total` is converted.
     """
@@ -153,7 +150,7 @@ def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
                 on_block(spec.name, number, len(selected))
             start = time.perf_counter()
             component = block_component(unet, spec, latent, options.batch)
-            entry = manifest_entry(spec, component, options.batch)
+            entry = block_entry(spec, component, options.batch)
             mlmodel = to_coreml(component, convert_options.target)
             _check_features(mlmodel, entry)
             mlmodel.author = "snapfusion-coreml"
@@ -167,25 +164,25 @@ def export_blocks(model: str | Path | Pipeline, options: BlockExportOptions,
             del mlmodel
             gc.collect()
             entries.append(entry)
-            results.append(BlockResult(spec.name, spec.kind, entry["resolution"], spec.in_channels, spec.out_channels,
+            results.append(BlockResult(spec.name, spec.kind, entry.resolution, spec.in_channels, spec.out_channels,
                                        time.perf_counter() - start, dir_size(tmp / component.file),
                                        component.inputs[0].shape[-1]))
 
-        # 3. the manifest, last: its presence marks the folder complete
+        # 3. the blocks manifest, last: its presence marks the folder complete
         # image_size and each block's resolution are heights (sides of square images); the declared
         # input shapes carry both sides
-        manifest = {"format": BLOCK_MANIFEST_FORMAT, "version": BLOCK_MANIFEST_VERSION, "layout": unet.layout.name,
-                    "image_size": latent[0] * VAE_FACTOR, "blocks": entries}
-        write_json(tmp / BLOCK_MANIFEST, manifest)
-    image = ImageSize(latent[0] * VAE_FACTOR, latent[1] * VAE_FACTOR)
-    return BlockExportSummary(Path(options.out), manifest, results, mapping, image)
+        image = ImageSize(latent[0] * VAE_FACTOR, latent[1] * VAE_FACTOR)
+        blocks_manifest = BlocksManifest(unet.layout.name, image.height, tuple(entries))
+        blocks_manifest.write(tmp)
+    return BlockExportSummary(Path(options.out), blocks_manifest, results, mapping, image)
 
 
-def _check_features(mlmodel, entry: dict[str, Any]) -> None:
-    """The converted program must have exactly the manifest's inputs and outputs (the Swift harness
-    builds its inputs from the manifest alone)."""
+def _check_features(mlmodel, entry: BlockEntry) -> None:
+    """The converted program must have exactly the blocks manifest's inputs and outputs (the Swift
+    harness builds its inputs from the blocks manifest alone)."""
     description = mlmodel.get_spec().description
     for what, features in (("inputs", description.input), ("outputs", description.output)):
         got = describe_features(features)
-        if got != entry[what]:
-            raise RuntimeError(f"{entry['package']}: converted {what} {got} differ from the manifest's {entry[what]}")
+        want = [t.to_dict() for t in getattr(entry, what)]
+        if got != want:
+            raise RuntimeError(f"{entry.package}: converted {what} {got} differ from the blocks manifest's {want}")

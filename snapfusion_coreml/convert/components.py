@@ -14,6 +14,8 @@ from torch import nn
 
 from ..config import UNetLayout
 from ..pipeline import Pipeline
+from ..pipeline_json import TensorSpec
+from ..tokenizer import MAX_LENGTH
 from .options import COMPONENTS
 
 FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage"}
@@ -27,30 +29,21 @@ NUMPY_DTYPES = {"float32": np.float32, "int32": np.int32}
 TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32}
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"  # "float32" | "int32"
-
-    def example(self, seed: int = 0) -> torch.Tensor:
-        """A deterministic example input: random normal floats, or real-looking token ids."""
-        g = torch.Generator().manual_seed(seed)
-        if self.name == "timestep":  # spread over the training range, noisiest first
-            return torch.linspace(999, 1, self.shape[0]).round()
-        if self.name == "input_ids" or self.dtype == "int32":
-            ids = torch.full(self.shape, 49407, dtype=torch.int32)  # padded with <|endoftext|>
-            ids[..., 0] = 49406
-            ids[..., 1:8] = torch.randint(300, 40000, self.shape[:-1] + (7,), generator=g, dtype=torch.int32)
-            return ids.to(TORCH_DTYPES[self.dtype])
-        return torch.randn(self.shape, generator=g)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+def example_tensor(spec: TensorSpec, seed: int = 0) -> torch.Tensor:
+    """A deterministic example input of `spec`: random normal floats, or real-looking token ids."""
+    g = torch.Generator().manual_seed(seed)
+    if spec.name == "timestep":  # spread over the training range, noisiest first
+        return torch.linspace(999, 1, spec.shape[0]).round()
+    if spec.name == "input_ids" or spec.dtype == "int32":
+        ids = torch.full(spec.shape, 49407, dtype=torch.int32)  # padded with <|endoftext|>
+        ids[..., 0] = 49406
+        ids[..., 1:8] = torch.randint(300, 40000, spec.shape[:-1] + (7,), generator=g, dtype=torch.int32)
+        return ids.to(TORCH_DTYPES[spec.dtype])
+    return torch.randn(spec.shape, generator=g)
 
 
 class UnetExport(nn.Module):
-    """sample, timestep, encoder_hidden_states (B, D, 1, 77) -> noise_pred."""
+    """sample (B, C, h, w), timestep (B,), encoder_hidden_states (B, D, 1, 77) -> noise_pred (B, C, h, w)."""
 
     def __init__(self, unet: nn.Module):
         super().__init__()
@@ -71,7 +64,7 @@ class ComponentSpec:
     attention: str | None = None
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
-        return tuple(spec.example(seed=i) for i, spec in enumerate(self.inputs))
+        return tuple(example_tensor(spec, seed=i) for i, spec in enumerate(self.inputs))
 
 
 def component_spec(key: str, module: nn.Module, layout: UNetLayout, latent: tuple[int, int] | int,
@@ -84,12 +77,14 @@ def component_spec(key: str, module: nn.Module, layout: UNetLayout, latent: tupl
     h, w = (latent, latent) if isinstance(latent, int) else latent
     b = unet_batch
     if key == "text_encoder":
-        return ComponentSpec(key, FILE_NAMES[key], TextEncoderExport(module).eval(), (TensorSpec("input_ids", (1, 77), INPUT_IDS_DTYPE),),
+        tokens = module.config.max_position_embeddings  # the context length, CLIP's 77
+        return ComponentSpec(key, FILE_NAMES[key], TextEncoderExport(module).eval(),
+                             (TensorSpec("input_ids", (1, tokens), INPUT_IDS_DTYPE),),
                              ("last_hidden_state", "pooled_outputs"), True)
     if key == "unet":
         return ComponentSpec(key, FILE_NAMES[key], UnetExport(module).eval(),
                              (TensorSpec("sample", (b, layout.in_channels, h, w)), TensorSpec("timestep", (b,)),
-                              TensorSpec("encoder_hidden_states", (b, layout.cross_attention_dim, 1, 77))),
+                              TensorSpec("encoder_hidden_states", (b, layout.cross_attention_dim, 1, MAX_LENGTH))),
                              ("noise_pred",), True, module.attention.value)
     if key == "decoder":
         return ComponentSpec(key, FILE_NAMES[key], module.eval(), (TensorSpec("z", (1, module.config.latent_channels, h, w)),),

@@ -18,15 +18,16 @@ import torch
 from ..config import UNetLayout, resolve_layout
 from ..errors import UserError
 from ..image_size import ImageSize, latent_size
-from ..io import atomic_directory, write_json
+from ..io import atomic_directory
 from ..modeling.loading import ModelFolder, load_pipeline
 from ..modeling.lora import LoraFile, read_lora
 from ..pipeline import Pipeline
+from ..pipeline_json import PipelineManifest
 from ..tokenizer import save_tokenizer
 from .components import component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe
-from .manifest import MANIFEST, build_manifest
 from .options import COMPONENTS, ConvertOptions
+from .pipeline_manifest import build_pipeline_manifest
 from .recipe import ComponentResult, convert_component
 
 
@@ -34,7 +35,7 @@ from .recipe import ComponentResult, convert_component
 class ConvertSummary:
     out: Path
     results: list[ComponentResult]
-    manifest: dict
+    pipeline_manifest: PipelineManifest
     mapping: list[str] = field(default_factory=list)
 
 
@@ -113,11 +114,11 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
             gc.collect()
             if on_component:
                 on_component(key, "done")
-        # 3. tokenizer, then the manifest, last: its presence marks the folder complete
+        # 3. tokenizer, then pipeline.json, last: its presence marks the folder complete
         save_tokenizer(source.tokenizer, tmp)
-        manifest = build_manifest(source, options, latent, results, inputs)
-        write_json(tmp / MANIFEST, manifest)
-    return ConvertSummary(Path(options.out), results, manifest, mapping)
+        pipeline_manifest = build_pipeline_manifest(source, options, latent, results, inputs)
+        pipeline_manifest.write(tmp)
+    return ConvertSummary(Path(options.out), results, pipeline_manifest, mapping)
 
 
 __all__ = ["ConvertSummary", "convert_pipeline", "open_model"]

@@ -18,14 +18,14 @@ import torch
 
 from ..config import PipelineDefaults, SchedulerConfig
 from ..convert.components import NUMPY_DTYPES
-from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
-from ..image_size import VAE_FACTOR, ImageSize
+from ..image_size import ImageSize
 from ..pipeline import StepCallback, generate_image
+from ..pipeline_json import COMPONENT_KEYS
 from ..tokenizer import load_tokenizer
 from ..verify.folder import ConvertedFolder
 
-REQUIRED = ("text_encoder", "unet", "decoder")
+REQUIRED = COMPONENT_KEYS
 
 
 class PackageBackend:
@@ -35,23 +35,25 @@ class PackageBackend:
         missing = [k for k in REQUIRED if k not in folder.components]
         if missing:
             raise expected(f"all of {', '.join(REQUIRED)} in components", f"no {', '.join(missing)}",
-                           str(folder.path / MANIFEST))
+                           str(folder.pipeline_json))
         self.folder = folder
-        manifest = folder.manifest
-        self.unet_batch = int(manifest.get("guidance", {}).get("unet_batch", 2))
-        self.latent_channels = int(manifest["latent"]["channels"])
-        self._latent = (int(manifest["latent"]["height"]), int(manifest["latent"]["width"]))
+        pipeline_manifest = folder.pipeline_manifest
+        self.unet_batch = pipeline_manifest.guidance.unet_batch
+        self.latent = pipeline_manifest.latent
+        self.latent_channels = self.latent.channels
         # token ids in the dtype the package declares, as the app feeds them (float32 since 0.2, int32 before)
-        ids = next((i for i in folder.declared_inputs("text_encoder") if i.get("name") == "input_ids"), {})
-        self._ids_dtype = NUMPY_DTYPES[ids.get("dtype", "int32")]
+        ids = folder.component("text_encoder").input("input_ids")
+        if ids is None:
+            raise expected("a text_encoder input input_ids", "none declared", str(folder.pipeline_json))
+        self._ids_dtype = NUMPY_DTYPES[ids.dtype]
 
     def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
-        fixed = ImageSize(self._latent[0] * VAE_FACTOR, self._latent[1] * VAE_FACTOR)
+        fixed = self.latent.image
         image = ImageSize.square(image) if isinstance(image, int) else image
         if image is not None and image != fixed:
             raise UserError(f"expected image size {fixed} (the packages' fixed size in "
-                            f"{self.folder.path / MANIFEST}), got {image}")
-        return self._latent
+                            f"{self.folder.pipeline_json}), got {image}")
+        return self.latent.size
 
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = [self.folder.run("text_encoder", {"input_ids": row[None].numpy().astype(self._ids_dtype)})["last_hidden_state"]
@@ -95,35 +97,23 @@ class PackagePipeline:
 def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePipeline:
     """The converted folder `out` as a pipeline run by the interpreter in `precision`."""
     folder = ConvertedFolder(out, precision)
-    manifest, where = folder.manifest, str(folder.path / MANIFEST)
-    try:
-        schedule, sampler, latent = manifest["noise_schedule"], manifest["sampler"], manifest["latent"]
-        scheduler = SchedulerConfig.from_dict(
-            {**schedule, "prediction_type": manifest["prediction_type"],
-             "timestep_spacing": sampler.get("timestep_spacing", "trailing"),
-             "steps_offset": sampler.get("steps_offset", 0)}, where)
-        timesteps = [int(t) for t in sampler["timesteps"]]
-        defaults = PipelineDefaults(steps=len(timesteps),
-                                    guidance_scale=float(manifest.get("guidance", {}).get("default_scale", 7.5)),
-                                    latent_scale_factor=float(latent["scale_factor"]),
-                                    image_size=int(latent["height"]) * VAE_FACTOR)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise expected("noise_schedule, sampler.timesteps and latent.scale_factor", f"a missing or bad entry ({exc})",
-                       where) from None
-    if not timesteps or sorted(timesteps, reverse=True) != timesteps:
-        raise expected("sampler.timesteps in decreasing order", repr(timesteps), where)
-    return PackagePipeline(folder, PackageBackend(folder), folder_tokenizer(folder), scheduler, defaults, timesteps)
+    pipeline_manifest = folder.pipeline_manifest
+    timesteps = list(pipeline_manifest.sampler.timesteps)  # decreasing: checked when read
+    defaults = PipelineDefaults(steps=len(timesteps), guidance_scale=float(pipeline_manifest.guidance.default_scale),
+                                latent_scale_factor=float(pipeline_manifest.latent.scale_factor),
+                                image_size=pipeline_manifest.latent.image.height)
+    return PackagePipeline(folder, PackageBackend(folder), folder_tokenizer(folder), pipeline_manifest.scheduler,
+                           defaults, timesteps)
 
 
 def folder_tokenizer(folder: ConvertedFolder):
     """OUT's CLIP tokenizer, padding with pipeline.json's tokenizer.pad_token_id."""
     tokenizer = load_tokenizer(folder.path)
-    spec = folder.manifest.get("tokenizer") or {}
-    pad_id = spec.get("pad_token_id")
-    if pad_id is not None and int(pad_id) != tokenizer.pad_token_id:
-        token = tokenizer.convert_ids_to_tokens(int(pad_id))
-        if token is None or token == tokenizer.unk_token and int(pad_id) != tokenizer.unk_token_id:
+    pad_id = folder.pipeline_manifest.tokenizer.pad_token_id
+    if pad_id != tokenizer.pad_token_id:
+        token = tokenizer.convert_ids_to_tokens(pad_id)
+        if token is None or token == tokenizer.unk_token and pad_id != tokenizer.unk_token_id:
             raise expected(f"tokenizer.pad_token_id in the vocabulary of {folder.path / 'vocab.json'}", str(pad_id),
-                           str(folder.path / MANIFEST))
+                           str(folder.pipeline_json))
         tokenizer.pad_token = token
     return tokenizer

@@ -92,15 +92,15 @@ def _check_inputs(folder: ConvertedFolder, component: str, headers: list[TensorH
     """Names, shapes and dtypes against the component's pipeline.json declaration."""
     if component not in folder.components:
         raise RequestError(f"expected component from {sorted(folder.components)}, got {component!r}")
-    declared = {d["name"]: d for d in folder.declared_inputs(component)}
+    declared = {d.name: d for d in folder.declared_inputs(component)}
     given = {h.name: h for h in headers}
     if set(given) != set(declared):
         raise RequestError(f"expected {component} inputs {sorted(declared)}, got {sorted(given)}")
-    for name, item in declared.items():
+    for name, spec in declared.items():
         header = given[name]
-        if list(header.shape) != [int(d) for d in item["shape"]]:
-            raise RequestError(f"expected {component} input {name} of shape {list(item['shape'])}, got {list(header.shape)}")
-        want = item.get("dtype", "float32")
+        if header.shape != spec.shape:
+            raise RequestError(f"expected {component} input {name} of shape {list(spec.shape)}, got {list(header.shape)}")
+        want = spec.dtype
         if header.dtype != want:  # token ids: float32 in packages converted since 0.2 (Apple's type), int32 before
             raise RequestError(f"expected {component} input {name} as {want}, got {header.dtype}")
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import RESNET, BlockSpec, DecoderConfig, UNetLayout, plan_blocks
+from ..image_size import VAE_FACTOR
+from ..tokenizer import MAX_LENGTH
 from .table import LatencyEntry, LatencyTable
 
 BYTES_PER_ELEMENT = 2  # fp16 on the Neural Engine
@@ -47,7 +49,7 @@ CALIBRATION_MS = {"unet:sd-v1.5": 1700.0, "unet:snapfusion": 230.0, "decoder:1.0
                   "text_encoder": 4.0}
 
 # CLIP ViT-L/14 text tower (SD-v1.x text encoder)
-CLIP_TEXT = {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072, "tokens": 77}
+CLIP_TEXT = {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072, "tokens": MAX_LENGTH}
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def transformer_ops(b: int, side: int, c: int, heads: int, depth: int, context: 
     return ops
 
 
-def block_ops(spec: BlockSpec, layout: UNetLayout, latent_side: int, batch: int, context: int = 77) -> list[Op]:
+def block_ops(spec: BlockSpec, layout: UNetLayout, latent_side: int, batch: int, context: int = MAX_LENGTH) -> list[Op]:
     side = latent_side // 2**spec.level
     if spec.kind == RESNET:
         return resnet_ops(batch, side, spec.in_channels, spec.out_channels, layout.time_embed_dim)
@@ -211,7 +213,7 @@ def text_encoder_ops(hidden: int = CLIP_TEXT["hidden"], layers: int = CLIP_TEXT[
 # --- tables and end-to-end estimates --------------------------------------------------------------
 def estimate_table(layout: UNetLayout, image_size: int = 512, batch: int = 2) -> LatencyTable:
     """A latency table (docs/contracts.md section 4) for every block of `layout`, estimated=True."""
-    latent = image_size // 8
+    latent = image_size // VAE_FACTOR
     if latent % layout.latent_divisor:
         from ..errors import UserError
 
@@ -245,18 +247,18 @@ class PipelineEstimate:
 
 
 def estimate_unet_step_ms(layout: UNetLayout, image_size: int = 512, batch: int = 2) -> float:
-    latent = image_size // 8
+    latent = image_size // VAE_FACTOR
     return estimate_table(layout, image_size, batch).total_ms() + ops_ms(unet_other_ops(layout, latent, batch))
 
 
 def estimate_decoder_ms(config: DecoderConfig, image_size: int = 512) -> float:
-    return ops_ms(decoder_ops(config, image_size // 8))
+    return ops_ms(decoder_ops(config, image_size // config.latent_factor))
 
 
 def estimate_pipeline(layout: UNetLayout, decoder: DecoderConfig, steps: int, image_size: int = 512,
                       unet_batch: int = 2, text: dict[str, int] | None = None) -> PipelineEstimate:
     """Text encoder (x2) + steps x UNet (batch 2: CFG) + decoder, all estimated."""
-    latent = image_size // 8
+    latent = image_size // decoder.latent_factor
     return PipelineEstimate(
         table=estimate_table(layout, image_size, unet_batch),
         unet_other_ms=ops_ms(unet_other_ops(layout, latent, unet_batch)),

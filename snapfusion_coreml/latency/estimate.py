@@ -42,7 +42,7 @@ def shapes_from_model(model: Path) -> ModelShapes:
     if (root / "snapfusion.json").is_file():
         defaults = PipelineDefaults.from_dict(read_json(root / "snapfusion.json", "the sampling defaults"))
     else:
-        defaults = PipelineDefaults(steps=50, image_size=layout.sample_size * 8)
+        defaults = PipelineDefaults(steps=50, image_size=layout.sample_size * decoder.latent_factor)
     text = dict(CLIP_TEXT)
     text_config = root / "text_encoder" / "config.json"
     if text_config.is_file():

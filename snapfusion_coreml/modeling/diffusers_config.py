@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import RESNET, TRANSFORMER, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout
 from ..errors import UserError
+from ..image_size import VAE_FACTOR, vae_factor
 
 # Keys that must hold their default (SD-family) value.
 _DEFAULTS: dict[str, Any] = {
@@ -98,5 +99,7 @@ def scheduler_from_diffusers(cfg: dict, source: str) -> SchedulerConfig:
 
 def diffusers_defaults(vae_config: dict, layout: UNetLayout) -> PipelineDefaults:
     """Sampling defaults of a diffusers SD pipeline (StableDiffusionPipeline's 50 steps, w = 7.5)."""
+    blocks = vae_config.get("block_out_channels")
+    factor = vae_factor(blocks) if blocks else VAE_FACTOR  # SD's VAE when the config does not say
     return PipelineDefaults(steps=50, guidance_scale=7.5, latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
-                            image_size=layout.sample_size * 8)
+                            image_size=layout.sample_size * factor)

@@ -63,7 +63,7 @@ def build_tiny_pipeline(layout: UNetLayout | None = None, seed: int = 0, predict
     """A seeded pipeline small enough for unit tests (64x64 images, 8x8 latents)."""
     layout = layout or tiny_layout(TINY_TEXT["hidden_size"])
     scheduler = SchedulerConfig(prediction_type=prediction_type)
-    defaults = PipelineDefaults(steps=4, guidance_scale=7.5, image_size=layout.sample_size * 8)
+    defaults = PipelineDefaults(steps=4, guidance_scale=7.5, image_size=layout.sample_size * TINY_DECODER.latent_factor)
     return build_pipeline(layout, TINY_TEXT, TINY_DECODER, scheduler, defaults, seed, attention, init_std=0.05)
 
 

@@ -118,16 +118,17 @@ def train_base(config: BaseConfig) -> tuple[Pipeline, TrainResult]:
         raise UserError(f"expected latents or images to train a base model, got a prompt list (in {config.data})")
     vae = load_vae_encoder(config.vae).to(device) if stream.has_pixels else None
     rank, world = accelerator.process_index, accelerator.num_processes
-    source = LatentSource(pipeline, None, config.image_size // 8, run.seed, rank, vae, world_size=world)
+    latent_side = config.image_size // pipeline.decoder.config.latent_factor
+    source = LatentSource(pipeline, None, latent_side, run.seed, rank, vae, world_size=world)
     cumprod = alphas_cumprod(pipeline.scheduler)
 
     # 3. the loss of one micro-batch
     def step_fn(net, micro_step):
         batch = stream.batch(micro_step)
         x0 = source(batch, micro_step, device)
-        if x0.shape[1:] != (pipeline.unet.layout.in_channels, config.image_size // 8, config.image_size // 8):
-            raise UserError(f"expected latents of shape ({pipeline.unet.layout.in_channels}, {config.image_size // 8}, "
-                            f"{config.image_size // 8}) for --image-size {config.image_size}, got {tuple(x0.shape[1:])} "
+        if x0.shape[1:] != (pipeline.unet.layout.in_channels, latent_side, latent_side):
+            raise UserError(f"expected latents of shape ({pipeline.unet.layout.in_channels}, {latent_side}, "
+                            f"{latent_side}) for --image-size {config.image_size}, got {tuple(x0.shape[1:])} "
                             f"(in {config.data})")
         t = uniform_timesteps(x0.shape[0], pipeline.scheduler, run.seed, micro_step, rank, device, world)
         noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank, world)

@@ -18,13 +18,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..convert.manifest import MANIFEST
 from ..errors import UserError, expected
 from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
+from ..pipeline_json import PIPELINE_JSON
 from . import native
 from .declared import declared_io_problems
-from .folder import open_converted_folder, package_files
+from .folder import open_converted_folder
 from .interpreter import MODES, run_chain
 from .program import load_program
 from .reference import component_inputs, load_reference, reference_outputs
@@ -68,30 +68,29 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
         allow_pickle: let the reference load pickle weights (.bin/.ckpt).
     """
     folder = Path(out)
-    # 1. the manifest and the packages it lists
-    manifest = open_converted_folder(folder)
-    components = manifest["components"]
+    # 1. pipeline.json and the packages it lists
+    pipeline_manifest = open_converted_folder(folder)
     run_modes, notes = resolve_modes(modes)
 
     # 2. the reference model
-    model = reference or manifest.get("source", {}).get("model")
-    pipeline = load_reference(model, manifest, folder, given=reference is not None, allow_pickle=allow_pickle)
+    model = reference or pipeline_manifest.source.model
+    pipeline = load_reference(model, pipeline_manifest, folder, given=reference is not None, allow_pickle=allow_pickle)
     report = VerifyReport(str(folder), str(model), float(min_psnr), run_modes, notes=notes)
 
     # 3. every component: integrity, declared inputs and outputs, reference, each mode
-    for key, component in components.items():
-        files = package_files(component)
+    for key, component in pipeline_manifest.components.items():
+        files = component.files
         digest = ",".join(tree_sha256(folder / f) for f in files)
-        if component.get("sha256") and digest != component["sha256"]:
-            report.integrity.append(f"{', '.join(files)} differs from its sha256 in {MANIFEST} (altered after convert)")
+        if component.sha256 and digest != component.sha256:
+            report.integrity.append(f"{', '.join(files)} differs from its sha256 in {PIPELINE_JSON} (altered after convert)")
         mismatches = declared_io_problems(folder, key, component, files)
         if mismatches:  # inputs built from the declaration could not be trusted: not run
             report.integrity.extend(mismatches)
             continue
         if on_step:
             on_step(f"{key}: {', '.join(files)}")
-        inputs = component_inputs(key, component["inputs"], folder, manifest.get("tokenizer", {}).get("pad_token_id"))
-        expected_outputs = reference_outputs(pipeline, manifest, key, inputs)
+        inputs = component_inputs(key, component.inputs, folder, pipeline_manifest.tokenizer.pad_token_id)
+        expected_outputs = reference_outputs(pipeline, pipeline_manifest, key, inputs)
         programs = [load_program(folder / f) for f in files] if set(run_modes) & set(MODES) else []
         for mode in run_modes:
             start = time.perf_counter()

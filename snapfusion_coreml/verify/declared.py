@@ -11,23 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..convert.manifest import MANIFEST
+from ..pipeline_json import PIPELINE_JSON, Component, TensorSpec
 
 
 def _fmt(t: dict) -> str:
     return f"{tuple(t.get('shape', ()))} {t.get('dtype')}"
 
 
-def _declared(items, key: str, kind: str, problems: list[str]) -> dict[str, dict]:
-    """name -> {"shape", "dtype"} of a declared tensor list; malformed entries become problems."""
-    out = {}
-    for item in items or []:
-        if not isinstance(item, dict) or not {"name", "shape", "dtype"} <= set(item):
-            problems.append(f"{MANIFEST} declares a malformed {kind} for {key}: expected name, shape and dtype, "
-                            f"got {item!r}")
-            continue
-        out[item["name"]] = {"shape": [int(d) for d in item["shape"]], "dtype": item["dtype"]}
-    return out
+def _declared(items: tuple[TensorSpec, ...]) -> dict[str, dict]:
+    """name -> {"shape", "dtype"} of a declared tensor list."""
+    return {t.name: {"shape": list(t.shape), "dtype": t.dtype} for t in items}
 
 
 def package_features(package: Path) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -41,35 +34,34 @@ def package_features(package: Path) -> tuple[dict[str, dict], dict[str, dict]]:
             {f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(spec.description.output)})
 
 
-def declared_io_problems(folder: Path, key: str, component: dict, files: list[str]) -> list[str]:
+def declared_io_problems(folder: Path, key: str, component: Component, files: list[str]) -> list[str]:
     """One phrase per input or output where the packages and pipeline.json disagree (empty: they agree)."""
     problems: list[str] = []
-    inputs = _declared(component.get("inputs"), key, "input", problems)
-    outputs = _declared(component.get("outputs"), key, "output", problems)
+    inputs, outputs = _declared(component.inputs), _declared(component.outputs)
     available, used, produced = dict(inputs), set(), {}
     for name in files:
         got_in, got_out = package_features(folder / name)
         for tensor, got in got_in.items():
             want = available.get(tensor)
             if want is None:
-                problems.append(f"{name} takes input {tensor} {_fmt(got)}, which {MANIFEST} does not declare for {key}")
+                problems.append(f"{name} takes input {tensor} {_fmt(got)}, which {PIPELINE_JSON} does not declare for {key}")
             elif want != got:
-                problems.append(f"{name} input {tensor}: {MANIFEST} declares {_fmt(want)}, the package takes {_fmt(got)}")
+                problems.append(f"{name} input {tensor}: {PIPELINE_JSON} declares {_fmt(want)}, the package takes {_fmt(got)}")
             used.add(tensor)
         available.update(got_out)
         produced = got_out
     for tensor in sorted(set(inputs) - used):
-        problems.append(f"{MANIFEST} declares input {tensor} {_fmt(inputs[tensor])} for {key}, "
+        problems.append(f"{PIPELINE_JSON} declares input {tensor} {_fmt(inputs[tensor])} for {key}, "
                         f"which no package of it takes ({', '.join(files)})")
     for tensor, want in outputs.items():
         got = produced.get(tensor)
         if got is None:
-            problems.append(f"{MANIFEST} declares output {tensor} {_fmt(want)} for {key}, "
+            problems.append(f"{PIPELINE_JSON} declares output {tensor} {_fmt(want)} for {key}, "
                             f"which {files[-1]} does not return")
         elif got != want:
-            problems.append(f"{files[-1]} output {tensor}: {MANIFEST} declares {_fmt(want)}, "
+            problems.append(f"{files[-1]} output {tensor}: {PIPELINE_JSON} declares {_fmt(want)}, "
                             f"the package returns {_fmt(got)}")
     for tensor in sorted(set(produced) - set(outputs)):
         problems.append(f"{files[-1]} returns output {tensor} {_fmt(produced[tensor])}, "
-                        f"which {MANIFEST} does not declare for {key}")
+                        f"which {PIPELINE_JSON} does not declare for {key}")
     return problems

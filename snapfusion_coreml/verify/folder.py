@@ -13,36 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert.manifest import MANIFEST, check_manifest
-from ..errors import UserError, expected
-from ..io import read_json
+from ..errors import expected
+from ..pipeline_json import PIPELINE_JSON, Component, PipelineManifest, TensorSpec
 from .interpreter import MODES, run_chain
 from .program import Program, load_program
 
-COMPONENTS = ("text_encoder", "unet", "decoder")
 
-
-def package_files(component: dict) -> list[str]:
-    """The package file names of one pipeline.json component, in the order they run."""
-    return list(component.get("chunks") or [component["file"]])
-
-
-def open_converted_folder(out: Path | str) -> dict:
-    """pipeline.json of the converted folder `out`, checked: its version, keys and listed packages."""
+def open_converted_folder(out: Path | str) -> PipelineManifest:
+    """The pipeline manifest of the converted folder `out`, checked: its values and listed packages."""
     folder = Path(out)
     if not folder.is_dir():
         raise expected("a converted folder", "nothing at that path" if not folder.exists() else "a file", str(folder))
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise UserError(f"expected {MANIFEST} in {folder} (an incomplete or foreign folder), found none")
-    manifest = check_manifest(read_json(manifest_path, MANIFEST), str(manifest_path))
-    for key, component in manifest["components"].items():
-        if not isinstance(component, dict) or not (component.get("file") or component.get("chunks")):
-            raise expected(f"components.{key} with a file or chunks", repr(component), str(manifest_path))
-        for name in package_files(component):
+    pipeline_manifest = PipelineManifest.read(folder)
+    for key, component in pipeline_manifest.components.items():
+        for name in component.files:
             if not (folder / name).is_dir():
-                raise expected(f"package {name} (listed for {key} in {MANIFEST})", "no such package", str(folder))
-    return manifest
+                raise expected(f"package {name} (listed for {key} in {PIPELINE_JSON})", "no such package", str(folder))
+    return pipeline_manifest
 
 
 class ConvertedFolder:
@@ -53,32 +40,34 @@ class ConvertedFolder:
             raise expected(f"precision {' or '.join(MODES)}", repr(precision))
         self.path = Path(out)
         self.precision = precision
-        self.manifest = open_converted_folder(self.path)
+        self.pipeline_manifest = open_converted_folder(self.path)
         self._programs: dict[str, list[Program]] = {}
 
     @property
-    def components(self) -> dict[str, dict]:
-        return self.manifest["components"]
+    def pipeline_json(self) -> Path:
+        return self.path / PIPELINE_JSON
 
-    def component(self, key: str) -> dict:
-        if key not in self.components:
-            raise expected(f"a component from {sorted(self.components)}", repr(key), str(self.path / MANIFEST))
-        return self.components[key]
+    @property
+    def components(self) -> dict[str, Component]:
+        return self.pipeline_manifest.components
+
+    def component(self, key: str) -> Component:
+        return self.pipeline_manifest.component(key, str(self.pipeline_json))
 
     def programs(self, key: str) -> list[Program]:
         """The component's programs (chunks in order), read on first use."""
         if key not in self._programs:
-            self._programs[key] = [load_program(self.path / f) for f in package_files(self.component(key))]
+            self._programs[key] = [load_program(self.path / f) for f in self.component(key).files]
         return self._programs[key]
 
-    def declared_inputs(self, key: str) -> list[dict]:
-        """[{"name", "shape", "dtype"}] of the component as pipeline.json declares them."""
-        return list(self.component(key).get("inputs") or [])
+    def declared_inputs(self, key: str) -> tuple[TensorSpec, ...]:
+        """The component's inputs as pipeline.json declares them."""
+        return self.component(key).inputs
 
     def run(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run component `key` on `inputs` (name -> array); its outputs, floats as float32."""
         programs = self.programs(key)
         declared = {name for p in programs for name in p.inputs} - {o for p in programs for o in p.outputs}
         if set(inputs) != declared:
-            raise expected(f"{key} inputs {sorted(declared)}", f"{sorted(inputs)}", str(self.path / MANIFEST))
+            raise expected(f"{key} inputs {sorted(declared)}", f"{sorted(inputs)}", str(self.pipeline_json))
         return run_chain(programs, inputs, self.precision)

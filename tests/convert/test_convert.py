@@ -23,7 +23,7 @@ def test_output_folder_follows_the_contract(converted, tiny_pipeline):
     names = sorted(p.name for p in out.iterdir())
     assert names == ["TextEncoder.mlpackage", "Unet.mlpackage", "VAEDecoder.mlpackage", "merges.txt", "pipeline.json", "vocab.json"]
     manifest = json.loads((out / "pipeline.json").read_text())
-    assert manifest == summary.manifest
+    assert manifest == summary.pipeline_manifest.to_dict()
     assert manifest["format_version"] == 1 and manifest["prediction_type"] == "v_prediction"
     assert manifest["sampler"]["timesteps"] == timesteps(tiny_pipeline.scheduler, tiny_pipeline.defaults.steps)
     assert manifest["guidance"] == {"default_scale": 7.5, "unet_batch": 2}
@@ -55,7 +55,7 @@ def test_palettized_chunked_ios18_unet(tiny_pipeline, tmp_path):
     options = ConvertOptions(out=tmp_path / "o", components=("unet",), compression=parse_compression("4", "uniform"),
                              target="iOS18", chunk_unet=True, unet_batch=1, attention="original")
     summary = convert_pipeline(tiny_pipeline, options)
-    unet = summary.manifest["components"]["unet"]
+    unet = summary.pipeline_manifest.to_dict()["components"]["unet"]
     assert unet["chunks"] == ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"] and unet["file"] is None
     assert unet["compression"]["granularity"] == "per_grouped_channel" and unet["attention"] == "original"
     assert unet["inputs"][0]["shape"] == [1, 4, 8, 8]

@@ -18,7 +18,7 @@ from snapfusion_coreml.verify import load_program, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 SWIFT_TABLE = ROOT / "tests" / "golden" / "swift" / "latency_table.json"
-SWIFT_MANIFEST = ROOT / "ios_app" / "Sources" / "SnapFusionKit" / "Benchmark" / "LatencyTable.swift"
+SWIFT_MANIFEST = ROOT / "ios_app" / "Sources" / "SnapFusionKit" / "Benchmark" / "BlocksManifest.swift"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_manifest_follows_the_layout_plan(exported, tiny_pipeline):
     out, summary, calls = exported
     plan = tiny_pipeline.unet.plan
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest == summary.manifest
+    assert manifest == summary.blocks_manifest.to_dict()
     assert {k: manifest[k] for k in ("format", "version", "layout", "image_size")} == {
         "format": "snapfusion-block-manifest", "version": 1, "layout": "tiny", "image_size": 64}
     assert [(b["stage"], b["kind"], b["index"]) for b in manifest["blocks"]] == [(s.stage, s.kind, s.index) for s in plan]
@@ -59,7 +59,7 @@ def test_manifest_follows_the_layout_plan(exported, tiny_pipeline):
 
 def test_every_package_has_the_declared_io(exported):
     out, summary, _ = exported
-    for block in summary.manifest["blocks"]:
+    for block in summary.blocks_manifest.to_dict()["blocks"]:
         info = inspect_package(out / block["package"])
         assert info["inputs"] == block["inputs"] and info["outputs"] == block["outputs"], block["package"]
         assert info["deployment_target"] == "iOS16" and info["palettized_share"] == 0.0
@@ -70,7 +70,7 @@ def test_every_package_has_the_declared_io(exported):
 def test_package_computes_its_block(exported, tiny_pipeline, name):
     """The package run by the Core ML interpreter in fp16 against the PyTorch block."""
     out, summary, _ = exported
-    block = next(b for b in summary.manifest["blocks"] if b["package"] == f"{name}.mlpackage")
+    block = next(b for b in summary.blocks_manifest.to_dict()["blocks"] if b["package"] == f"{name}.mlpackage")
     g = torch.Generator().manual_seed(0)
     inputs = {t["name"]: torch.randn(t["shape"], generator=g) for t in block["inputs"]}
     with torch.no_grad():
@@ -85,16 +85,16 @@ def test_package_computes_its_block(exported, tiny_pipeline, name):
 
 def test_swift_reads_the_manifest_and_writes_matching_entries(exported):
     _, summary, _ = exported
-    blocks = summary.manifest["blocks"]
-    # 1. BlockManifest (snake_case keys through ReportCoding.decoder) declares exactly the keys written
+    blocks = summary.blocks_manifest.to_dict()["blocks"]
+    # 1. BlocksManifest (snake_case keys through ReportCoding.decoder) declares exactly the keys written
     source = SWIFT_MANIFEST.read_text()
-    manifest_struct = source[source.index("struct BlockManifest"):]
+    manifest_struct = source[source.index("struct BlocksManifest"):]
     block_struct = manifest_struct[manifest_struct.index("struct Block:"):]
     block_fields = re.findall(r"public var (\w+):", block_struct[:block_struct.index("\n    }")])
     top_fields = re.findall(r"\n    public var (\w+):", manifest_struct[:manifest_struct.index("struct Block:")])
     snake = lambda name: re.sub(r"([A-Z])", r"_\1", name).lower()  # noqa: E731
     assert {snake(f) for f in block_fields} == set(blocks[0])
-    assert {snake(f) for f in top_fields} == set(summary.manifest)
+    assert {snake(f) for f in top_fields} == set(summary.blocks_manifest.to_dict())
     # 2. the latency table Swift writes copies the manifest's block fields into each entry
     table = load_latency_table(SWIFT_TABLE)
     golden = json.loads(SWIFT_TABLE.read_text())

@@ -10,8 +10,10 @@ Files:
   sampler.json     alphas_cumprod samples, timesteps per spacing and step count, and complete
                    DDIM trajectories of the fake model below (both prediction types, with and
                    without guidance, UNet batch 1 and 2)
-  pipelines.json   pipeline.json samples: valid, chunked UNet, unknown version, missing keys, and the
-                   newer format (non-square "image", float32 input_ids, pad id 0)
+  pipelines.json   pipeline.json samples: valid, chunked UNet, unknown version, missing keys, wrong
+                   types and values, the newer format (non-square "image", float32 input_ids, pad
+                   id 0) and the older ones (square "image_size", int32 ids, no loras, no pad id)
+  blocks_manifests.json  manifest.json samples of `export-blocks` folders: valid, and malformed
 
 The fake model (identical in ios_app/Tests/SnapFusionKitTests/FakeModel.swift):
   fake(z, t, c) = float32((0.3 + 0.4 * t / 1000) * z + 0.05 * c / (1 + z * z)), computed in float64
@@ -260,7 +262,7 @@ def valid_pipeline() -> dict[str, Any]:
 def pipeline_cases(out: Path) -> None:
     valid = valid_pipeline()
     chunked = json.loads(json.dumps(valid))
-    chunked["components"]["unet"]["file"] = None  # as convert/manifest.py writes chunked components
+    chunked["components"]["unet"]["file"] = None  # as convert/pipeline_manifest.py writes chunked components
     chunked["components"]["unet"]["chunks"] = ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
     epsilon = json.loads(json.dumps(valid))
     epsilon.update(prediction_type="epsilon", guidance={"default_scale": 7.5, "unet_batch": 1})
@@ -294,6 +296,21 @@ def pipeline_cases(out: Path) -> None:
     legacy = {k: v for k, v in json.loads(json.dumps(valid)).items() if k != "image"}
     legacy["image_size"] = valid["image"]["height"]
     legacy["components"]["text_encoder"]["inputs"] = [io("input_ids", [1, 77], "int32")]
+    # Older converters wrote no source.loras and no tokenizer.pad_token_id: read as [] and the eos id.
+    no_pad = json.loads(json.dumps(legacy))
+    del no_pad["source"]["loras"], no_pad["tokenizer"]["pad_token_id"]
+    negative_latent = json.loads(json.dumps(valid))
+    negative_latent["latent"]["height"] = -8
+    text_height = json.loads(json.dumps(valid))
+    text_height["latent"]["width"] = "8"
+    batch_three = json.loads(json.dumps(valid))
+    batch_three["guidance"]["unet_batch"] = 3
+    rising = json.loads(json.dumps(valid))
+    rising["sampler"]["timesteps"] = [124, 249]
+    no_inputs = json.loads(json.dumps(valid))
+    del no_inputs["components"]["unet"]["inputs"]
+    float64_ids = json.loads(json.dumps(valid))
+    float64_ids["components"]["text_encoder"]["inputs"][0]["dtype"] = "float64"
     cases = [
         {"name": "valid", "expect": "ok", "pipeline": valid},
         {"name": "chunked_unet", "expect": "ok", "pipeline": chunked},
@@ -306,12 +323,45 @@ def pipeline_cases(out: Path) -> None:
         {"name": "decoder_without_file", "expect": "malformed", "pipeline": no_files},
         {"name": "non_square_float_ids_pad0", "expect": "ok", "pipeline": non_square},
         {"name": "legacy_image_size_int32_ids", "expect": "ok", "pipeline": legacy},
+        {"name": "legacy_no_loras_no_pad_id", "expect": "ok", "pipeline": no_pad},
+        {"name": "negative_latent_height", "expect": "malformed", "pipeline": negative_latent},
+        {"name": "latent_width_as_text", "expect": "malformed", "pipeline": text_height},
+        {"name": "unet_batch_3", "expect": "malformed", "pipeline": batch_three},
+        {"name": "timesteps_increasing", "expect": "malformed", "pipeline": rising},
+        {"name": "unet_without_inputs", "expect": "malformed", "pipeline": no_inputs},
+        {"name": "input_ids_float64", "expect": "malformed", "pipeline": float64_ids},
     ]
     write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md section 2)",
           {"cases": cases}, out)
 
 
-FILES = ("tokenizer.json", "random.json", "sampler.json", "pipelines.json")
+def blocks_manifest_cases(out: Path) -> None:
+    resnet = {"stage": "down_blocks.0", "index": 0, "kind": "resnet", "resolution": 8, "channels": 32,
+              "in_channels": 32, "batch": 2, "package": "down_blocks.0.resnets.0.mlpackage",
+              "inputs": [io("hidden_states", [2, 32, 8, 12]), io("temb", [2, 128])],
+              "outputs": [io("output", [2, 32, 8, 12])]}
+    transformer = {"stage": "down_blocks.1", "index": 0, "kind": "transformer", "resolution": 4, "channels": 64,
+                   "in_channels": 64, "batch": 2, "package": "down_blocks.1.attentions.0.mlpackage",
+                   "inputs": [io("hidden_states", [2, 64, 4, 6]), io("encoder_hidden_states", [2, 768, 1, 77])],
+                   "outputs": [io("output", [2, 64, 4, 6])]}
+    valid = {"format": "snapfusion-block-manifest", "version": 1, "layout": "tiny", "image_size": 64,
+             "blocks": [resnet, transformer]}
+    unknown_kind = json.loads(json.dumps(valid))
+    unknown_kind["blocks"][1]["kind"] = "attention"
+    no_inputs = json.loads(json.dumps(valid))
+    del no_inputs["blocks"][0]["inputs"]
+    cases = [
+        {"name": "valid_non_square", "expect": "ok", "manifest": valid},
+        {"name": "other_format", "expect": "malformed", "manifest": {**valid, "format": "snapfusion-latency-table"}},
+        {"name": "version_2", "expect": "malformed", "manifest": {**valid, "version": 2}},
+        {"name": "unknown_kind", "expect": "malformed", "manifest": unknown_kind},
+        {"name": "block_without_inputs", "expect": "malformed", "manifest": no_inputs},
+    ]
+    write("blocks_manifests.json", "the dictionaries built in make_golden.blocks_manifest_cases() "
+          "(docs/contracts.md section 5)", {"cases": cases}, out)
+
+
+FILES = ("tokenizer.json", "random.json", "sampler.json", "pipelines.json", "blocks_manifests.json")
 
 
 def write_all(out: Path = GOLDEN) -> list[Path]:
@@ -321,6 +371,7 @@ def write_all(out: Path = GOLDEN) -> list[Path]:
     random_cases(out)
     sampler_cases(out)
     pipeline_cases(out)
+    blocks_manifest_cases(out)
     return [out / name for name in FILES]
 
 

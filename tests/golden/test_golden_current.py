@@ -22,7 +22,8 @@ def _make_golden():
 
 def test_committed_golden_files_are_current(tmp_path):
     written = _make_golden().write_all(tmp_path)
-    assert [p.name for p in written] == ["tokenizer.json", "random.json", "sampler.json", "pipelines.json"]
+    assert [p.name for p in written] == ["tokenizer.json", "random.json", "sampler.json", "pipelines.json",
+                                           "blocks_manifests.json"]
     stale = [p.name for p in written if p.read_bytes() != (GOLDEN / p.name).read_bytes()]
     assert not stale, f"regenerate with `python tests/golden/make_golden.py`: {stale} differ"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+from snapfusion_coreml.pipeline_json import Component, TensorSpec
 from snapfusion_coreml.verify import declared
 
 
@@ -31,7 +32,9 @@ DECLARED = {
 
 def _problems(monkeypatch, tmp_path, component, chunks=CHUNKS):
     monkeypatch.setattr(declared, "package_features", lambda path: chunks[path.name])
-    return declared.declared_io_problems(tmp_path, "unet", component, list(chunks))
+    typed = Component(None, tuple(component["chunks"]), *(tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"])
+                                                              for t in component[kind]) for kind in ("inputs", "outputs")))
+    return declared.declared_io_problems(tmp_path, "unet", typed, list(chunks))
 
 
 def test_chunks_that_match_the_declaration(monkeypatch, tmp_path):
@@ -53,14 +56,11 @@ def test_each_kind_of_disagreement_is_named(monkeypatch, tmp_path):
     ]
 
 
-def test_undeclared_tensors_and_malformed_entries(monkeypatch, tmp_path):
+def test_undeclared_tensors(monkeypatch, tmp_path):
     chunks = copy.deepcopy(CHUNKS)
     chunks["UnetChunk1.mlpackage"][0]["cond_scale"] = _t((1,))
     chunks["UnetChunk2.mlpackage"][1]["extra"] = _t((2,))
-    component = copy.deepcopy(DECLARED)
-    component["outputs"].append({"name": "noise_pred_2"})
-    assert _problems(monkeypatch, tmp_path, component, chunks) == [
-        "pipeline.json declares a malformed output for unet: expected name, shape and dtype, got {'name': 'noise_pred_2'}",
+    assert _problems(monkeypatch, tmp_path, DECLARED, chunks) == [
         "UnetChunk1.mlpackage takes input cond_scale (1,) float32, which pipeline.json does not declare for unet",
         "UnetChunk2.mlpackage returns output extra (2,) float32, which pipeline.json does not declare for unet",
     ]

@@ -37,12 +37,13 @@ enum BenchmarkCommand: Command {
         var options = BenchmarkOptions(steps: try args.int("--steps"), guidanceScale: try args.double("--guidance"),
                                        seed: try args.uint64("--seed") ?? 0, warmup: try args.int("--warmup") ?? 1,
                                        runs: try args.int("--runs") ?? 5, reduceMemory: args.flag("--reduce-memory"),
-                                       computeUnits: units.rawValue)
+                                       computeUnits: units)
         if let prompt = args.string("--prompt") { options.prompt = prompt }
         let output = fileURL(args.string("--output") ?? "benchmark.json")
         #if canImport(CoreML)
-        let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: units, reduceMemory: options.reduceMemory))
-        let runner = BenchmarkRunner(pipeline: try Pipeline(folder: folder, backend: backend), options: options)
+        let opened = try ConvertedFolder(url: folder)
+        let backend = try CoreMLBackend(folder: opened, configuration: .init(computeUnits: units, reduceMemory: options.reduceMemory))
+        let runner = BenchmarkRunner(pipeline: try Pipeline(folder: opened, backend: backend), options: options)
         let report = try runner.run(log: { printError($0) })
         try ReportCoding.write(report, to: output)
         print(String(format: "wrote %@: end to end p50 %.1f ms, UNet step p50 %.1f ms, cold load %.0f ms",

@@ -51,16 +51,17 @@ enum GenerateCommand: Command {
             guard ["fp16", "fp32"].contains(precision) else {
                 throw CLIError.usage("expected --precision fp16 or fp32, got \(precision.debugDescription)")
             }
-            let description = try PipelineDescription.load(from: folder)
+            let opened = try ConvertedFolder(url: folder)
             let channel = try ProcessChannel(pythonCommand: args.string("--python-command") ?? "snapfusion-coreml",
                                              folder: folder, precision: precision)
             defer { channel.close() }
-            let backend = InterpreterBackend(description: description, channel: channel)
-            try generate(request, pipeline: try Pipeline(folder: folder, backend: backend), output: output)
+            let backend = InterpreterBackend(description: opened.description, channel: channel)
+            try generate(request, pipeline: try Pipeline(folder: opened, backend: backend), output: output)
         case "coreml":
             #if canImport(CoreML)
-            let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: units, reduceMemory: args.flag("--reduce-memory")))
-            let pipeline = try Pipeline(folder: folder, backend: backend, nonFiniteRecovery: recovery)
+            let opened = try ConvertedFolder(url: folder)
+            let backend = try CoreMLBackend(folder: opened, configuration: .init(computeUnits: units, reduceMemory: args.flag("--reduce-memory")))
+            let pipeline = try Pipeline(folder: opened, backend: backend, nonFiniteRecovery: recovery)
             try backend.load()
             try generate(request, pipeline: pipeline, output: output)
             #else

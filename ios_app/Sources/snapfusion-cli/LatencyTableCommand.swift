@@ -30,14 +30,14 @@ enum LatencyTableCommand: Command {
         let runs = try args.int("--runs") ?? 20
         let output = fileURL(args.string("--output") ?? "latency_table.json")
         #if canImport(CoreML)
-        let runner = LatencyTableRunner(backend: CoreMLBlockBackend(computeUnits: units), computeUnits: units.rawValue,
+        let runner = LatencyTableRunner(backend: CoreMLBlockBackend(computeUnits: units), computeUnits: units,
                                         warmup: warmup, runs: runs)
         let table = try runner.run(folder: folder, log: { printError($0) })
         try ReportCoding.write(table, to: output)
         print("wrote \(output.path): \(table.entries.count) blocks, " + String(format: "%.2f ms in total (p50)", table.entries.map(\.p50Ms).reduce(0, +)))
         #else
-        // Check the manifest here too, so a bad folder is reported before the platform.
-        _ = try BlockManifest.load(from: folder)
+        // Check the blocks manifest here too, so a bad folder is reported before the platform.
+        _ = try BlocksManifest.load(from: folder)
         _ = (warmup, runs, output)
         throw CLIError.unavailable("latency-table needs Core ML, which this platform does not have; run it on macOS")
         #endif

@@ -1,7 +1,7 @@
 import Foundation
 import SnapFusionKit
 
-/// `snapfusion-cli tokenize --resources DIR "PROMPT"`: the 77 CLIP ids as one JSON line.
+/// `snapfusion-cli tokenize --resources DIR "PROMPT"`: the CLIP ids (tokenizer.max_length of them) as one JSON line.
 enum TokenizeCommand: Command {
     static let name = "tokenize"
     static let summary = "print the CLIP token ids of a prompt as a JSON array (works everywhere)"
@@ -9,7 +9,7 @@ enum TokenizeCommand: Command {
     usage: snapfusion-cli tokenize --resources DIR PROMPT
 
     Prints the prompt's token ids (start token, BPE tokens, end token, padding; truncated and
-    padded to the folder's max length, 77) as a JSON array on one line. Put `--` before a
+    padded to the folder's tokenizer.max_length, CLIP's 77) as a JSON array on one line. Put `--` before a
     prompt that starts with "-".
 
     options:
@@ -26,12 +26,7 @@ enum TokenizeCommand: Command {
         }
         let tokenizer: CLIPTokenizer
         if FileManager.default.fileExists(atPath: folder.appendingPathComponent(PipelineDescription.fileName).path) {
-            let description = try PipelineDescription.decode(
-                Data(contentsOf: folder.appendingPathComponent(PipelineDescription.fileName)),
-                source: folder.appendingPathComponent(PipelineDescription.fileName).path)
-            tokenizer = try CLIPTokenizer(directory: folder, vocabFile: description.tokenizer.vocab,
-                                          mergesFile: description.tokenizer.merges,
-                                          configuration: description.tokenizerConfiguration)
+            tokenizer = try ConvertedFolder(url: folder, requiring: []).makeTokenizer()
         } else {
             tokenizer = try CLIPTokenizer(directory: folder)
         }

@@ -9,11 +9,11 @@ final class FakeBlockBackend: BlockBackend {
 
     init(clock: FakeClock) { self.clock = clock }
 
-    func loadBlock(_ block: BlockManifest.Block, at url: URL) throws -> BlockPredictor {
+    func loadBlock(_ block: BlocksManifest.Block, at url: URL) throws -> BlockPredictor {
         loaded.append(url.lastPathComponent)
         // Cost grows with the work: channels^2 x resolution^2, plus a fixed attention cost.
         let cost = Double(block.channels * block.channels * block.resolution * block.resolution) / 1e8 * Double(block.batch)
-            + (block.kind == "transformer" ? 0.5 : 0.1)
+            + (block.kind == .transformer ? 0.5 : 0.1)
         return Predictor(clock: clock, cost: cost)
     }
 
@@ -70,7 +70,7 @@ final class FakeBlockBackend: BlockBackend {
         let pipeline = Pipeline(description: description, tokenizer: try CLIPTokenizer(directory: GoldenFiles.tokenizerDirectory),
                                 backend: backend, clock: clock)
         let options = BenchmarkOptions(prompt: "a photo of an astronaut", seed: 0, warmup: 1, runs: jitter ? 5 : 3,
-                                       computeUnits: ComputeUnits.cpuAndNeuralEngine.rawValue)
+                                       computeUnits: .cpuAndNeuralEngine)
         let memory = FakeMemoryProbe(step: jitter ? 3_000_000 : 0)
         var report = try BenchmarkRunner(pipeline: pipeline, options: options, memory: memory).run()
         report.environment.date = "2026-01-01T00:00:00Z"
@@ -134,7 +134,7 @@ final class FakeBlockBackend: BlockBackend {
     static func fakeTable() throws -> LatencyTable {
         let clock = FakeClock()
         let backend = FakeBlockBackend(clock: clock)
-        return try LatencyTableRunner(backend: backend, computeUnits: "cpuAndNeuralEngine", warmup: 2, runs: 10, clock: clock)
+        return try LatencyTableRunner(backend: backend, computeUnits: .cpuAndNeuralEngine, warmup: 2, runs: 10, clock: clock)
             .run(folder: try blockFolder())
     }
 
@@ -153,7 +153,28 @@ final class FakeBlockBackend: BlockBackend {
         let folder = try Self.blockFolder()
         try FileManager.default.removeItem(at: folder.appendingPathComponent("mid_block.resnets.0.mlpackage"))
         #expect(throws: BenchmarkError.missingBlockPackage("mid_block.resnets.0.mlpackage", folder.path)) {
-            try BlockManifest.load(from: folder)
+            try BlocksManifest.load(from: folder)
+        }
+    }
+
+    /// tests/golden/blocks_manifests.json, read by the Python contract tests too
+    /// (tests/test_pipeline_json.py): the valid sample decodes, every other one is refused.
+    @Test func goldenBlocksManifests() throws {
+        let data = try Data(contentsOf: GoldenFiles.golden.appendingPathComponent("blocks_manifests.json"))
+        let cases = try #require((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["cases"] as? [[String: Any]])
+        #expect(cases.count >= 5)
+        for item in cases {
+            let name = try #require(item["name"] as? String)
+            let json = try JSONSerialization.data(withJSONObject: try #require(item["manifest"]))
+            if item["expect"] as? String == "ok" {
+                let blocksManifest = try BlocksManifest.decode(json, source: name)
+                #expect(blocksManifest.blocks.map { "\($0.stage).\($0.kind.moduleGroup).\($0.index)" }
+                        == ["down_blocks.0.resnets.0", "down_blocks.1.attentions.0"])
+                #expect(blocksManifest.blocks.map(\.kind) == [.resnet, .transformer])
+                #expect(blocksManifest.blocks[0].inputs[0].shape == [2, 32, 8, 12])
+            } else {
+                #expect(throws: BenchmarkError.self, "\(name) should be refused") { try BlocksManifest.decode(json, source: name) }
+            }
         }
     }
 

@@ -216,10 +216,10 @@ final class MemoryFileSystem: CacheFileSystem, @unchecked Sendable {
             let package = folder.appendingPathComponent("\(name).mlpackage")
             try FileManager.default.moveItem(at: package, to: folder.appendingPathComponent("\(name).mlmodelc"))
         }
-        _ = try PipelineDescription.load(from: folder)
+        _ = try ConvertedFolder(url: folder).description
         try FileManager.default.removeItem(at: folder.appendingPathComponent("UnetChunk2.mlmodelc"))
         #expect(throws: PipelineDescriptionError.missingFile("UnetChunk2.mlpackage", component: "unet", folder: folder.path)) {
-            try PipelineDescription.load(from: folder)
+            try ConvertedFolder(url: folder).description
         }
     }
 }

@@ -19,7 +19,7 @@ import Testing
     @Test(arguments: cases) func loadsOrRejects(item: PipelineCase) throws {
         let folder = try ModelFolder.make(json: try ModelFolder.json(named: item.name))
         do {
-            let description = try PipelineDescription.load(from: folder)
+            let description = try ConvertedFolder(url: folder).description
             #expect(item.expect == "ok", "\(item.name) loaded but should fail with \(item.expect)")
             let padZero = item.name == "non_square_float_ids_pad0"
             let shapes = ["non_square_float_ids_pad0": [1, 4, 12, 8], "non_square_with_lora": [1, 4, 8, 12]]
@@ -48,7 +48,7 @@ import Testing
         #expect(description.guidance.unetBatch == 2)
         #expect(description.latent.scaleFactor == 0.18215)
         #expect(description.components.unet?.files == ["Unet.mlpackage"])
-        #expect(description.components.textEncoder?.inputs?.first?.dtype == "float32")
+        #expect(description.components.textEncoder?.inputs.first?.dtype == "float32")
         #expect(try description.timesteps(steps: 8) == description.sampler.timesteps)
         #expect(try description.timesteps(steps: 4) == [999, 749, 499, 249])
     }
@@ -57,8 +57,33 @@ import Testing
     @Test func legacyFolderWithImageSizeAndInt32IdsDecodes() throws {
         let legacy = try PipelineDescription.decode(try ModelFolder.json(named: "legacy_image_size_int32_ids"))
         let current = try PipelineDescription.decode(try ModelFolder.json(named: "valid"))
-        #expect(legacy.components.textEncoder?.inputs?.first?.dtype == "int32")
+        #expect(legacy.components.textEncoder?.inputs.first?.dtype == "int32")
         #expect(legacy.latent.height == current.latent.height && legacy.latent.width == current.latent.width)
+    }
+
+    /// Older folders without `source.loras` or `tokenizer.pad_token_id` read as no LoRA and the
+    /// eos id, as snapfusion_coreml/pipeline_json.py reads them.
+    @Test func olderFormsReadAsPythonReadsThem() throws {
+        let older = try PipelineDescription.decode(try ModelFolder.json(named: "legacy_no_loras_no_pad_id"))
+        #expect(older.source?.loras == nil && older.tokenizer.padTokenId == older.tokenizer.eosTokenId)
+        #expect(older.imageHeight == 64 && older.imageWidth == 64)
+        let lora = try PipelineDescription.decode(try ModelFolder.json(named: "non_square_with_lora"))
+        #expect(lora.source?.loras == [.init(file: "style.safetensors", sha256: String(repeating: "4", count: 64), scale: 0.8,
+                                              path: "/loras/style.safetensors")])
+    }
+
+    @Test(arguments: ["negative_latent_height", "latent_width_as_text", "unet_batch_3", "timesteps_increasing",
+                      "unet_without_inputs", "input_ids_float64"])
+    func malformedValuesNameTheKey(name: String) throws {
+        let keys = ["negative_latent_height": "latent.height", "latent_width_as_text": "latent.width",
+                    "unet_batch_3": "guidance.unet_batch", "timesteps_increasing": "sampler.timesteps",
+                    "unet_without_inputs": "inputs", "input_ids_float64": "components.text_encoder.inputs[0].dtype"]
+        #expect {
+            try PipelineDescription.decode(try ModelFolder.json(named: name), source: "OUT/pipeline.json")
+        } throws: { error in
+            let text = (error as? PipelineDescriptionError)?.localizedDescription ?? ""
+            return text.contains(keys[name]!) && text.hasSuffix("(in OUT/pipeline.json)")
+        }
     }
 
     @Test func chunkedUnetListsBothFiles() throws {
@@ -71,7 +96,7 @@ import Testing
         let folder = try ModelFolder.make(json: try ModelFolder.json(named: "valid"))
         try FileManager.default.removeItem(at: folder.appendingPathComponent(file))
         #expect {
-            try PipelineDescription.load(from: folder)
+            try ConvertedFolder(url: folder).description
         } throws: { error in
             guard case let .missingFile(name, _, path)? = error as? PipelineDescriptionError else { return false }
             return name == file && path == folder.path && error.localizedDescription.contains(file)
@@ -82,20 +107,20 @@ import Testing
         let folder = try ModelFolder.make(json: try ModelFolder.json(named: "chunked_unet"))
         try FileManager.default.removeItem(at: folder.appendingPathComponent("UnetChunk2.mlpackage"))
         #expect(throws: PipelineDescriptionError.missingFile("UnetChunk2.mlpackage", component: "unet", folder: folder.path)) {
-            try PipelineDescription.load(from: folder)
+            try ConvertedFolder(url: folder).description
         }
     }
 
     @Test func folderWithoutPipelineJSONIsIncomplete() throws {
         let folder = try GoldenFiles.temporaryFolder()
         #expect(throws: PipelineDescriptionError.missingPipelineFile(folder.path)) {
-            try PipelineDescription.load(from: folder)
+            try ConvertedFolder(url: folder).description
         }
     }
 
     @Test func textEncoderOnlyFolderServesTheTokenizer() throws {
         let folder = try ModelFolder.make(json: try ModelFolder.json(named: "text_encoder_only"))
-        let description = try PipelineDescription.load(from: folder, requiring: [.textEncoder])
+        let description = try ConvertedFolder(url: folder, requiring: [.textEncoder]).description
         #expect(description.components.unet == nil)
     }
 

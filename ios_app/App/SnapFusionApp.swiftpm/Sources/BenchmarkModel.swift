@@ -27,7 +27,7 @@ final class BenchmarkModel: ObservableObject {
             return
         }
         let options = BenchmarkOptions(prompt: prompt, seed: 0, warmup: warmup, runs: runs,
-                                       reduceMemory: store.reduceMemory, computeUnits: store.computeUnits.rawValue)
+                                       reduceMemory: store.reduceMemory, computeUnits: store.computeUnits)
         let token = CancellationToken()
         self.token = token
         isRunning = true

@@ -10,6 +10,8 @@ final class ModelStore: ObservableObject {
     @Published private(set) var folder: URL?
     /// Its pipeline.json.
     @Published private(set) var description: PipelineDescription?
+    /// The folder in use, opened once (pipeline.json read and checked).
+    private var opened: ConvertedFolder?
     /// Why no folder could be used, or what went wrong importing one.
     @Published var message: String?
     @Published var computeUnits: ComputeUnits = .cpuAndNeuralEngine
@@ -31,13 +33,13 @@ final class ModelStore: ObservableObject {
     /// The pipeline for the current folder and settings, shared by every screen; rebuilt (and
     /// the previous models released) only when the folder or a setting changes.
     func pipeline() throws -> (pipeline: Pipeline, backend: CoreMLBackend) {
-        guard let folder else { throw AppError.noModel }
+        guard let folder, let opened else { throw AppError.noModel }
         let key = "\(folder.path)|\(computeUnits.rawValue)|\(reduceMemory)"
         if let shared, shared.key == key { return (shared.pipeline, shared.backend) }
         shared?.backend.unload()
         shared = nil
-        let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: computeUnits, reduceMemory: reduceMemory))
-        let pipeline = try Pipeline(folder: folder, backend: backend, nonFiniteRecovery: .retryOnCPUAndGPU)
+        let backend = try CoreMLBackend(folder: opened, configuration: .init(computeUnits: computeUnits, reduceMemory: reduceMemory))
+        let pipeline = try Pipeline(folder: opened, backend: backend, nonFiniteRecovery: .retryOnCPUAndGPU)
         shared = (key, pipeline, backend)
         return (pipeline, backend)
     }
@@ -59,7 +61,7 @@ final class ModelStore: ObservableObject {
         let scoped = source.startAccessingSecurityScopedResource()
         defer { if scoped { source.stopAccessingSecurityScopedResource() } }
         do {
-            _ = try PipelineDescription.load(from: source)
+            _ = try ConvertedFolder(url: source)
             let destination = try Self.modelsDirectory().appendingPathComponent(source.lastPathComponent, isDirectory: true)
             try await FolderCopy.copy(source, to: destination) { fraction in
                 Task { @MainActor [weak self] in self?.importProgress = fraction }
@@ -74,7 +76,9 @@ final class ModelStore: ObservableObject {
     }
 
     private func use(_ url: URL) throws {
-        description = try PipelineDescription.load(from: url)
+        let opened = try ConvertedFolder(url: url)
+        self.opened = opened
+        description = opened.description
         folder = url
         message = nil
     }

@@ -22,7 +22,7 @@ public struct BenchmarkReport: Codable, Equatable, Sendable {
         /// `hw.machine` on iOS ("iPhone15,2"), `hw.model` on macOS ("Mac14,2"), `uname` on Linux.
         public var deviceModel: String
         public var os: String
-        public var computeUnits: String
+        public var computeUnits: ComputeUnits
         public var toolVersion: String
         /// ISO 8601, UTC.
         public var date: String
@@ -82,30 +82,5 @@ public struct BenchmarkReport: Codable, Equatable, Sendable {
             endToEndMs = Statistics(runs.map(\.endToEndMs))
             peakMemoryBytes = Statistics(runs.map { Double($0.peakMemoryBytes) })
         }
-    }
-}
-
-/// JSON coding shared by the benchmark and latency-table files.
-public enum ReportCoding {
-    /// Pretty-printed, sorted keys, snake_case.
-    public static func encoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        return encoder
-    }
-
-    /// snake_case keys.
-    public static func decoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return decoder
-    }
-
-    /// Encodes `value` and writes it atomically, ending with a newline.
-    public static func write<T: Encodable>(_ value: T, to url: URL) throws {
-        var data = try encoder().encode(value)
-        data.append(0x0A)
-        try data.write(to: url, options: .atomic)
     }
 }

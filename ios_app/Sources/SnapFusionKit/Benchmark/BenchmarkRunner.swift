@@ -1,37 +1,5 @@
 import Foundation
 
-/// Settings of one benchmark.
-public struct BenchmarkOptions: Equatable, Sendable {
-    public var prompt: String
-    /// nil: pipeline.json's default.
-    public var steps: Int?
-    /// nil: pipeline.json's default.
-    public var guidanceScale: Double?
-    public var seed: UInt64
-    /// Unmeasured generations before the measured ones.
-    public var warmup: Int
-    /// Measured generations.
-    public var runs: Int
-    /// Recorded in the report; the backend implements it (models loaded per stage).
-    public var reduceMemory: Bool
-    /// Recorded in the report; the backend was created with it.
-    public var computeUnits: String
-
-    /// Defaults follow Apple's published methodology: one warm-up, then five measured runs.
-    public init(prompt: String = "a photo of an astronaut riding a horse on mars", steps: Int? = nil,
-                guidanceScale: Double? = nil, seed: UInt64 = 0, warmup: Int = 1, runs: Int = 5,
-                reduceMemory: Bool = false, computeUnits: String = ComputeUnits.cpuAndNeuralEngine.rawValue) {
-        self.prompt = prompt
-        self.steps = steps
-        self.guidanceScale = guidanceScale
-        self.seed = seed
-        self.warmup = warmup
-        self.runs = runs
-        self.reduceMemory = reduceMemory
-        self.computeUnits = computeUnits
-    }
-}
-
 /// Measures a pipeline: cold load, warm load, then `warmup` unmeasured and `runs` measured
 /// generations (text encoder, every UNet step, decoder, end to end, peak memory), and writes
 /// docs/contracts.md section 6. Backend-agnostic: anything behind `DiffusionBackend` can be timed.
@@ -93,26 +61,5 @@ public final class BenchmarkRunner {
             load: .init(coldMs: coldMs, warmMs: warmMs),
             runs: runs,
             summary: .init(runs: runs))
-    }
-}
-
-/// Errors of the benchmark harness.
-public enum BenchmarkError: LocalizedError, Equatable {
-    case invalidRunCount(Int, Int)
-    case missingManifest(String)
-    case malformedManifest(String, String)
-    case missingBlockPackage(String, String)
-
-    public var errorDescription: String? {
-        switch self {
-        case let .invalidRunCount(runs, warmup):
-            return "expected runs >= 1 and warmup >= 0, got runs \(runs) and warmup \(warmup)"
-        case let .missingManifest(folder):
-            return "no manifest.json in \(folder): expected a folder written by `snapfusion-coreml export-blocks`"
-        case let .malformedManifest(source, reason):
-            return "malformed block manifest: \(reason) (in \(source))"
-        case let .missingBlockPackage(file, folder):
-            return "missing block package \(file) in \(folder)"
-        }
     }
 }

@@ -1,28 +1,16 @@
 import Foundation
 
-/// One loaded single-block model that can be run on fixed inputs.
-public protocol BlockPredictor: AnyObject {
-    /// One prediction on the block's inputs (prepared once at load).
-    func predict() throws
-}
-
-/// Loads single-block packages; Core ML on Apple platforms, a fake in tests.
-public protocol BlockBackend: AnyObject {
-    /// Loads `block` from `url` with inputs of the manifest's shapes.
-    func loadBlock(_ block: BlockManifest.Block, at url: URL) throws -> BlockPredictor
-}
-
-/// Times every block of an exported manifest and builds the latency table: per block, load,
+/// Times every block of an exported blocks manifest and builds the latency table: per block, load,
 /// `warmup` unmeasured predictions, `runs` measured ones, p50/p95, then release.
 public final class LatencyTableRunner {
     public let backend: BlockBackend
     public let clock: MillisecondClock
     public let warmup: Int
     public let runs: Int
-    public let computeUnits: String
+    public let computeUnits: ComputeUnits
 
     /// A runner; defaults give stable percentiles for sub-millisecond blocks.
-    public init(backend: BlockBackend, computeUnits: String, warmup: Int = 3, runs: Int = 20,
+    public init(backend: BlockBackend, computeUnits: ComputeUnits, warmup: Int = 3, runs: Int = 20,
                 clock: MillisecondClock = MonotonicClock()) {
         self.backend = backend
         self.computeUnits = computeUnits
@@ -34,9 +22,9 @@ public final class LatencyTableRunner {
     /// Measures every block in `folder` (written by `snapfusion-coreml export-blocks`).
     public func run(folder: URL, cancellation: CancellationToken? = nil, log: ((String) -> Void)? = nil) throws -> LatencyTable {
         guard runs >= 1, warmup >= 0 else { throw BenchmarkError.invalidRunCount(runs, warmup) }
-        let manifest = try BlockManifest.load(from: folder)
+        let blocksManifest = try BlocksManifest.load(from: folder)
         var entries: [LatencyTable.Entry] = []
-        for (number, block) in manifest.blocks.enumerated() {
+        for (number, block) in blocksManifest.blocks.enumerated() {
             if cancellation?.isCancelled == true || Task.isCancelled { throw PipelineError.cancelled }
             let times: [Double] = try autoreleasing {
                 let predictor = try backend.loadBlock(block, at: folder.appendingPathComponent(block.package))
@@ -47,11 +35,11 @@ public final class LatencyTableRunner {
             entries.append(.init(stage: block.stage, index: block.index, kind: block.kind, resolution: block.resolution,
                                  channels: block.channels, inChannels: block.inChannels, batch: block.batch,
                                  p50Ms: stats.p50, p95Ms: stats.p95))
-            log?("[\(number + 1)/\(manifest.blocks.count)] \(block.package) p50 " + String(format: "%.3f ms", stats.p50))
+            log?("[\(number + 1)/\(blocksManifest.blocks.count)] \(block.package) p50 " + String(format: "%.3f ms", stats.p50))
         }
         return LatencyTable(toolVersion: SnapFusionKitVersion.string, estimated: false,
                             device: .init(model: SystemInfo.deviceModel, os: SystemInfo.operatingSystem, computeUnits: computeUnits),
-                            layout: manifest.layout, imageSize: manifest.imageSize, entries: entries)
+                            layout: blocksManifest.layout, imageSize: blocksManifest.imageSize, entries: entries)
     }
 }
 

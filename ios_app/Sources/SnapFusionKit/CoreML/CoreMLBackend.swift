@@ -7,6 +7,7 @@ import Foundation
 /// used when present; otherwise the package is compiled on first use and cached.
 ///
 /// ```swift
+/// let folder = try ConvertedFolder(url: url)
 /// let backend = try CoreMLBackend(folder: folder, configuration: .init(computeUnits: .cpuAndNeuralEngine))
 /// let pipeline = try Pipeline(folder: folder, backend: backend)
 /// try await backend.compile()   // first launch only: Core ML's asynchronous compiler
@@ -45,25 +46,15 @@ public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
     private var unet: [ManagedModel] { residency.models(of: .unet) }
     private var decoder: ManagedModel { residency.models(of: .decoder)[0] }
 
-    /// Prepares the models of `folder` (reads pipeline.json, checks files; loads nothing).
-    public init(folder: URL, configuration: Configuration = .init()) throws {
-        let description = try PipelineDescription.load(from: folder)
-        self.description = description
+    /// Prepares the models of an opened folder (resolves each component's files; loads nothing).
+    public init(folder: ConvertedFolder, configuration: Configuration = .init()) throws {
+        self.description = folder.description
         self.configuration = configuration
-        let source = folder.appendingPathComponent(ResourceNames.pipeline).path
         func managed(_ name: PipelineDescription.ComponentName) throws -> [ManagedModel] {
-            guard let component = description.component(name) else {
-                throw PipelineDescriptionError.missingComponent(name.rawValue, source)
-            }
-            guard !component.files.isEmpty else {
-                throw PipelineDescriptionError.malformed(source, "component \"\(name.rawValue)\" names no file")
-            }
-            return try component.files.map { file in
-                guard let url = ModelFiles.resolve(file, in: folder) else {
-                    throw PipelineDescriptionError.missingFile(file, component: name.rawValue, folder: folder.path)
-                }
-                return ManagedModel(url: url, sha256: component.sha256, computeUnits: configuration.computeUnits.mlComputeUnits,
-                                    cache: configuration.cache)
+            let sha256 = folder.description.component(name)?.sha256
+            return try folder.modelURLs(name).map { url in
+                ManagedModel(url: url, sha256: sha256, computeUnits: configuration.computeUnits.mlComputeUnits,
+                             cache: configuration.cache)
             }
         }
         residency = ModelResidency(components: [(.textEncoder, try managed(.textEncoder)), (.unet, try managed(.unet)),
@@ -176,7 +167,6 @@ public enum CoreMLBackendError: LocalizedError, Equatable {
     case loadFailed(String, String)
     case missingInput(String, model: String)
     case missingOutput(String, model: String)
-    case missingInputShape(String, block: String)
     case imageConversionFailed
     case unsupportedOutputType(String)
 
@@ -190,8 +180,6 @@ public enum CoreMLBackendError: LocalizedError, Equatable {
             return "\(model) expects an input \"\(name)\" that neither the UNet inputs nor the previous chunk provide"
         case let .missingOutput(name, model):
             return "expected \(model) to return \"\(name)\"; was the folder written by `snapfusion-coreml convert`?"
-        case let .missingInputShape(name, block):
-            return "expected a shape for input \"\(name)\" of \(block) in manifest.json"
         case .imageConversionFailed:
             return "could not convert the decoded image to a CGImage"
         case let .unsupportedOutputType(type):

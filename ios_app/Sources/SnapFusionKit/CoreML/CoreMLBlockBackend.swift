@@ -3,7 +3,7 @@ import CoreML
 import Foundation
 
 /// Loads the single-block packages of `snapfusion-coreml export-blocks` for the latency-table
-/// runner. Inputs are seeded standard-normal arrays of the manifest's shapes, built once per block.
+/// runner. Inputs are seeded standard-normal arrays of the blocks manifest's shapes, built once per block.
 public final class CoreMLBlockBackend: BlockBackend {
     private let computeUnits: MLComputeUnits
     private let cache: CompiledModelCache
@@ -14,14 +14,13 @@ public final class CoreMLBlockBackend: BlockBackend {
         self.cache = cache
     }
 
-    public func loadBlock(_ block: BlockManifest.Block, at url: URL) throws -> BlockPredictor {
+    public func loadBlock(_ block: BlocksManifest.Block, at url: URL) throws -> BlockPredictor {
         let model = ManagedModel(url: url, sha256: nil, computeUnits: computeUnits, cache: cache)
         try model.load()
         var generator = TorchRandomSource(seed: 0)
         var features: [String: MLFeatureValue] = [:]
         for input in block.inputs {
-            guard let shape = input.shape else { throw CoreMLBackendError.missingInputShape(input.name, block: block.package) }
-            features[input.name] = MLFeatureValue(multiArray: generator.normalTensor(shape: shape).multiArray)
+            features[input.name] = MLFeatureValue(multiArray: generator.normalTensor(shape: input.shape).multiArray)
         }
         return Predictor(model: model, inputs: try MLDictionaryFeatureProvider(dictionary: features))
     }

@@ -1,17 +1,20 @@
 import Foundation
 
 /// pipeline.json, format_version 1 (docs/contracts.md section 2): everything the app needs to run
-/// a converted folder and nothing it must guess. Unknown keys are ignored.
+/// a converted folder and nothing it must guess. Unknown keys are ignored. The Python twin is
+/// snapfusion_coreml/pipeline_json.py (`PipelineManifest`); both read tests/golden/pipelines.json.
 ///
 /// ```swift
-/// let description = try PipelineDescription.load(from: folder)   // checks version and files
-/// let sampler = try description.makeSampler(steps: description.sampler.defaultSteps)
+/// let folder = try ConvertedFolder(url: url)          // reads and checks pipeline.json once
+/// let sampler = try folder.description.makeSampler(steps: folder.description.sampler.defaultSteps)
 /// ```
 public struct PipelineDescription: Codable, Equatable, Sendable {
     /// The only format this reader understands.
     public static let supportedFormatVersion = 1
     /// The file name inside a converted folder.
-    public static let fileName = "pipeline.json"
+    public static let fileName = ResourceNames.pipeline
+    /// Pixels per latent cell along each side (the VAE's downsampling): image = 8 x latent.
+    public static let vaeFactor = 8
 
     public var formatVersion: Int
     public var tool: Tool
@@ -45,6 +48,19 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
     public struct Source: Codable, Equatable, Sendable {
         public var model: String?
         public var unetLayout: String?
+        public var unetParameters: Int?
+        /// A single-file checkpoint's architecture (`sd-v1`, `sd-v2`, ...); nil otherwise.
+        public var base: String?
+        /// LoRAs merged into the weights, in the order applied; folders without the key: none.
+        public var loras: [LoraRecord]?
+    }
+
+    /// One LoRA merged into the weights before palettization.
+    public struct LoraRecord: Codable, Equatable, Sendable {
+        public var file: String
+        public var sha256: String?
+        public var scale: Double
+        public var path: String?
     }
 
     /// Latent shape and the VAE scale factor (the decoder takes `latents / scaleFactor`).
@@ -85,9 +101,11 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
     public struct Tokenizer: Codable, Equatable, Sendable {
         public var vocab: String
         public var merges: String
+        /// The text encoder's context length (CLIP: 77): every prompt is padded to it.
         public var maxLength: Int
         public var bosTokenId: Int
         public var eosTokenId: Int
+        /// The model's own pad id (SD-2.x: 0); folders written before the key pad with `eosTokenId`.
         public var padTokenId: Int
     }
 
@@ -107,13 +125,17 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var deploymentTarget: String?
         public var attention: String?
         public var compression: Compression?
-        public var inputs: [TensorDescription]?
-        public var outputs: [TensorDescription]?
+        /// The inputs the package takes, as the app builds them.
+        public var inputs: [TensorDescription]
+        public var outputs: [TensorDescription]
         /// Chunked UNet: the packages in execution order (`UnetChunk1`, `UnetChunk2`), else nil.
         public var chunks: [String]?
 
         /// The package files this component needs, in execution order.
         public var files: [String] { chunks ?? file.map { [$0] } ?? [] }
+
+        /// The declared input called `name`, if any.
+        public func input(_ name: String) -> TensorDescription? { inputs.first { $0.name == name } }
     }
 
     /// Weight compression summary.
@@ -125,11 +147,12 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var granularity: String?
     }
 
-    /// Name, shape and dtype of a model input or output.
+    /// Name, shape and dtype of a model input or output (also the blocks manifest's).
     public struct TensorDescription: Codable, Equatable, Sendable {
         public var name: String
-        public var shape: [Int]?
-        public var dtype: String?
+        public var shape: [Int]
+        /// "float32" or "int32" (a package may declare "float16").
+        public var dtype: String
     }
 
     /// The tokenizer configuration of this folder.
@@ -158,13 +181,30 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         DDIMSampler(schedule: noiseScheduleModel, predictionType: predictionType, timesteps: try timesteps(steps: steps))
     }
 
-    /// Output image height in pixels: `image.height`, else `image_size`, else 8 x the latent height.
-    /// `latent` stays authoritative for what the models take.
-    public var imageHeight: Int { image?.height ?? imageSize ?? latent.height * 8 }
+    /// Output image height in pixels: `image.height`, else `image_size`, else `vaeFactor` x the
+    /// latent height. `latent` stays authoritative for what the models take.
+    public var imageHeight: Int { image?.height ?? imageSize ?? latent.height * Self.vaeFactor }
 
-    /// Output image width in pixels: `image.width`, else `image_size`, else 8 x the latent width.
-    public var imageWidth: Int { image?.width ?? imageSize ?? latent.width * 8 }
+    /// Output image width in pixels: `image.width`, else `image_size`, else `vaeFactor` x the latent width.
+    public var imageWidth: Int { image?.width ?? imageSize ?? latent.width * Self.vaeFactor }
 
     /// The latent shape for one image: `(1, channels, height, width)`.
     public var latentShape: [Int] { [1, latent.channels, latent.height, latent.width] }
+}
+
+extension PipelineDescription.Tokenizer {
+    private enum CodingKeys: String, CodingKey {
+        case vocab, merges, maxLength, bosTokenId, eosTokenId, padTokenId
+    }
+
+    /// Decodes the section; a missing `pad_token_id` reads as `eos_token_id`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        vocab = try container.decode(String.self, forKey: .vocab)
+        merges = try container.decode(String.self, forKey: .merges)
+        maxLength = try container.decode(Int.self, forKey: .maxLength)
+        bosTokenId = try container.decode(Int.self, forKey: .bosTokenId)
+        eosTokenId = try container.decode(Int.self, forKey: .eosTokenId)
+        padTokenId = try container.decodeIfPresent(Int.self, forKey: .padTokenId) ?? eosTokenId
+    }
 }

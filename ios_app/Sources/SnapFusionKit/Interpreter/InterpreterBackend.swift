@@ -25,7 +25,7 @@ public final class InterpreterBackend: DiffusionBackend, @unchecked Sendable {
     public func unload() {}
 
     public func encodeText(tokenIDs: [Int32]) throws -> Tensor {
-        let declared = description.components.textEncoder?.inputs?.first { $0.name == ResourceNames.textEncoderInput }?.dtype
+        let declared = description.components.textEncoder?.input(ResourceNames.textEncoderInput)?.dtype
         let shape = [1, tokenIDs.count]
         let ids: InterpreterProtocol.Payload
         switch TokenInputType(dtype: declared) {

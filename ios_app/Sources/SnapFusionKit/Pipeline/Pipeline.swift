@@ -4,8 +4,9 @@ import Foundation
 /// classifier-free guidance from seeded noise, decode.
 ///
 /// ```swift
-/// let backend = try CoreMLBackend(folder: modelFolder)
-/// let pipeline = try Pipeline(folder: modelFolder, backend: backend)
+/// let folder = try ConvertedFolder(url: modelFolder)    // pipeline.json, read once
+/// let backend = try CoreMLBackend(folder: folder)
+/// let pipeline = try Pipeline(folder: folder, backend: backend)
 /// try backend.load()
 /// let run = pipeline.start(GenerationRequest(prompt: "a photo of an astronaut", seed: 42), previewEvery: 2)
 /// for await progress in run.progress { print(progress.stage, progress.step, progress.totalSteps) }
@@ -44,14 +45,10 @@ public final class Pipeline: Sendable {
         self.nonFiniteRecovery = nonFiniteRecovery
     }
 
-    /// Reads pipeline.json and the tokenizer from a converted folder (checking every file).
-    public convenience init(folder: URL, backend: any DiffusionBackend, clock: any MillisecondClock = MonotonicClock(),
+    /// A pipeline over an opened converted folder: its description and its tokenizer files.
+    public convenience init(folder: ConvertedFolder, backend: any DiffusionBackend, clock: any MillisecondClock = MonotonicClock(),
                             nonFiniteRecovery: NonFiniteRecovery = .fail) throws {
-        let description = try PipelineDescription.load(from: folder)
-        let tokenizer = try CLIPTokenizer(directory: folder, vocabFile: description.tokenizer.vocab,
-                                          mergesFile: description.tokenizer.merges,
-                                          configuration: description.tokenizerConfiguration)
-        self.init(description: description, tokenizer: tokenizer, backend: backend, clock: clock,
+        self.init(description: folder.description, tokenizer: try folder.makeTokenizer(), backend: backend, clock: clock,
                   nonFiniteRecovery: nonFiniteRecovery)
     }
 
@@ -113,7 +110,7 @@ public final class Pipeline: Sendable {
         let (ids, tokenizerMs) = clock.measure { (tokenizer.encode(request.prompt), guided ? tokenizer.encode(request.negativePrompt) : nil) }
         timings.tokenizerMs = tokenizerMs
 
-        // 2. text encoder: (1, 77, D) -> (1, D, 1, 77)
+        // 2. text encoder: (1, L, D) -> (1, D, 1, L), L = tokenizer.max_length (CLIP: 77)
         let (hidden, textMs) = try clock.measure { () throws -> (cond: Tensor, uncond: Tensor?) in
             let cond = try encode(ids.0)
             return (cond, try ids.1.map(encode))

@@ -1,13 +1,5 @@
 import Foundation
 
-/// What the UNet predicts.
-public enum PredictionType: String, Codable, Sendable {
-    /// v = alpha_t * eps - sigma_t * x (SnapFusion's distilled models).
-    case vPrediction = "v_prediction"
-    /// The added noise eps (Stable Diffusion 1.x).
-    case epsilon
-}
-
 /// Deterministic DDIM (eta = 0) over an explicit timestep list, in float64 as
 /// `snapfusion_coreml.schedule.ddim_step`:
 ///

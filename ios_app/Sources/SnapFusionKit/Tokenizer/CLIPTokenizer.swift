@@ -25,8 +25,16 @@ public struct CLIPTokenizer: Sendable {
         public var eosTokenID: Int
         public var padTokenID: Int
 
+        /// CLIP's context length (the text encoder's `max_position_embeddings`), for folders
+        /// without pipeline.json; a converted folder's `tokenizer.max_length` is used otherwise.
+        public static let clipMaxLength = 77
+        /// CLIP's `<|startoftext|>` and `<|endoftext|>` ids.
+        public static let clipBOS = 49406
+        public static let clipEOS = 49407
+
         /// Creates a configuration; the defaults are SD-1.x's CLIP values.
-        public init(maxLength: Int = 77, bosTokenID: Int = 49406, eosTokenID: Int = 49407, padTokenID: Int = 49407) {
+        public init(maxLength: Int = clipMaxLength, bosTokenID: Int = clipBOS, eosTokenID: Int = clipEOS,
+                    padTokenID: Int = clipEOS) {
             self.maxLength = maxLength
             self.bosTokenID = bosTokenID
             self.eosTokenID = eosTokenID

@@ -1,0 +1,108 @@
+"""Typed reading of one JSON object of a contract file (pipeline.json, a blocks manifest.json):
+every wrong or missing value is one UserError line, "expected X, got Y (in FILE)".
+
+    fields = JsonFields(data, "latent", "out/pipeline.json")
+    height = fields.integer("height", minimum=1)        # "expected latent.height as an integer >= 1, got -8 (in ...)"
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import UserError, expected
+
+MISSING: Any = object()
+
+
+def describe(value: Any) -> str:
+    """A short account of a JSON value for error messages: its type, and the value when small."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+    text = repr(value)
+    return f"{kind} {text}" if len(text) <= 60 and not isinstance(value, (dict, type(None))) else kind
+
+
+class JsonFields:
+    """The keys of one JSON object at `path` ("" for the top level) of the file `source`."""
+
+    def __init__(self, data: Any, path: str, source: str):
+        if not isinstance(data, dict):
+            raise expected(f"{path or 'the top level'} as a JSON object", describe(data), source)
+        self.data, self.path, self.source = data, path, source
+
+    def name(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.path}[{key}]"
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def raw(self, key: str, default: Any = MISSING) -> Any:
+        """The value at `key`; `default` when absent or null, an error when no default is given."""
+        value = self.data.get(key)
+        if value is None:
+            if default is MISSING:
+                raise expected(f"key {self.name(key)}", "null" if key in self.data else "none", self.source)
+            return default
+        return value
+
+    def fail(self, key: str | int, what: str, value: Any) -> UserError:
+        return expected(f"{self.name(key)} as {what}", describe(value), self.source)
+
+    def integer(self, key: str, minimum: int | None = None, default: Any = MISSING) -> int:
+        if not self.has(key):
+            return self.raw(key, default)
+        return self._integer(key, self.data[key], minimum)
+
+    def _integer(self, key: str | int, value: Any, minimum: int | None) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or (minimum is not None and value < minimum):
+            raise self.fail(key, "an integer" + (f" >= {minimum}" if minimum is not None else ""), value)
+        return value
+
+    def number(self, key: str, minimum: float | None = None, default: Any = MISSING) -> float | int:
+        """An int or float as written (6 stays 6, 0.8 stays 0.8)."""
+        if not self.has(key):
+            return self.raw(key, default)
+        value = self.data[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or (minimum is not None and value < minimum):
+            raise self.fail(key, "a number" + (f" >= {minimum}" if minimum is not None else ""), value)
+        return value
+
+    def string(self, key: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> str:
+        if not self.has(key):
+            return self.raw(key, default)
+        value = self.data[key]
+        if not isinstance(value, str) or not value or (choices and value not in choices):
+            raise self.fail(key, " or ".join(choices) if choices else "a non-empty string", value)
+        return value
+
+    def object(self, key: str, default: Any = MISSING) -> "JsonFields":
+        if not self.has(key):
+            self.raw(key, default)
+            return JsonFields({}, self.name(key), self.source)
+        return JsonFields(self.data[key], self.name(key), self.source)
+
+    def items(self, key: str, default: Any = MISSING) -> list[Any]:
+        if not self.has(key):
+            return list(self.raw(key, default))
+        value = self.data[key]
+        if not isinstance(value, list):
+            raise self.fail(key, "a list", value)
+        return value
+
+    def objects(self, key: str, default: Any = MISSING) -> list["JsonFields"]:
+        """A list of JSON objects, each as JsonFields at `key[i]`."""
+        name = self.name(key)
+        return [JsonFields(item, f"{name}[{i}]", self.source) for i, item in enumerate(self.items(key, default))]
+
+    def integers(self, key: str, minimum: int | None = None, default: Any = MISSING) -> tuple[int, ...]:
+        values = self.items(key, default)
+        inner = JsonFields({}, self.name(key), self.source)
+        return tuple(inner._integer(i, v, minimum) for i, v in enumerate(values))
+
+    def strings(self, key: str, default: Any = MISSING) -> tuple[str, ...]:
+        values = self.items(key, default)
+        if not all(isinstance(v, str) and v for v in values):
+            raise self.fail(key, "a list of non-empty strings", values)
+        return tuple(values)

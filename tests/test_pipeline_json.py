@@ -1,0 +1,131 @@
+"""pipeline.json as typed records (snapfusion_coreml/pipeline_json.py) against the golden samples the
+Swift tests read too (tests/golden/pipelines.json), a folder written by `convert`, and bad input: one
+"expected X, got Y (in FILE)" line, exit 2 from the CLI, the file left as it was."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.pipeline_json import PIPELINE_JSON, PipelineManifest
+from tests.cli_runner import run_cli
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+PIPELINES = json.loads((GOLDEN / "pipelines.json").read_text())["cases"]
+
+
+def _case(name: str) -> dict:
+    return copy.deepcopy(next(c["pipeline"] for c in PIPELINES if c["name"] == name))
+
+
+def with_documented_defaults(data: dict) -> dict:
+    """`data` as to_dict writes it back: the defaults listed in pipeline_json's docstring filled in."""
+    out = copy.deepcopy(data)
+    latent = out["latent"]
+    side = out.pop("image_size", None)
+    out.setdefault("image", {"height": side, "width": side} if side else
+                   {"height": 8 * latent["height"], "width": 8 * latent["width"]})
+    out.setdefault("source", {}).setdefault("loras", [])
+    out["tokenizer"].setdefault("pad_token_id", out["tokenizer"]["eos_token_id"])
+    for component in out["components"].values():
+        for key in ("file", "chunks", "sha256", "precision", "deployment_target", "attention", "compression",
+                    "size_bytes"):
+            component.setdefault(key, None)
+    return out
+
+
+@pytest.mark.parametrize("case", [c for c in PIPELINES if c["expect"] in ("ok", "missingComponent")], ids=lambda c: c["name"])
+def test_every_readable_golden_pipeline_json_round_trips(case):
+    manifest = PipelineManifest.from_dict(case["pipeline"], case["name"])
+    assert manifest.to_dict() == with_documented_defaults(case["pipeline"])
+    assert PipelineManifest.from_dict(manifest.to_dict()) == manifest
+
+
+@pytest.mark.parametrize("case", [c for c in PIPELINES if c["expect"] not in ("ok", "missingComponent")],
+                         ids=lambda c: c["name"])
+def test_every_unreadable_golden_pipeline_json_gives_one_line(case):
+    with pytest.raises(UserError) as info:
+        PipelineManifest.from_dict(case["pipeline"], "OUT/pipeline.json")
+    message = str(info.value)
+    assert message.startswith("expected ") and message.endswith("(in OUT/pipeline.json)") and "\n" not in message
+
+
+def test_older_forms_read_as_documented():
+    legacy = PipelineManifest.from_dict(_case("legacy_no_loras_no_pad_id"))
+    assert (legacy.image.height, legacy.image.width) == (64, 64)  # "image_size": 64
+    assert legacy.source.loras == () and legacy.tokenizer.pad_token_id == legacy.tokenizer.eos_token_id == 49407
+    assert legacy.component("text_encoder").input("input_ids").dtype == "int32"
+    neither = _case("valid")
+    del neither["image"]
+    assert PipelineManifest.from_dict(neither).image.to_dict() == {"height": 64, "width": 64}  # 8 x latent
+    lora = PipelineManifest.from_dict(_case("non_square_with_lora"))
+    assert lora.latent.size == (8, 12) and lora.image.to_dict() == {"height": 64, "width": 96}
+    assert lora.source.loras[0].scale == 0.8 and lora.source.loras[0].path == "/loras/style.safetensors"
+    assert PipelineManifest.from_dict(_case("chunked_unet")).component("unet").files == [
+        "UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(format_version=2), "expected pipeline.json format_version 1, got 2"),
+    (lambda d: d.pop("format_version"), "expected pipeline.json format_version 1, got none"),
+    (lambda d: d.pop("sampler"), "expected key sampler, got none"),
+    (lambda d: d["latent"].pop("scale_factor"), "expected key latent.scale_factor, got none"),
+    (lambda d: d["latent"].update(height=-8), "expected latent.height as an integer >= 1, got a number -8"),
+    (lambda d: d["latent"].update(width="8"), "expected latent.width as an integer >= 1, got a string '8'"),
+    (lambda d: d["latent"].update(width=True), "expected latent.width as an integer >= 1, got a boolean True"),
+    (lambda d: d.update(image={"height": 0, "width": 64}), "expected image.height as an integer >= 1, got a number 0"),
+    (lambda d: d.update(image_size=-64) or d.pop("image"), "expected image_size as an integer >= 1, got a number -64"),
+    (lambda d: d.update(tokenizer=[]), "expected tokenizer as a JSON object, got a list"),
+    (lambda d: d["guidance"].update(unet_batch=3), "expected guidance.unet_batch as 1 or 2, got a number 3"),
+    (lambda d: d["sampler"].update(timesteps=[]), "expected sampler.timesteps as a non-empty list in decreasing order"),
+    (lambda d: d["sampler"].update(timesteps=[999, "874"]), "expected sampler.timesteps[1] as an integer >= 0"),
+    (lambda d: d["noise_schedule"].update(beta_schedule="cosine"),
+     "expected noise_schedule.beta_schedule as scaled_linear or linear, got a string 'cosine'"),
+    (lambda d: d["components"].update(vae_encoder={}), "expected components from text_encoder, unet, decoder, got vae_encoder"),
+    (lambda d: d["components"]["unet"]["inputs"][0].update(shape=[2, 4, -8, 8]),
+     "expected components.unet.inputs[0].shape[2] as an integer >= 1, got a number -8"),
+    (lambda d: d["components"]["unet"]["inputs"][1].update(dtype="float64"),
+     "expected components.unet.inputs[1].dtype as float32 or float16 or int32, got a string 'float64'"),
+    (lambda d: d["components"]["decoder"].pop("outputs"), "expected key components.decoder.outputs, got none"),
+    (lambda d: d["components"]["unet"]["outputs"].append({"name": "noise_pred_2"}),
+     "expected key components.unet.outputs[1].shape, got none"),
+    (lambda d: d["components"]["decoder"].update(file=None), "expected components.decoder with a file or chunks, got neither"),
+    (lambda d: d["source"].update(loras=[{"file": "a.safetensors"}]), "expected key source.loras[0].scale, got none"),
+])
+def test_bad_values_give_one_line_naming_key_and_file(edit, message):
+    data = _case("valid")
+    edit(data)
+    with pytest.raises(UserError) as info:
+        PipelineManifest.from_dict(data, "OUT/pipeline.json")
+    assert str(info.value).startswith(message) and str(info.value).endswith(" (in OUT/pipeline.json)")
+    assert "\n" not in str(info.value)
+
+
+def test_a_converted_folder_round_trips(tiny_converted_dir):
+    written = json.loads((tiny_converted_dir / PIPELINE_JSON).read_text())
+    manifest = PipelineManifest.read(tiny_converted_dir)
+    assert manifest.to_dict() == written  # convert writes the current form: nothing to default
+    assert manifest.tokenizer.max_length == 77 and manifest.component("text_encoder").inputs[0].shape == (1, 77)
+    assert manifest.latent.image == manifest.image
+
+
+def test_the_cli_refuses_a_bad_pipeline_json_with_exit_2_and_keeps_it(tiny_converted_dir, tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for item in tiny_converted_dir.iterdir():
+        (folder / item.name).symlink_to(item)
+    data = json.loads((tiny_converted_dir / PIPELINE_JSON).read_text())
+    data["latent"]["height"] = -1
+    (folder / PIPELINE_JSON).unlink()
+    (folder / PIPELINE_JSON).write_text(json.dumps(data))
+    before = (folder / PIPELINE_JSON).read_text()
+    for argv in (["inspect", str(folder)], ["verify", str(folder)], ["generate", str(folder), "--prompt", "a cat", "-o", str(tmp_path / "a.png")]):
+        code, _, err = run_cli(argv, capsys)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1, (argv, err)
+        assert f"expected latent.height as an integer >= 1, got a number -1 (in {folder / PIPELINE_JSON})" in lines[0]
+    assert (folder / PIPELINE_JSON).read_text() == before and not (tmp_path / "a.png").exists()
