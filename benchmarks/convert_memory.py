@@ -49,6 +49,7 @@ def child(model: str, out: str, palettize: str, result_path: str) -> None:
     import psutil
 
     from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_palettize
+    from snapfusion_coreml.memory import unmap_large_allocations
 
     process = psutil.Process()
     stages: list[dict] = []
@@ -75,6 +76,7 @@ def child(model: str, out: str, palettize: str, result_path: str) -> None:
     compression, per_component = parse_palettize(palettize, "kmeans")
     options = ConvertOptions(out=Path(out), compression=compression, component_compression=per_component, overwrite=True)
     start = time.perf_counter()
+    unmap_large_allocations()  # as `snapfusion-coreml convert` does for its process
     summary = convert_pipeline(model, options, lambda key, event: next_stage(key if event == "start" else "write"))
     next_stage("end")
     done.set()

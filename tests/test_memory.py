@@ -16,13 +16,17 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # In a fresh interpreter: a freed 4 MB chunk raises glibc's mmap threshold, so the next 64 chunks of
 # 4 MB come from the heap; small arrays pinned between them keep the heap from shrinking on free.
 HOLES = textwrap.dedent("""
+    import sys
+
     import numpy as np
-    from snapfusion_coreml.memory import release_freed_memory
+    from snapfusion_coreml.memory import release_freed_memory, unmap_large_allocations
 
     def rss_mb():
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * 4096 / 1e6
 
+    if sys.argv[1] == "unmapped":
+        unmap_large_allocations()
     first = np.ones(4 << 20, dtype=np.uint8)
     del first
     chunks, pins = [], []
@@ -36,11 +40,23 @@ HOLES = textwrap.dedent("""
 """)
 
 
+def _freed_chunks(mode: str) -> tuple[float, float]:
+    """(resident MB after freeing the chunks, resident MB after release_freed_memory)."""
+    out = subprocess.run([sys.executable, "-c", HOLES, mode], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
 def test_freed_heap_chunks_leave_the_process():
-    out = subprocess.run([sys.executable, "-c", HOLES], capture_output=True, text=True, check=True).stdout.split()
-    held, after = float(out[0]), float(out[1])
-    assert held - after > 200  # 256 MB of freed chunks were still resident
+    held, after = _freed_chunks("default")
+    assert held - after > 200  # 256 MB of freed chunks were still resident until trimmed
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_large_allocations_leave_with_their_last_reference():
+    default, _ = _freed_chunks("default")
+    unmapped, _ = _freed_chunks("unmapped")
+    assert default - unmapped > 200  # never held: each chunk had its own mapping
 
 
 def test_reports_whether_it_could_trim():

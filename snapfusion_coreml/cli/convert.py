@@ -51,6 +51,7 @@ def convert(
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):
         from ..convert import ConvertOptions, convert_pipeline, parse_palettize
+        from ..memory import unmap_large_allocations
         from ..mixed_bits import mixed_bit_recipe
         from ..modeling.lora import parse_lora_option
 
@@ -71,6 +72,7 @@ def convert(
                 else:
                     progress.update(tasks[key], completed=1, description=f"converted {key}")
 
+            unmap_large_allocations()  # freed weights and activations leave the process (memory.py)
             summary = convert_pipeline(source, options, on_component, mixed_bit_recipe)
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}")
