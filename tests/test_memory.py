@@ -61,3 +61,23 @@ def test_large_allocations_leave_with_their_last_reference():
 
 def test_reports_whether_it_could_trim():
     assert release_freed_memory() is GLIBC
+
+
+def test_settled_objects_are_set_aside_until_the_block_ends():
+    import gc
+    import weakref
+
+    from snapfusion_coreml.memory import collections_of_new_objects_only
+
+    class Node:
+        pass
+
+    with collections_of_new_objects_only() as settle:
+        assert gc.get_freeze_count() > 0
+        garbage = Node()
+        garbage.self = garbage  # a cycle only the collector frees
+        gone = weakref.ref(garbage)
+        del garbage
+        settle()
+        assert gone() is None
+    assert gc.get_freeze_count() == 0

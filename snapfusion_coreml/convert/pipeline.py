@@ -8,7 +8,6 @@ component, not of the whole pipeline.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ from ..config import UNetLayout, resolve_layout
 from ..errors import UserError
 from ..image_size import ImageSize, latent_size
 from ..io import atomic_directory
+from ..memory import collections_of_new_objects_only
 from ..modeling.loading import ModelFolder, load_pipeline
 from ..modeling.lora import LoraFile, read_lora
 from ..pipeline import Pipeline
@@ -103,7 +103,7 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
     if mixed_recipe is None and any(options.compression_for(k, k != "decoder").mode == "mixed" for k in keys):
         raise ValueError(NO_MIXED_RECIPE)  # before any work
     results, inputs = [], {}
-    with atomic_directory(options.out, options.overwrite) as tmp:
+    with atomic_directory(options.out, options.overwrite) as tmp, collections_of_new_objects_only() as settle:
         for key in (c for c in COMPONENTS if c in options.components):
             if on_component:
                 on_component(key, "start")
@@ -111,7 +111,7 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
             results.append(convert_component(spec, options, tmp, source.source, mixed_recipe))
             inputs[key] = spec.inputs
             del spec
-            gc.collect()
+            settle()  # the component's program and weights go; what survives is set aside
             if on_component:
                 on_component(key, "done")
         # 3. tokenizer, then pipeline.json, last: its presence marks the folder complete

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..coreml.passes import validated_once_per_pipeline
+from ..coreml.passes import lean_pass_pipelines
 from ..coreml.tools import quiet_coremltools
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
@@ -43,7 +43,7 @@ def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None, consume: boo
     (benchmarks/results/convert_memory.md)."""
     ct = quiet_coremltools()
     # 1. frontend: TorchScript -> MIL program, no optimization passes yet
-    with torch.no_grad(), warnings.catch_warnings(), validated_once_per_pipeline():
+    with torch.no_grad(), warnings.catch_warnings(), lean_pass_pipelines():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(spec.module, spec.example_inputs(), strict=False, check_trace=False)
         program = ct.convert(
@@ -60,7 +60,7 @@ def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None, consume: boo
     if consume:
         spec.module = None  # freed with its last reference; convert_pipeline collects cycles once per component
     # 2. passes (fp16 cast, palettization when asked) and the ML program backend
-    with warnings.catch_warnings(), validated_once_per_pipeline():
+    with warnings.catch_warnings(), lean_pass_pipelines():
         warnings.simplefilter("ignore")
         mlmodel = ct.convert(
             program,

@@ -1,18 +1,25 @@
-"""coremltools' pass pipelines with one program validation per pipeline instead of one per pass.
+"""coremltools' pass pipelines without two whole-program walks that most passes do not need.
 
-coremltools 9.0's PassPipelineManager.apply_pipeline validates the whole program before the
-pipeline and again after each of its ~95 passes. Validation walks every op and every variable, so
-for a UNet of a few thousand ops it takes about a third of the conversion's CPU time
-(benchmarks/results/convert_memory.md). No pass relies on the validation of the pass before it:
-a pass that produced an invalid program is still caught, by the validation after the last pass
-of the pipeline, and the program written is the same op for op (tests/convert/test_passes.py).
+1. coremltools 9.0's PassPipelineManager.apply_pipeline validates the whole program before the
+   pipeline and again after each of its ~95 passes. Validation walks every op and every variable,
+   so for a UNet of a few thousand ops it takes about a third of the conversion's CPU time
+   (benchmarks/results/convert_memory.md). No pass relies on the validation of the pass before
+   it: a pass that produced an invalid program is still caught, by the validation after the last
+   pass of the pipeline.
+2. Every time a pass leaves a block, coremltools recomputes, for every variable, the set of
+   `constexpr_*` outputs upstream of it (Block._propagate_nonreplaceable_vars). Until a program
+   has such an op (palettization adds them at the end) every one of those sets is empty, so the
+   walk is skipped until a constexpr op first appears in the block; from then on it always runs.
 
-    with validated_once_per_pipeline():
+The program written is the same byte for byte (tests/convert/test_passes.py).
+
+    with lean_pass_pipelines():
         mlmodel = ct.convert(...)
 """
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -31,14 +38,36 @@ def apply_pipeline(prog, pass_pipeline) -> None:
     prog.validate()
 
 
+def _has_constexpr(block) -> bool:
+    return any(op.op_type.startswith("constexpr_") or any(_has_constexpr(b) for b in op.blocks)
+               for op in block.operations)
+
+
+def _propagate_once_constexpr(original):
+    """Block._propagate_nonreplaceable_vars, run for a block once it has (or had) a constexpr op."""
+    seen: weakref.WeakSet = weakref.WeakSet()
+
+    def propagate(block) -> None:
+        if block in seen or _has_constexpr(block):
+            seen.add(block)
+            original(block)
+
+    return propagate
+
+
 @contextmanager
-def validated_once_per_pipeline() -> Iterator[None]:
-    """Within the block, every coremltools pass pipeline runs through apply_pipeline above."""
+def lean_pass_pipelines() -> Iterator[None]:
+    """Within the block, coremltools' pass pipelines run through apply_pipeline above, and blocks
+    without constexpr ops skip the upstream-constexpr walk."""
+    from coremltools.converters.mil.mil.block import Block
     from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipelineManager
 
-    original = PassPipelineManager.__dict__["apply_pipeline"]
+    original_apply = PassPipelineManager.__dict__["apply_pipeline"]
+    original_propagate = Block._propagate_nonreplaceable_vars
     PassPipelineManager.apply_pipeline = staticmethod(apply_pipeline)
+    Block._propagate_nonreplaceable_vars = _propagate_once_constexpr(original_propagate)
     try:
         yield
     finally:
-        PassPipelineManager.apply_pipeline = original
+        PassPipelineManager.apply_pipeline = original_apply
+        Block._propagate_nonreplaceable_vars = original_propagate

@@ -1,4 +1,4 @@
-"""Conversion with one validation per pass pipeline, and the PyTorch module released early: the
+"""Conversion through lean pass pipelines, and the PyTorch module released early: the
 same packages as coremltools' own pipeline manager writes, and invalid programs still refused."""
 
 from __future__ import annotations
@@ -16,24 +16,28 @@ def _package_files(path):
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-def test_validating_once_writes_the_same_package_as_coremltools(tiny_pipeline, tmp_path, monkeypatch):
-    import coremltools as ct
-
+@pytest.mark.parametrize("palettize", [None, "6"])
+def test_lean_pipelines_write_the_same_package_as_coremltools(tiny_pipeline, tmp_path, monkeypatch, palettize):
+    """fp16, and 6-bit palettization inside the pipeline (constexpr ops appear at its end)."""
+    from snapfusion_coreml.convert import ConvertOptions, parse_palettize
+    from snapfusion_coreml.convert.compress import conversion_pass_pipeline
     from snapfusion_coreml.convert.recipe import to_coreml
-    from snapfusion_coreml.coreml import passes
 
+    compression, per_component = parse_palettize(palettize or "none", "kmeans")
+    options = ConvertOptions(out=tmp_path / "out", compression=compression, component_compression=per_component)
     spec = component_specs(tiny_pipeline, 8, ("unet",), 2)[0]
-    ours = to_coreml(spec, "iOS16", ct.PassPipeline.DEFAULT)
-    monkeypatch.setattr(passes, "validated_once_per_pipeline", _coremltools_own_manager)
-    monkeypatch.setattr("snapfusion_coreml.convert.recipe.validated_once_per_pipeline", _coremltools_own_manager)
-    theirs = to_coreml(spec, "iOS16", ct.PassPipeline.DEFAULT)
+    ours = to_coreml(spec, "iOS16", conversion_pass_pipeline(spec, options))
+    monkeypatch.setattr("snapfusion_coreml.convert.recipe.lean_pass_pipelines", _coremltools_own_manager)
+    theirs = to_coreml(spec, "iOS16", conversion_pass_pipeline(spec, options))
     save_package(ours, tmp_path / "ours.mlpackage")
     save_package(theirs, tmp_path / "theirs.mlpackage")
     assert _package_files(tmp_path / "ours.mlpackage") == _package_files(tmp_path / "theirs.mlpackage")
+    if palettize:
+        assert "constexpr_lut_to_dense" in (tmp_path / "ours.mlpackage").joinpath("Data/com.apple.CoreML/model.mlmodel").read_bytes().decode("latin-1")
 
 
 class _coremltools_own_manager:
-    """Stands in for validated_once_per_pipeline: leaves coremltools' manager in place."""
+    """Stands in for lean_pass_pipelines: leaves coremltools' manager in place."""
 
     def __enter__(self):
         return self
