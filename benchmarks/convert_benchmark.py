@@ -49,7 +49,9 @@ def machine() -> dict:
 
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # tracked files only, results excluded: the code that ran is the commit's unless this is set
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return out.stdout.strip() + ("+uncommitted" if dirty else "")
 
 

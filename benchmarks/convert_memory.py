@@ -116,7 +116,8 @@ def run_job(name: str, work: Path) -> dict:
         raise RuntimeError(f"{' '.join(command)} failed")
     result = json.loads(record.read_text())
     load_after = os.getloadavg()
-    return {"model": model, "palettize": job["palettize"], "process_seconds": round(seconds, 1),
+    label = "models/default (bundled)" if job["model"] is None else f"{job['model']} built in WORK by this script"
+    return {"model": label, "palettize": job["palettize"], "process_seconds": round(seconds, 1),
             "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
             "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), **result,
             "load_average": {"before": [round(x, 1) for x in load_before], "after": [round(x, 1) for x in load_after]},

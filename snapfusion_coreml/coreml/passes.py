@@ -10,6 +10,10 @@
    `constexpr_*` outputs upstream of it (Block._propagate_nonreplaceable_vars). Until a program
    has such an op (palettization adds them at the end) every one of those sets is empty, so the
    walk is skipped until a constexpr op first appears in the block; from then on it always runs.
+3. Before casting an op to fp16, coremltools checks each fp32 constant input for magnitudes above
+   fp16's 65504 (FP16ComputePrecision.fp16_overflow) through np.where on an extra axis: five int64
+   index arrays per conv weight, 1.2 GB for one 2560x1280x3x3 SD-1.5 weight, the peak memory of
+   the whole conversion. The same test is made here in 1M-value chunks.
 
 The program written is the same byte for byte (tests/convert/test_passes.py).
 
@@ -22,6 +26,10 @@ from __future__ import annotations
 import weakref
 from contextlib import contextmanager
 from typing import Iterator
+
+import numpy as np
+
+FP16_MAX = 65504.0
 
 
 def apply_pipeline(prog, pass_pipeline) -> None:
@@ -55,19 +63,46 @@ def _propagate_once_constexpr(original):
     return propagate
 
 
+def largest_finite_magnitude(value, chunk: int = 1 << 20) -> float:
+    """max |v| over the values of `value` below 1e38 (inf and NaN left out), 0 when none are,
+    computed `chunk` values at a time."""
+    flat = np.ravel(value)
+    largest = 0.0
+    for start in range(0, flat.size, chunk):
+        part = np.abs(flat[start:start + chunk])
+        largest = max(largest, float(np.max(part, where=part < 1e38, initial=0.0)))
+    return largest
+
+
+def fp16_overflow(op) -> bool:
+    """FP16ComputePrecision.fp16_overflow: does a constant fp32 input of `op` hold a finite value
+    beyond fp16's range? (Then the op stays fp32.)"""
+    for inputs in op.inputs.values():
+        for var in inputs if isinstance(inputs, (list, tuple)) else [inputs]:
+            if (var.op is not None and var.op.op_type == "const" and var.is_tensor_or_scalar_of(dtype="fp32")
+                    and largest_finite_magnitude(var.op.val.val) > FP16_MAX):
+                return True
+    return False
+
+
 @contextmanager
 def lean_pass_pipelines() -> Iterator[None]:
-    """Within the block, coremltools' pass pipelines run through apply_pipeline above, and blocks
-    without constexpr ops skip the upstream-constexpr walk."""
+    """Within the block, coremltools' pass pipelines run through apply_pipeline above, blocks
+    without constexpr ops skip the upstream-constexpr walk, and the fp16 overflow test is
+    fp16_overflow above."""
     from coremltools.converters.mil.mil.block import Block
+    from coremltools.converters.mil.mil.passes.defs.quantization import FP16ComputePrecision
     from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipelineManager
 
     original_apply = PassPipelineManager.__dict__["apply_pipeline"]
     original_propagate = Block._propagate_nonreplaceable_vars
+    original_overflow = FP16ComputePrecision.__dict__["fp16_overflow"]
     PassPipelineManager.apply_pipeline = staticmethod(apply_pipeline)
     Block._propagate_nonreplaceable_vars = _propagate_once_constexpr(original_propagate)
+    FP16ComputePrecision.fp16_overflow = staticmethod(fp16_overflow)
     try:
         yield
     finally:
         PassPipelineManager.apply_pipeline = original_apply
         Block._propagate_nonreplaceable_vars = original_propagate
+        FP16ComputePrecision.fp16_overflow = original_overflow

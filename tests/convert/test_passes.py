@@ -3,6 +3,7 @@ same packages as coremltools' own pipeline manager writes, and invalid programs 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,25 @@ def test_convert_releases_the_module_before_the_passes(tiny_pipeline):
     assert isinstance(spec.module, torch.nn.Module)
     to_coreml(spec, "iOS16", ct.PassPipeline.DEFAULT, consume=True)
     assert spec.module is None
+
+
+@pytest.mark.parametrize("value", [
+    np.float32(3.0), np.float32(70000.0), np.array([1.0, -70000.0], np.float32), np.array([np.inf, -np.inf, 2.0], np.float32),
+    np.array([np.nan, 65504.0], np.float32), np.full((3, 2, 1, 1), 65505.0, np.float32), np.array([-65504.0, 1e38], np.float32),
+    np.linspace(-7e4, 7e4, 3_000_003, dtype=np.float32).reshape(3, 1_000_001),
+])
+def test_fp16_overflow_test_agrees_with_coremltools(value):
+    """The chunked test gives coremltools' answer (its own code, on a const op holding `value`)."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil.passes.defs.quantization import FP16ComputePrecision
+
+    from snapfusion_coreml.coreml.passes import fp16_overflow
+
+    shape = np.shape(value) or (1,)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)])
+    def prog(x):
+        return mb.add(x=x, y=value)
+
+    op = next(op for op in prog.functions["main"].operations if op.op_type == "add")
+    assert fp16_overflow(op) == FP16ComputePrecision.fp16_overflow(op)
