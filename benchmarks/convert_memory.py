@@ -167,7 +167,10 @@ def summary_markdown(r: dict) -> str:
         lines += [f"Full size against Apple's torch2coreml ({apple['seconds']} s, {apple['peak_rss_gb']} GB, measured "
                   f"earlier on this machine kind): peak RSS {full['peak_rss_gb'] / apple['peak_rss_gb']:.2f}x "
                   f"(target <= {r['targets']['full_size_peak_rss_vs_apple']}), wall {full['process_seconds'] / apple['seconds']:.2f}x "
-                  f"(target <= {r['targets']['full_size_seconds_vs_apple']}).", ""]
+                  f"(target <= {r['targets']['full_size_seconds_vs_apple']}).", "",
+                  f"RSS figures are in units of 2^30 bytes; in 10^9 bytes the full-size peak is "
+                  f"{full['peak_rss_gb'] * 2**30 / 1e9:.2f}, {full['peak_rss_gb'] * 2**30 / 1e9 / apple['peak_rss_gb']:.2f}x "
+                  f"of the reference should that have been read in 10^9 bytes.", ""]
     return "\n".join(lines)
 
 
