@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -54,10 +55,16 @@ def unet_step_ms(model: Path) -> tuple[float, dict[str, int]]:
     return statistics.median(times), params
 
 
+def shown(path: Path) -> str:
+    """A path as recorded in the results: relative to the checkout when inside it."""
+    absolute = Path(path).absolute()
+    return str(absolute.relative_to(ROOT)) if absolute.is_relative_to(ROOT) else str(path)
+
+
 def evaluate(model: Path, steps: int, guidance: float, count: int, judge: Path, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "snapfusion_coreml", "eval", str(model), "-o", str(out), "--judge", str(judge),
+    cmd = [sys.executable, "-m", "snapfusion_coreml", "eval", shown(model), "-o", str(out), "--judge", shown(judge),
            "--count", str(count), "--guidance", str(guidance), "--steps", str(steps), "--overwrite"]
-    subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     result = json.loads((out / "results.json").read_text())["results"][0]
     return {"accuracy": result["judge_accuracy"], "judge_fd": result["judge_fd"], "command": " ".join(cmd[2:])}
 
@@ -77,13 +84,14 @@ def main() -> None:
             ("8-step CFG-aware student (snapfusion-tiny)", args.work / "student-cfg", 8),
             ("bundled models/default (CFG-aware student, fp16)", args.bundled, 8)]
     rows += [(f"converted: {p.name}", p, 8) for p in args.packages]
-    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    report = {"command": "python benchmarks/compare_default_model.py " + shlex.join(sys.argv[1:]),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
               "guidance": args.guidance, "count": args.count, "prompts": "shapes:3 (held out), image seeds 0..count-1",
               "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, model, steps) in enumerate(rows):
-            row = {"name": name, "model": str(model), "steps": steps,
+            row = {"name": name, "model": shown(model), "steps": steps,
                    **evaluate(model, steps, args.guidance, args.count, args.judge, Path(tmp) / f"e{i}")}
             if (model / "model_index.json").is_file():
                 ms, params = unet_step_ms(model)
@@ -93,7 +101,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "default_model_comparison"
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# The paper's comparison in miniature (bundled default model)", "",
-             f"`python benchmarks/compare_default_model.py` at guidance {args.guidance}, {args.count} held-out prompts "
+             f"`{report['command']}` at guidance {args.guidance}, {args.count} held-out prompts "
              f"(shapes:3) and image seeds; commit {report['commit'][:10]}; {report['machine']['cpus']} shared CPU cores.", "",
              "| model | steps | judge accuracy | shape | color | background | all three | judge FD | UNet step (ms, batch 2, 1 thread) | UNet ms per image | UNet params |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
