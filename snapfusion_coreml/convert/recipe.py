@@ -37,10 +37,10 @@ def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None, consume: boo
     """Trace the component and convert it to an fp16 ML program for deployment target `target`
     (pass_pipeline: ct.convert's main pipeline, default coremltools' own).
 
-    consume=True releases spec.module once coremltools' torch frontend has read it, before the
-    pass pipeline casts every weight to fp16: the fp32 PyTorch weights are then freed while the
-    program is compressed, instead of staying alive next to their fp16 and palettized copies
-    (benchmarks/results/convert_memory.md)."""
+    consume=True releases spec.module once coremltools' torch frontend has read it. The program's
+    fp32 constants share the weights' memory, so nothing is freed at that point; what changes is
+    that the module no longer holds the weights once the passes have replaced those constants by
+    fp16 and palettized ones (benchmarks/results/convert_memory.md)."""
     ct = quiet_coremltools()
     # 1. frontend: TorchScript -> MIL program, no optimization passes yet
     with torch.no_grad(), warnings.catch_warnings(), lean_pass_pipelines():
