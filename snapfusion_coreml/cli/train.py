@@ -134,13 +134,16 @@ def v_pred(
     ema_decay: EmaDecay = 0.9999, checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None,
     resume: Resume = True, overwrite: Overwrite = False, vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
     data_steps: DataSteps = 32,
+    train_text_encoder: Annotated[bool, typer.Option(
+        "--train-text-encoder", help="Fine-tune the text encoder with the UNet (frozen otherwise).")] = False,
 ) -> None:
     """Fine-tune an epsilon-prediction model to v-prediction (L_ori = ||v_hat - v||^2)."""
     from ..train.vpred import VPredConfig, train_vpred
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
                          checkpoint_every, run_dir, resume, overwrite)
-    _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps))
+    _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps,
+                                                 train_text_encoder=train_text_encoder))
     _report("v-prediction fine-tune", out, result.losses)
 
 

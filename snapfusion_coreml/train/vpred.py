@@ -2,6 +2,8 @@
 
 L_ori = ||v_hat(t, z_t, c) - v||^2 with v = alpha_t * eps - sigma_t * x and t ~ U{0, ..., 999}.
 Data-free runs (prompt lists) draw x0 by sampling the frozen original epsilon model.
+With train_text_encoder the text encoder is fine-tuned with the UNet (the pair of `train base`),
+as diffusers' training scripts offer; otherwise it stays frozen and is saved unchanged.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ class VPredConfig:
     vae: Path | None = None  # diffusers VAE folder with an encoder (image data only)
     data_steps: int = 32  # DDIM steps when sampling x0 from the original model (prompt lists)
     data_guidance: float = 7.5
+    train_text_encoder: bool = False
 
 
 def train_vpred(config: VPredConfig) -> tuple[Pipeline, TrainResult]:
     from ..modeling.loading import save_pipeline
+    from ..tokenizer import tokenize
+    from .base import TextToImage
 
     # 1. load models: the frozen original (data-free x0) and the trainable copy
     config.training.validate()
@@ -43,6 +48,8 @@ def train_vpred(config: VPredConfig) -> tuple[Pipeline, TrainResult]:
     accelerator = make_accelerator(run)
     device = accelerator.device
     student = copy.deepcopy(original.unet).train().requires_grad_(True)
+    if config.train_text_encoder:
+        student = TextToImage(copy.deepcopy(original.text_encoder), student).train().requires_grad_(True)
     freeze(original.unet).to(device)
     text = TextConditioner(original, device)
 
@@ -60,15 +67,21 @@ def train_vpred(config: VPredConfig) -> tuple[Pipeline, TrainResult]:
         x0 = source(batch, micro_step, device)
         t = uniform_timesteps(x0.shape[0], original.scheduler, run.seed, micro_step, rank, device, world)
         noised = noise_batch(x0, t, cumprod, run.seed, micro_step, rank, world)
-        prediction = model(noised.z_t, t.float(), text(batch.captions))
+        if config.train_text_encoder:
+            prediction = model(noised.z_t, t.float(), tokenize(original.tokenizer, batch.captions).to(device))
+        else:
+            prediction = model(noised.z_t, t.float(), text(batch.captions))
         return losses.original_loss(prediction.float(), x0, noised.eps, noised.alpha, noised.sigma, "v_prediction"), {}
 
     # 4. train and save with prediction_type v_prediction
     fingerprint = {"kind": "train-v-pred", "model": str(config.model), "data": str(config.data),
                    "caption_dropout": config.caption_dropout, "data_steps": config.data_steps,
-                   "data_guidance": config.data_guidance}
+                   "data_guidance": config.data_guidance, "train_text_encoder": config.train_text_encoder}
     result = run_training(accelerator, run, student, step_fn, "train v-pred", fingerprint)
-    tuned = dataclasses.replace(original, unet=freeze(result.model.cpu()),
+    trained = result.model.cpu()
+    unet, text_encoder = ((trained.unet, freeze(trained.text_encoder)) if config.train_text_encoder
+                          else (trained, original.text_encoder))
+    tuned = dataclasses.replace(original, unet=freeze(unet), text_encoder=text_encoder,
                                 scheduler=dataclasses.replace(original.scheduler, prediction_type="v_prediction"),
                                 source=f"v-prediction fine-tune of {config.model}")
     tuned.text_encoder.cpu()

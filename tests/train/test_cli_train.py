@@ -54,7 +54,7 @@ def test_train_commands_end_to_end(tmp_path, prompts, monkeypatch, capsys):
     save_pipeline(build_tiny_pipeline(prediction_type="epsilon"), eps)
     common = ["--max-steps", "2", "--batch-size", "2", "--lr", "1e-3", "--checkpoint-every", "0"]
     code, err = run_cli(monkeypatch, capsys, "train", "v-pred", str(eps), "--data", str(prompts), "-o", str(tmp_path / "v"),
-                         "--data-steps", "2", *common)
+                         "--data-steps", "2", "--train-text-encoder", *common)
     assert code == 0, err
     code, err = run_cli(monkeypatch, capsys, "latency", "estimate", str(tmp_path / "v"))
     assert code == 0, err

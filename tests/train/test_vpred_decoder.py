@@ -18,6 +18,18 @@ def test_vpred_loss_falls(eps_model_dir, prompts, tmp_path, training):
     assert load_pipeline(tmp_path / "v").scheduler.prediction_type == "v_prediction"
 
 
+def test_vpred_trains_the_text_encoder_only_when_asked(eps_model_dir, prompts, tmp_path, training):
+    original = load_pipeline(eps_model_dir).text_encoder.state_dict()
+    for train_text, name in ((False, "frozen"), (True, "tuned")):
+        train_vpred(VPredConfig(str(eps_model_dir), prompts, training(tmp_path / name, max_steps=3, learning_rate=1e-2),
+                                data_steps=2, train_text_encoder=train_text))
+    frozen = load_pipeline(tmp_path / "frozen").text_encoder.state_dict()
+    tuned = load_pipeline(tmp_path / "tuned").text_encoder.state_dict()
+    assert all(torch.equal(frozen[k], v) for k, v in original.items())
+    changed = [k for k, v in original.items() if not torch.equal(tuned[k], v)]
+    assert any("self_attn" in k for k in changed)
+
+
 def test_vpred_refuses_a_v_model(teacher_dir, prompts, tmp_path, training):
     with pytest.raises(UserError, match="expected an epsilon-prediction model"):
         train_vpred(VPredConfig(str(teacher_dir), prompts, training(tmp_path / "v")))
