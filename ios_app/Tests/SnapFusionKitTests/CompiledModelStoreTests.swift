@@ -198,6 +198,50 @@ final class MemoryFileSystem: CacheFileSystem, @unchecked Sendable {
         #expect(fs.contents(of: Self.cache) == ["A-\(Self.sha)", "C-\(Self.sha)"])
     }
 
+    /// Core ML's compiler output as Xcode and `coremlcompiler` write it: a `.mlmodelc` folder in a
+    /// fresh temporary directory holding coremldata.bin, model.mil, metadata.json and weights/.
+    static func writeCompiledModel(_ url: URL) throws {
+        try FileManager.default.createDirectory(at: url.appendingPathComponent("weights"), withIntermediateDirectories: true)
+        for file in ["coremldata.bin", "model.mil", "metadata.json", "weights/weight.bin"] {
+            try Data(file.utf8).write(to: url.appendingPathComponent(file))
+        }
+    }
+
+    @Test func realDiskEntriesArePublishedWholeAndHit() throws {
+        let root = try GoldenFiles.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let package = root.appendingPathComponent("models/Unet.mlpackage", isDirectory: true)
+        try FileManager.default.createDirectory(at: package, withIntermediateDirectories: true)
+        let cache = root.appendingPathComponent("Caches/CompiledModels", isDirectory: true)
+        let store = CompiledModelStore(directory: cache)  // LocalFileSystem: FileManager and rename(2)
+        var compiled: [URL] = []
+        func compile(_ package: URL) throws -> URL {
+            let out = root.appendingPathComponent("compiler-\(compiled.count)/Unet.mlmodelc", isDirectory: true)
+            try Self.writeCompiledModel(out)
+            compiled.append(out)
+            return out
+        }
+        let first = try store.compiledModel(for: package, sha256: Self.sha, compile: compile)
+        #expect(first.standardizedFileURL.path == cache.appendingPathComponent("Unet-\(Self.sha)/Unet.mlmodelc").standardizedFileURL.path)
+        #expect(FileManager.default.fileExists(atPath: first.appendingPathComponent("weights/weight.bin").path))
+        #expect(!FileManager.default.fileExists(atPath: compiled[0].path))  // moved, not copied
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache.path) == ["Unet-\(Self.sha)"])  // no staging left
+        #expect(try store.compiledModel(for: package, sha256: Self.sha, compile: compile) == first && compiled.count == 1)
+
+        // Another process publishes the entry while this one compiles: its entry is kept, ours discarded.
+        try store.clear()
+        let theirs = cache.appendingPathComponent("Unet-\(Self.sha)/Unet.mlmodelc", isDirectory: true)
+        let kept = try store.compiledModel(for: package, sha256: Self.sha) { package in
+            let ours = try compile(package)
+            try Self.writeCompiledModel(theirs)
+            try Data("theirs".utf8).write(to: theirs.appendingPathComponent("model.mil"))
+            return ours
+        }
+        #expect(try String(contentsOf: kept.appendingPathComponent("model.mil"), encoding: .utf8) == "theirs")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache.path) == ["Unet-\(Self.sha)"])
+        #expect(!FileManager.default.fileExists(atPath: compiled[1].path))
+    }
+
     @Test func compiledFolderNextToThePackageIsPreferred() throws {
         let folder = try GoldenFiles.temporaryFolder()
         try FileManager.default.createDirectory(at: folder.appendingPathComponent("Unet.mlpackage"), withIntermediateDirectories: true)
@@ -216,7 +260,9 @@ final class MemoryFileSystem: CacheFileSystem, @unchecked Sendable {
             let package = folder.appendingPathComponent("\(name).mlpackage")
             try FileManager.default.moveItem(at: package, to: folder.appendingPathComponent("\(name).mlmodelc"))
         }
-        _ = try ConvertedFolder(url: folder).description
+        let opened = try ConvertedFolder(url: folder)
+        #expect(try opened.modelURLs(.unet).map(\.lastPathComponent) == ["UnetChunk1.mlmodelc", "UnetChunk2.mlmodelc"])
+        #expect(try opened.modelURLs(.decoder).map(\.lastPathComponent) == ["VAEDecoder.mlmodelc"])
         try FileManager.default.removeItem(at: folder.appendingPathComponent("UnetChunk2.mlmodelc"))
         #expect(throws: PipelineDescriptionError.missingFile("UnetChunk2.mlpackage", component: "unet", folder: folder.path)) {
             try ConvertedFolder(url: folder).description
