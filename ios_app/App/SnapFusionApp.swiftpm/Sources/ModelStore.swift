@@ -52,7 +52,8 @@ final class ModelStore: ObservableObject {
 
     /// Copies a folder picked in the Files app into Application Support (so it stays readable
     /// without security-scoped access and survives the source being moved), with progress, then
-    /// uses the copy. A folder that is not a complete converted folder is refused before copying.
+    /// uses the copy. A folder that is not a complete converted folder, or whose files are still
+    /// iCloud placeholders, is refused before copying.
     func importFolder(_ source: URL) async {
         guard importProgress == nil else { return }
         message = nil
@@ -61,6 +62,7 @@ final class ModelStore: ObservableObject {
         let scoped = source.startAccessingSecurityScopedResource()
         defer { if scoped { source.stopAccessingSecurityScopedResource() } }
         do {
+            try FolderCopy.requireDownloaded(source)
             _ = try ConvertedFolder(url: source)
             let destination = try Self.modelsDirectory().appendingPathComponent(source.lastPathComponent, isDirectory: true)
             try await FolderCopy.copy(source, to: destination) { fraction in
@@ -135,6 +137,33 @@ enum FolderCopy {
 }
 
 extension FolderCopy {
+    /// Throws `ImportError.notDownloaded` when files below `folder` are in iCloud Drive but not on
+    /// the device, after asking iCloud to download them. iCloud Drive keeps such a file as a
+    /// hidden placeholder `.<name>.icloud` (and reports a downloading status other than
+    /// `.current`); copying it would copy the placeholder, and checking the folder would report a
+    /// missing pipeline.json or package instead of the real cause.
+    static func requireDownloaded(_ folder: URL) throws {
+        let keys: [URLResourceKey] = [.isUbiquitousItemKey, .ubiquitousItemDownloadingStatusKey]
+        guard let walker = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: keys) else {
+            throw ImportError.unreadable(folder.path)
+        }
+        var missing: [URL] = []
+        for case let url as URL in walker {
+            let name = url.lastPathComponent
+            if name.hasPrefix("."), name.hasSuffix(".icloud"), name.count > ".icloud".count + 1 {
+                let real = String(name.dropFirst().dropLast(".icloud".count))
+                missing.append(url.deletingLastPathComponent().appendingPathComponent(real))
+            } else if let values = try? url.resourceValues(forKeys: Set(keys)), values.isUbiquitousItem == true,
+                      let status = values.ubiquitousItemDownloadingStatus, status != .current {
+                missing.append(url)
+            }
+        }
+        guard let first = missing.first else { return }
+        for url in missing { try? FileManager.default.startDownloadingUbiquitousItem(at: url) }
+        let relative = String(first.standardizedFileURL.path.dropFirst(folder.standardizedFileURL.path.count + 1))
+        throw ImportError.notDownloaded(relative, count: missing.count)
+    }
+
     /// Every regular file below `folder`: URL, path relative to `folder`, size in bytes.
     /// (Synchronous: directory enumerators cannot be iterated in an async context.)
     static func regularFiles(in folder: URL) throws -> [(URL, String, Int64)] {
@@ -168,10 +197,14 @@ enum AppError: LocalizedError {
 enum ImportError: LocalizedError {
     case unreadable(String)
     case copyFailed(String, String)
+    case notDownloaded(String, count: Int)
 
     var errorDescription: String? {
         switch self {
         case let .unreadable(path): return "could not read the folder \(path)"
+        case let .notDownloaded(file, count):
+            return "expected the model files on this device, got \(count) still in iCloud (first: \(file)); "
+                + "they are downloading now: choose the folder again when the Files app shows them downloaded"
         case let .copyFailed(file, reason): return "could not copy \(file) into the app (is there enough free space?): \(reason)"
         }
     }
