@@ -120,7 +120,7 @@ def guided_prediction(cond: torch.Tensor, uncond: torch.Tensor | None, scale: fl
 
 def initial_latents(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """torch.randn on a CPU generator seeded by `seed`; the Swift RNG (ios_app TorchRandomSource)
-    reproduces it to float32 rounding (the same mt19937 draws; README "Generate")."""
+    reproduces it bit for bit where torch runs its AVX2 kernel (README "Generate")."""
     generator = torch.Generator("cpu").manual_seed(seed)
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 

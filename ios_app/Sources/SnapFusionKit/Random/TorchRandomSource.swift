@@ -1,22 +1,22 @@
 import Foundation
 
-/// Reproduces `torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))` in float32:
-/// the random bits exactly, the values to float32 rounding (max |difference| 7.6e-7 at 1x4x64x64
-/// and 1x4x96x64, about a third bit-identical). Tensors of 16 or more values go through torch's
-/// float Box-Muller, whose log/cos/sin come from the CPU kernel torch selects at run time
-/// (vectorised on AVX2 machines); this port evaluates the transform in double and rounds.
+/// Reproduces `torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))` in float32,
+/// bit for bit with PyTorch on x86-64 CPUs with AVX2 (where Python generates reference noise in
+/// this repository, measured on 1x4x64x64 and 1x4x96x64). PyTorch itself gives other last bits
+/// where it picks its scalar kernel (ARM CPUs such as Apple-silicon Macs, x86 without AVX2: libm's
+/// logf/cosf/sinf), up to about 1e-6 from these values.
 ///
-/// A port of the algorithm of Apple's ml-stable-diffusion `TorchRandomSource.swift` (MIT), which
-/// follows PyTorch's CPU generator:
+/// The algorithm follows PyTorch's CPU generator (Apple's ml-stable-diffusion
+/// `TorchRandomSource.swift`, MIT, ports the same algorithm with a double-precision transform):
 /// - mt19937 seeded with the low 32 bits of the seed (`at::mt19937`, aten/src/ATen/core/MT19937RNGEngine.h);
-/// - float32 tensors with at least 16 elements (`normal_fill`, aten/src/ATen/native/cpu/DistributionTemplates.h):
+/// - float32 tensors with at least 16 elements (`normal_fill_AVX2`, aten/src/ATen/native/cpu/DistributionTemplates.h):
 ///   fill every element with a 24-bit uniform, then Box-Muller in blocks of 16 (element j and
-///   j + 8 of a block form a pair); when the count is not a multiple of 16, the last 16 elements
-///   are redrawn as uniforms and transformed again;
+///   j + 8 of a block form a pair) with the kernel's own float polynomials (`TorchBoxMuller`);
+///   when the count is not a multiple of 16, the last 16 elements are redrawn as uniforms and
+///   transformed again;
 /// - fewer than 16 elements: one scalar `normal_distribution<double>` per element (53-bit uniforms,
 ///   Box-Muller in double, the second value of each pair cached for the next element).
 ///
-/// Unlike Apple's port, the redrawn tail uses 24-bit float uniforms, as `normal_fill` does;
 /// tests/golden/random.json pins the output against PyTorch for every path and for sampled
 /// values of real latent shapes.
 public struct TorchRandomSource: Sendable {
@@ -89,12 +89,12 @@ public struct TorchRandomSource: Sendable {
         }
         var data = (0..<count).map { _ in nextFloat() }
         for start in stride(from: 0, to: count - 15, by: 16) {
-            Self.boxMuller16(&data, at: start)
+            TorchBoxMuller.transform16(&data, at: start)
         }
         if count % 16 != 0 {
             let start = count - 16
             for i in start..<count { data[i] = nextFloat() }
-            Self.boxMuller16(&data, at: start)
+            TorchBoxMuller.transform16(&data, at: start)
         }
         return data
     }
@@ -102,18 +102,5 @@ public struct TorchRandomSource: Sendable {
     /// A tensor of standard normal values: `torch.randn(shape, generator=...)`.
     public mutating func normalTensor(shape: [Int]) -> Tensor {
         Tensor(validShape: shape, scalars: normalFloats(count: shape.reduce(1, *)))
-    }
-
-    /// Box-Muller over 16 uniforms: element j and j + 8 become cos and sin of one pair.
-    /// Computed in double and rounded to float; PyTorch's float kernels agree to about 1 ulp.
-    private static func boxMuller16(_ data: inout [Float], at start: Int) {
-        for j in 0..<8 {
-            let u1 = 1 - Double(data[start + j])
-            let u2 = Double(data[start + j + 8])
-            let radius = (-2.0 * log(u1)).squareRoot()
-            let theta = 2.0 * Double.pi * u2
-            data[start + j] = Float(radius * cos(theta))
-            data[start + j + 8] = Float(radius * sin(theta))
-        }
     }
 }
