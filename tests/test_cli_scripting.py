@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---- helpers -------------------------------------------------------------------------------
 
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+def start_cli(args: list[str], cwd: Path, **extra_env: str) -> subprocess.Popen:
     """The CLI in a child process, as a CI job runs it (stdout and stderr are pipes)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), TQDM_DISABLE="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TQDM_DISABLE="1", **extra_env)
     for name in ("TRANSFORMERS_VERBOSITY", "TRANSFORMERS_NO_ADVISORY_WARNINGS"):  # set by in-process runs
         env.pop(name, None)
     return subprocess.Popen([sys.executable, "-m", "snapfusion_coreml", *map(str, args)], cwd=cwd, env=env,
@@ -275,6 +275,22 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
          "error: model folder not found: nothere/model (for a hub id not downloaded yet, write hf:nothere/model)"),
         (["convert", model, "-o", str(converted)], 2, f"error: output folder {converted} already exists"),
         (["latency", "estimate", "--layout", "snapfusion", "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
+        (["latency", "estimate", "--layout", "snapfusion", "--image-size", "0"], 2,
+         "error: expected --image-size >= 1, got 0"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--image-size", "0"], 2,
+         "error: expected --image-size sides > 0, got '0'"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--image-size", "64x0"], 2,
+         "error: expected --image-size sides > 0, got '64x0'"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--unet-batch", "3"], 2, "error: expected --unet-batch 1 or 2, got 3"),
+        (["generate", model, "--prompt", "x", "-o", png, "--image-size", "0"], 2,
+         "error: expected --image-size sides > 0, got '0'"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--seed", str(2**64)], 2, "error: expected --seed in 0.."),
+        (["eval", model, "-o", str(tmp_path / "e"), "--count", "1"], 2, "error: expected --count >= 2, got 1"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--precision", "fp8"], 2,
+         "error: expected --precision fp16 or fp32, got 'fp8'"),
+        (["eval", "train-judge", "-o", str(tmp_path / "j"), "--held-out-seed", "-1"], 2,
+         "error: expected --held-out-seed in 0.."),
         (["train", "v-pred", model, "--data", model, "-o", str(tmp_path / "t"), "--seed", str(2**64)], 2,
          "error: expected --seed in 0.."),
     ]
@@ -290,6 +306,7 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
             assert len(got["err"].strip().splitlines()) == 1 and "Traceback" not in got["err"], (argv, got)
     assert report["torch"] is False
     assert (tmp_path / "x.png").read_bytes() == b"an existing output"
+    assert not any((tmp_path / name).exists() for name in ("o", "e", "j"))
 
 
 # ---- output for scripts ----------------------------------------------------------------------
@@ -330,19 +347,30 @@ def test_third_party_log_lines_only_with_verbose(tiny_model_dir, tmp_path):
 # ---- reproducible conversion -----------------------------------------------------------------
 
 def test_converting_twice_gives_identical_bytes(tiny_model_dir, tmp_path, capsys):
-    args = ["convert", str(tiny_model_dir), "--components", "text_encoder,decoder", "--palettize", "decoder=8"]
-    for name in ("a", "b"):
-        code, _, err = run_cli([*args, "-o", str(tmp_path / name)], capsys)
-        assert code == 0, err
+    """Run a: in this process. Run b: a child process with another hash seed, converting a copy of
+    the model at another path. Every package byte is the same; pipeline.json differs only in the
+    source path it records."""
+    args = ["--components", "text_encoder,decoder", "--palettize", "decoder=8"]
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(tmp_path / "a"), *args], capsys)
+    assert code == 0, err
+    moved = tmp_path / "elsewhere" / "model copy"
+    shutil.copytree(tiny_model_dir, moved)
+    proc = start_cli(["convert", moved, "-o", tmp_path / "b", *args], tmp_path, PYTHONHASHSEED="12345")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
     files = {name: sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*") if p.is_file())
              for name in ("a", "b")}
     assert files["a"] == files["b"] and len(files["a"]) >= 8
     for rel in files["a"]:
-        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
-    manifest = (tmp_path / "a" / "TextEncoder.mlpackage" / "Manifest.json").read_text()
-    assert "conversion_date" not in (tmp_path / "a" / "TextEncoder.mlpackage" / "Data" / "com.apple.CoreML"
-                                      / "model.mlmodel").read_bytes().decode("latin-1")
-    assert json.loads((tmp_path / "a" / "pipeline.json").read_text())["components"]["decoder"]["compression"]["bits"] == 8
-    assert str(tiny_model_dir) not in (tmp_path / "a" / "VAEDecoder.mlpackage" / "Data" / "com.apple.CoreML"
-                                       / "model.mlmodel").read_bytes().decode("latin-1")
-    assert json.loads(manifest)["rootModelIdentifier"] in json.loads(manifest)["itemInfoEntries"]
+        if rel != Path("pipeline.json"):
+            assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    manifests = {name: json.loads((tmp_path / name / "pipeline.json").read_text()) for name in ("a", "b")}
+    assert (manifests["a"]["source"].pop("model"), manifests["b"]["source"].pop("model")) == (str(tiny_model_dir), str(moved))
+    assert manifests["a"] == manifests["b"] and manifests["a"]["components"]["decoder"]["compression"]["bits"] == 8
+    for package in (tmp_path / "a").glob("*.mlpackage"):
+        for path in package.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes().decode("latin-1")
+                assert str(tiny_model_dir) not in data and str(tmp_path) not in data and "conversion_date" not in data, path
+        manifest = json.loads((package / "Manifest.json").read_text())
+        assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]

@@ -20,7 +20,8 @@ def estimate_command(
     layout: Annotated[Optional[str], typer.Option(help="Layout preset or JSON instead of MODEL (e.g. sd-v1.5, snapfusion).")] = None,
     steps: Annotated[Optional[int], typer.Option(callback=at_least(1, "--steps"),
                                                  help="Sampling steps [default: the model's].")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Image side in pixels [default: the model's].")] = None,
+    image_size: Annotated[Optional[int], typer.Option(callback=at_least(1, "--image-size"),
+                                                      help="Image side in pixels [default: the model's].")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the estimated latency table JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:

@@ -64,12 +64,13 @@ def finite(name: str, minimum: float | None = None) -> Callable[[Optional[float]
     return check
 
 
-def one_of(name: str, choices: tuple[str, ...]) -> Callable[[Optional[str]], Optional[str]]:
-    """A callback refusing strings outside `choices`."""
+def one_of(name: str, choices: tuple) -> Callable[[Any], Any]:
+    """A callback refusing values (strings or integers) outside `choices`."""
 
-    def check(value: Optional[str]) -> Optional[str]:
+    def check(value: Any) -> Any:
         if value is not None and value not in choices:
-            raise UserError(f"expected {name} {' or '.join(', '.join(choices).rsplit(', ', 1))}, got {value!r}")
+            listed = ", ".join(map(str, choices))
+            raise UserError(f"expected {name} {' or '.join(listed.rsplit(', ', 1))}, got {value!r}")
         return value
 
     return check
