@@ -124,13 +124,15 @@ def test_sigkill_leftover_is_removed_and_reported_by_the_next_run(tiny_model_dir
 def test_sigint_during_verify_or_generate_exits_130(command, tiny_model_dir, converted, tmp_path):
     args = {"verify": ["verify", converted],
             "generate": ["generate", tiny_model_dir, "--prompt", "a fox", "--steps", "1000", "-o", tmp_path / "a.png"]}
+    (tmp_path / "a.png").write_bytes(b"a previous image")
     proc = start_cli(args[command], tmp_path)
     wait_for(lambda: torch_loaded(proc.pid), proc, "torch is loaded")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "interrupted; nothing was written"
-    assert not (tmp_path / "a.png").exists() and not list(tmp_path.glob(".a.png*"))
+    last = {"verify": "interrupted; nothing was written", "generate": f"interrupted; {tmp_path / 'a.png'} untouched"}
+    assert err.strip().splitlines()[-1] == last[command] and "Traceback" not in err
+    assert (tmp_path / "a.png").read_bytes() == b"a previous image" and not list(tmp_path.glob(".a.png*"))
 
 
 # ---- output safety ---------------------------------------------------------------------------
@@ -213,6 +215,26 @@ def test_bracketed_path_is_printed_literally(converted, tiny_model_dir, tmp_path
     assert code == 2 and error_lines(err) == [f"error: output folder {out} already exists; pass --overwrite to replace it"]
     code, stdout, _ = run_cli(["inspect", str(out)], capsys)
     assert code == 0 and str(out) in stdout
+
+
+def test_shape_mismatch_list_is_printed_literally(tiny_model_dir, tmp_path, capsys):
+    """A decoder checkpoint written by safetensors itself with one tensor of the wrong shape: the
+    error keeps its bracketed list of mismatches (rich markup would drop it)."""
+    from safetensors.numpy import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    [weights] = (model / "vae_decoder").glob("*.safetensors")
+    tensors = load_file(str(weights))
+    name = sorted(k for k, v in tensors.items() if v.ndim == 4)[0]
+    tensors[name] = tensors[name][:1]
+    save_file(tensors, str(weights))
+    out = tmp_path / "out"
+    code, _, err = run_cli(["convert", str(model), "-o", str(out), "--components", "decoder"], capsys)
+    assert code == 2 and "Traceback" not in err
+    [line] = error_lines(err)
+    assert f"shape mismatches [{name}: expected (" in line and "] (1) (in " in line and str(weights.parent) in line, line
+    assert not out.exists() and leftovers(tmp_path, "out") == []
 
 
 # ---- verify: declared shapes and dtypes --------------------------------------------------------

@@ -10,7 +10,7 @@ import typer
 
 from ..assets import default_model_dir
 from ..errors import UserError, check_interrupted
-from ..io import os_error, writable_parent
+from ..io import claim_file, os_error, writable_parent
 from ..modeling.source import resolve_model_path
 from .options import at_least, finite, image_size_option, one_of, print_json, seed_in_range, stderr_console
 
@@ -51,6 +51,7 @@ def generate(
     if out.is_dir():
         raise UserError(f"expected an output file ending in .png, got a folder: {out}")
     writable_parent(out)
+    claim_file(out)  # Ctrl-C from here on: "interrupted; OUT untouched"
     converted = model is not None and (Path(model) / PIPELINE_JSON).is_file()
     if converted and device == "cuda":
         raise UserError("expected --device auto or cpu for a converted folder (the interpreter runs on the CPU), got cuda")
