@@ -104,6 +104,7 @@ def train_judge_command(
     train_images: int = typer.Option(0, "--train-images", callback=at_least(0, "--train-images"), help="Training scenes [default: the recipe's]"),
     epochs: int = typer.Option(0, "--epochs", callback=at_least(0, "--epochs"), help="Epochs [default: the recipe's]"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing judge folder"),
+    as_json: bool = typer.Option(False, "--json", help="Print the judge's record (accuracy, settings, time) as JSON"),
 ) -> None:
     """Train the attribute judge of the shapes domain (deterministic, minutes on a CPU)."""
     import dataclasses
@@ -122,6 +123,8 @@ def train_judge_command(
     console.print(f"wrote {out}: held-out accuracy (seed {held_out_seed}) shape {acc['shape']:.3f}, color {acc['color']:.3f}, "
                   f"background {acc['background']:.3f}, all three {acc['all']:.3f} ({meta['train_seconds']:.0f} s)",
                   highlight=False)
+    if as_json:
+        print_json({"out": str(out), **meta})
 
 
 def register(app: typer.Typer) -> None:

@@ -109,9 +109,11 @@ def test_bad_input_exits_2_and_keeps_an_existing_output(tiny_model_dir, small_ju
 def test_train_judge_command(tmp_path, capsys):
     out = tmp_path / "judge"
     argv = ["eval", "train-judge", "-o", str(out), "--train-images", "64", "--epochs", "1", "--seed", "5"]
-    code, _, err = run_cli(argv, capsys)
+    code, stdout, err = run_cli([*argv, "--json"], capsys)
     assert code == 0, err
     record = json.loads((out / "judge.json").read_text())
+    printed = json.loads(stdout)
+    assert printed["out"] == str(out) and printed["held_out_accuracy"] == record["held_out_accuracy"]
     assert record["command"].startswith("snapfusion-coreml eval train-judge") and record["training"]["seed"] == 5
     assert "held-out accuracy (seed 2)" in " ".join(err.split())
     code, _, err = run_cli(argv, capsys)
