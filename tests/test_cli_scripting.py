@@ -315,6 +315,16 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
          "error: expected --held-out-seed in 0.."),
         (["train", "v-pred", model, "--data", model, "-o", str(tmp_path / "t"), "--seed", str(2**64)], 2,
          "error: expected --seed in 0.."),
+        (["train", "v-pred", model, "--data", model, "-o", str(tmp_path / "t"), "--caption-dropout", "nan"], 2,
+         "error: expected a finite number for --caption-dropout, got nan"),
+        (["distill", "steps", model, "--data", model, "-o", str(tmp_path / "t"), "--gamma", "nan"], 2,
+         "error: expected a finite number for --gamma, got nan"),
+        (["distill", "decoder", model, "--prompts", model, "-o", str(tmp_path / "t"), "--sample-steps", "0"], 2,
+         "error: expected --sample-steps >= 1, got 0"),
+        (["train", "latents", model, "--data", "shapes", "-o", str(tmp_path / "t"), "--image-size", "0"], 2,
+         "error: expected --image-size >= 1, got 0"),
+        (["evolve", model, "--data", model, "-o", str(tmp_path / "t"), "--latency-target-ms", "inf"], 2,
+         "error: expected a finite number for --latency-target-ms, got inf"),
     ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([argv for argv, _, _ in cases])], cwd=tmp_path,
@@ -328,7 +338,7 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
             assert len(got["err"].strip().splitlines()) == 1 and "Traceback" not in got["err"], (argv, got)
     assert report["torch"] is False
     assert (tmp_path / "x.png").read_bytes() == b"an existing output"
-    assert not any((tmp_path / name).exists() for name in ("o", "e", "j"))
+    assert not any((tmp_path / name).exists() for name in ("o", "e", "j", "t"))
 
 
 # ---- output for scripts ----------------------------------------------------------------------

@@ -23,8 +23,8 @@ Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint 
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
 Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions), a prompt-list file, or shapes[:SEED] (the procedural shapes data set).")]
 Vae = Annotated[Optional[Path], typer.Option(help="Diffusers VAE folder whose encoder turns training images into latents.")]
-DataSteps = Annotated[int, typer.Option(help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
-CaptionDropout = Annotated[float, typer.Option(help="Share of captions replaced by \"\" (the unconditional embedding).")]
+DataSteps = Annotated[int, typer.Option(callback=at_least(1, "--data-steps"), help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
+CaptionDropout = Annotated[float, typer.Option(callback=finite("--caption-dropout"), help="Share of captions replaced by \"\" (the unconditional embedding).")]
 
 
 def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
@@ -49,16 +49,16 @@ distill_app = typer.Typer(help="Distil a model: fewer sampling steps, or a slimm
                           rich_markup_mode=None)
 
 
-ImageSize = Annotated[int, typer.Option(help="Image side in pixels (latents are a multiple of 8 smaller).")]
+ImageSize = Annotated[int, typer.Option(callback=at_least(1, "--image-size"), help="Image side in pixels (latents are a multiple of 8 smaller).")]
 
 
 @train_app.command("autoencoder")
 def autoencoder(
     data: Data, out: Out, image_size: ImageSize = 128,
     block_out_channels: Annotated[str, typer.Option(help="Channels per block, comma-separated (4 blocks: latents 8x smaller).")] = "8,16,32,32",
-    layers_per_block: Annotated[int, typer.Option(help="ResNet blocks per encoder block (decoder: one more).")] = 1,
-    norm_num_groups: Annotated[int, typer.Option(help="GroupNorm groups (must divide every width, halved ones too for a 0.5 slim decoder).")] = 4,
-    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1e-6,
+    layers_per_block: Annotated[int, typer.Option(callback=at_least(1, "--layers-per-block"), help="ResNet blocks per encoder block (decoder: one more).")] = 1,
+    norm_num_groups: Annotated[int, typer.Option(callback=at_least(1, "--norm-num-groups"), help="GroupNorm groups (must divide every width, halved ones too for a 0.5 slim decoder).")] = 4,
+    kl_weight: Annotated[float, typer.Option(callback=finite("--kl-weight"), help="Weight of the KL term.")] = 1e-6,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 8, lr: LearningRate = 1e-3,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
@@ -78,7 +78,7 @@ def autoencoder(
 def latents(
     vae: Annotated[Path, typer.Argument(help="Diffusers AutoencoderKL folder.")],
     data: Data, out: Out, image_size: ImageSize = 128,
-    count: Annotated[int, typer.Option(help="Examples to encode (shapes: the first COUNT scenes).")] = 4096,
+    count: Annotated[int, typer.Option(callback=at_least(1, "--count"), help="Examples to encode (shapes: the first COUNT scenes).")] = 4096,
     batch_size: BatchSize = 32, overwrite: Overwrite = False,
 ) -> None:
     """Encode images (or shapes[:SEED]) into a .npy latent folder with captions (--data of other commands)."""
@@ -94,14 +94,14 @@ def base(
     vae: Annotated[Path, typer.Option(help="Diffusers AutoencoderKL folder: its decoder is saved with the model, its encoder encodes images.")],
     out: Out,
     layout: Annotated[str, typer.Option(help="UNet layout preset or JSON (cross_attention_dim = --text-width).")] = "sd-v1.5-tiny",
-    text_width: Annotated[int, typer.Option(help="CLIP text encoder hidden size.")] = 64,
-    text_layers: Annotated[int, typer.Option(help="CLIP text encoder layers.")] = 2,
-    text_heads: Annotated[int, typer.Option(help="CLIP text encoder attention heads.")] = 4,
+    text_width: Annotated[int, typer.Option(callback=at_least(1, "--text-width"), help="CLIP text encoder hidden size.")] = 64,
+    text_layers: Annotated[int, typer.Option(callback=at_least(1, "--text-layers"), help="CLIP text encoder layers.")] = 2,
+    text_heads: Annotated[int, typer.Option(callback=at_least(1, "--text-heads"), help="CLIP text encoder attention heads.")] = 4,
     image_size: ImageSize = 128,
     prediction_type: Annotated[str, typer.Option(help="epsilon or v_prediction.")] = "epsilon",
     caption_dropout: CaptionDropout = 0.1,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 32, lr: LearningRate = 5e-4,
-    warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")] = 100,
+    warmup_steps: Annotated[int, typer.Option(callback=at_least(0, "--warmup-steps"), help="Linear learning-rate warm-up steps.")] = 100,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
 ) -> None:
@@ -155,10 +155,10 @@ def steps(
     student_steps: Annotated[int, typer.Option(help="Student sampling steps (must divide --teacher-steps).")] = 16,
     schedule: Annotated[str, typer.Option(help="direct (one stage) or progressive (halve per stage).")] = "direct",
     student_layout: Annotated[Optional[str], typer.Option(help="Student UNet layout preset or JSON [default: the teacher's].")] = None,
-    cfg_probability: Annotated[float, typer.Option(help="p: share of CFG-aware samples (0 vanilla, 1 CFG-aware).")] = 0.1,
-    guidance_min: Annotated[float, typer.Option(help="w ~ U[min, max] for CFG-aware samples (w = 1: no guidance).")] = 2.0,
-    guidance_max: Annotated[float, typer.Option()] = 14.0,
-    gamma: Annotated[float, typer.Option(help="Weight of L_ori, rescaled to L_dstl's scale every step.")] = 0.2,
+    cfg_probability: Annotated[float, typer.Option(callback=finite("--cfg-probability"), help="p: share of CFG-aware samples (0 vanilla, 1 CFG-aware).")] = 0.1,
+    guidance_min: Annotated[float, typer.Option(callback=finite("--guidance-min"), help="w ~ U[min, max] for CFG-aware samples (w = 1: no guidance).")] = 2.0,
+    guidance_max: Annotated[float, typer.Option(callback=finite("--guidance-max"))] = 14.0,
+    gamma: Annotated[float, typer.Option(callback=finite("--gamma"), help="Weight of L_ori, rescaled to L_dstl's scale every step.")] = 0.2,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
@@ -180,9 +180,9 @@ def decoder(
     teacher: Annotated[str, typer.Argument(help="Teacher MODEL folder (its UNet samples latents, its decoder teaches).")],
     prompts: Annotated[Path, typer.Option(help="Prompt-list file (or an image-text folder: captions only), or a .npy latent folder whose latents are decoded directly.")],
     out: Out,
-    width_multiplier: Annotated[float, typer.Option(help="Slim decoder width relative to the teacher's.")] = 0.5,
-    sample_steps: Annotated[int, typer.Option(help="DDIM steps when sampling teacher latents.")] = 50,
-    guidance_scale: Annotated[float, typer.Option(help="CFG scale when sampling teacher latents.")] = 7.5,
+    width_multiplier: Annotated[float, typer.Option(callback=finite("--width-multiplier"), help="Slim decoder width relative to the teacher's.")] = 0.5,
+    sample_steps: Annotated[int, typer.Option(callback=at_least(1, "--sample-steps"), help="DDIM steps when sampling teacher latents.")] = 50,
+    guidance_scale: Annotated[float, typer.Option(callback=finite("--guidance-scale"), help="CFG scale when sampling teacher latents.")] = 7.5,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-4,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
@@ -199,11 +199,11 @@ def decoder(
 def evolve_command(
     model: Annotated[str, typer.Argument(help="MODEL folder to evolve.")],
     data: Data, out: Out,
-    latency_target_ms: Annotated[float, typer.Option(help="Target UNet block latency per step (ms, batch 2).")],
+    latency_target_ms: Annotated[float, typer.Option(callback=finite("--latency-target-ms"), help="Target UNet block latency per step (ms, batch 2).")],
     latency_table: Annotated[Optional[Path], typer.Option(help="Device latency table JSON [default: cost-model estimates].")] = None,
-    skip_probability: Annotated[float, typer.Option(help="Robust training: chance each block is skipped per step.")] = 0.1,
-    iterations: Annotated[int, typer.Option(help="Evolve iterations (robust training + one round of actions).")] = 10,
-    actions_per_step: Annotated[int, typer.Option(help="Blocks removed or copied per iteration, at most.")] = 1,
+    skip_probability: Annotated[float, typer.Option(callback=finite("--skip-probability"), help="Robust training: chance each block is skipped per step.")] = 0.1,
+    iterations: Annotated[int, typer.Option(callback=at_least(1, "--iterations"), help="Evolve iterations (robust training + one round of actions).")] = 10,
+    actions_per_step: Annotated[int, typer.Option(callback=at_least(1, "--actions-per-step"), help="Blocks removed or copied per iteration, at most.")] = 1,
     scorer: Annotated[str, typer.Option(help="clip (open_clip + --clip-weights), fidelity, or module:factory.")] = "fidelity",
     clip_weights: Annotated[Optional[Path], typer.Option(help="Local open_clip weights file for --scorer clip.")] = None,
     clip_model: Annotated[str, typer.Option(help="open_clip model name.")] = "ViT-g-14",
