@@ -239,21 +239,31 @@ def test_shape_mismatch_list_is_printed_literally(tiny_model_dir, tmp_path, caps
 
 # ---- verify: declared shapes and dtypes --------------------------------------------------------
 
-def test_verify_refuses_a_pipeline_json_with_wrong_shapes_or_dtypes(converted, tmp_path, capsys):
+def test_verify_refuses_a_pipeline_json_with_wrong_shapes_or_dtypes(tiny_converted_dir, tmp_path, capsys):
+    """Every component's packages are checked against pipeline.json: one wrong declaration in each
+    of the three is named in the one error line."""
     folder = tmp_path / "wrong"
-    shutil.copytree(converted, folder)
+    shutil.copytree(tiny_converted_dir, folder)
     manifest = json.loads((folder / "pipeline.json").read_text())
-    decoder = manifest["components"]["decoder"]
-    true_shape = decoder["outputs"][0]["shape"]
-    decoder["outputs"][0]["shape"] = [1, 3, 999, 999]
-    decoder["inputs"][0]["dtype"] = "float16"
+    components = manifest["components"]
+    text_in, unet_out, decoder_out = (components["text_encoder"]["inputs"][0], components["unet"]["outputs"][0],
+                                      components["decoder"]["outputs"][0])
+    true = {name: (tuple(t["shape"]), t["dtype"]) for name, t in
+            (("text", text_in), ("unet", unet_out), ("decoder", decoder_out))}
+    text_in["dtype"] = "float16" if text_in["dtype"] != "float16" else "int32"
+    unet_out["shape"] = [7, *unet_out["shape"][1:]]
+    decoder_out["shape"] = [1, 3, 999, 999]
     (folder / "pipeline.json").write_text(json.dumps(manifest))
     code, _, err = run_cli(["verify", str(folder)], capsys)
-    assert code == 1
+    assert code == 1 and "Traceback" not in err
     [line] = error_lines(err)
-    assert (f"VAEDecoder.mlpackage output image: pipeline.json declares (1, 3, 999, 999) float32, "
-            f"the package returns {tuple(true_shape)} float32") in line
-    assert "VAEDecoder.mlpackage input z: pipeline.json declares" in line and "float16" in line
+    files = {key: components[key]["chunks"] or [components[key]["file"]] for key in ("text_encoder", "unet", "decoder")}
+    assert (f"{files['text_encoder'][0]} input {text_in['name']}: pipeline.json declares {true['text'][0]} "
+            f"{text_in['dtype']}, the package takes {true['text'][0]} {true['text'][1]}") in line, line
+    assert (f"{files['unet'][-1]} output {unet_out['name']}: pipeline.json declares {tuple(unet_out['shape'])} "
+            f"{true['unet'][1]}, the package returns {true['unet'][0]} {true['unet'][1]}") in line, line
+    assert (f"{files['decoder'][-1]} output {decoder_out['name']}: pipeline.json declares (1, 3, 999, 999) "
+            f"{true['decoder'][1]}, the package returns {true['decoder'][0]} {true['decoder'][1]}") in line, line
 
 
 # ---- options checked before anything loads ---------------------------------------------------
