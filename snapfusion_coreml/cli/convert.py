@@ -12,7 +12,7 @@ from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import Target, human_bytes, image_size_option, one_of, print_json, print_titled, stderr_console, stdout_console
+from .options import Target, check_image_size_fits, human_bytes, image_size_option, one_of, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +49,8 @@ def convert(
     from rich.table import Table
 
     source = str(model or default_model_dir())
-    resolve_model_path(source, allow_file=True)  # a missing MODEL fails before torch is imported
+    folder = resolve_model_path(source, allow_file=True)  # a missing MODEL fails before torch is imported
+    check_image_size_fits(image_size, folder, layout)
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):
         from ..convert import ConvertOptions, convert_pipeline, parse_palettize
