@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import at_least, finite, seed_in_range, stdout_console
+from .options import at_least, finite, print_json, seed_in_range, stdout_console
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (convert and verify accept it).")]
 MaxSteps = Annotated[int, typer.Option(callback=at_least(1, "--max-steps"), help="Optimizer steps (per stage or per evolve iteration).")]
@@ -21,6 +21,7 @@ CheckpointEvery = Annotated[int, typer.Option(callback=at_least(0, "--checkpoint
 RunDir = Annotated[Optional[Path], typer.Option(help="Checkpoints and log.jsonl [default: OUT.run].")]
 Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in the run folder.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result (OUT, steps, losses) as JSON.")]
 Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions), a prompt-list file, or shapes[:SEED] (the procedural shapes data set).")]
 Vae = Annotated[Optional[Path], typer.Option(help="Diffusers VAE folder whose encoder turns training images into latents.")]
 DataSteps = Annotated[int, typer.Option(callback=at_least(1, "--data-steps"), help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
@@ -37,7 +38,12 @@ def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps,
                           overwrite=overwrite)
 
 
-def _report(what: str, out: Path, losses: list[float], extra: str = "") -> None:
+def _report(what: str, out: Path, losses: list[float], as_json: bool, extra: str = "", **fields) -> None:
+    """The result on stdout: two lines, or with --json one JSON object (`fields` added to it)."""
+    if as_json:
+        print_json({"out": str(out), "trained": what, "steps": len(losses),
+                    "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None, **fields})
+        return
     console = stdout_console()
     if losses:
         console.print(f"{what}: {len(losses)} steps, loss {losses[0]:.4g} -> {losses[-1]:.4g}{extra}", highlight=False)
@@ -63,6 +69,7 @@ def autoencoder(
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 8, lr: LearningRate = 1e-3,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Train a KL autoencoder (a diffusers AutoencoderKL folder, the --vae of other commands)."""
     from ..train.autoencoder import AutoencoderConfig, train_autoencoder
@@ -72,7 +79,8 @@ def autoencoder(
                          checkpoint_every, run_dir, resume, overwrite)
     model, result = train_autoencoder(AutoencoderConfig(data, training, image_size, channels, layers_per_block,
                                                         norm_num_groups, kl_weight=kl_weight))
-    _report("autoencoder", out, result.losses, f"; latent scaling factor {model.config.scaling_factor:.4g}")
+    _report("autoencoder", out, result.losses, as_json, f"; latent scaling factor {model.config.scaling_factor:.4g}",
+            scaling_factor=model.config.scaling_factor)
 
 
 @train_app.command("latents")
@@ -81,12 +89,16 @@ def latents(
     data: Data, out: Out, image_size: ImageSize = 128,
     count: Annotated[int, typer.Option(callback=at_least(1, "--count"), help="Examples to encode (shapes: the first COUNT scenes).")] = 4096,
     batch_size: BatchSize = 32, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Encode images (or shapes[:SEED]) into a .npy latent folder with captions (--data of other commands)."""
     from ..train.autoencoder import EncodeConfig, encode_latents
 
     n = encode_latents(EncodeConfig(vae, data, out, count, image_size, batch_size, overwrite))
-    stdout_console().print(f"encoded {n} examples\nwrote {out}")
+    if as_json:
+        print_json({"out": str(out), "examples": n})
+    else:
+        stdout_console().print(f"encoded {n} examples\nwrote {out}")
 
 
 @train_app.command("base")
@@ -105,6 +117,7 @@ def base(
     warmup_steps: Annotated[int, typer.Option(callback=at_least(0, "--warmup-steps"), help="Linear learning-rate warm-up steps.")] = 100,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Train a text encoder and a UNet from scratch, jointly (the teacher of the other stages)."""
     import dataclasses
@@ -117,7 +130,7 @@ def base(
     config = BaseConfig(data, vae, training, layout, text_width, text_layers, text_heads, image_size, prediction_type,
                         caption_dropout)
     _, result = train_base(config)
-    _report("base model", out, result.losses)
+    _report("base model", out, result.losses, as_json)
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -137,6 +150,7 @@ def v_pred(
     data_steps: DataSteps = 32,
     train_text_encoder: Annotated[bool, typer.Option(
         "--train-text-encoder", help="Fine-tune the text encoder with the UNet (frozen otherwise).")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Fine-tune an epsilon-prediction model to v-prediction (L_ori = ||v_hat - v||^2)."""
     from ..train.vpred import VPredConfig, train_vpred
@@ -145,7 +159,7 @@ def v_pred(
                          checkpoint_every, run_dir, resume, overwrite)
     _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps,
                                                  train_text_encoder=train_text_encoder))
-    _report("v-prediction fine-tune", out, result.losses)
+    _report("v-prediction fine-tune", out, result.losses, as_json)
 
 
 @distill_app.command("steps")
@@ -164,6 +178,7 @@ def steps(
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
     vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
+    as_json: AsJson = False,
 ) -> None:
     """Step distillation: teacher (T steps) -> student (S steps), vanilla / CFG-aware / mixed."""
     from ..train.distill_steps import DistillStepsConfig, distill_steps
@@ -173,7 +188,8 @@ def steps(
     config = DistillStepsConfig(teacher, data, training, teacher_steps, student_steps, schedule, student_layout,
                                 cfg_probability, guidance_min, guidance_max, gamma, caption_dropout, vae)
     _, results = distill_steps(config)
-    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [loss for r in results for loss in r.losses])
+    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [loss for r in results for loss in r.losses],
+            as_json)
 
 
 @distill_app.command("decoder")
@@ -187,6 +203,7 @@ def decoder(
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-4,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Slim decoder by data distillation: MSE between the teacher's and the slim decoder's images."""
     from ..train.distill_decoder import DistillDecoderConfig, distill_decoder
@@ -194,7 +211,7 @@ def decoder(
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
                          checkpoint_every, run_dir, resume, overwrite)
     _, result = distill_decoder(DistillDecoderConfig(teacher, prompts, training, width_multiplier, sample_steps, guidance_scale))
-    _report("decoder distillation", out, result.losses)
+    _report("decoder distillation", out, result.losses, as_json)
 
 
 def evolve_command(
@@ -211,6 +228,7 @@ def evolve_command(
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Robust training + architecture evolution (Algorithm 1) against a latency table."""
     from ..train.evolve import EvolveConfig, evolve
@@ -220,6 +238,9 @@ def evolve_command(
     config = EvolveConfig(model, data, training, latency_target_ms, latency_table, skip_probability, iterations,
                           actions_per_step, scorer, clip_weights, clip_model)
     _, log = evolve(config)
+    if as_json:
+        print_json({"out": str(out), "estimated_latency": latency_table is None, "iterations": log})
+        return
     console = stdout_console()
     label = " (estimated)" if latency_table is None else ""
     for record in log:
