@@ -190,6 +190,21 @@ def test_out_may_not_be_the_model(where, tiny_model_dir, tmp_path, capsys):
     assert tree_sha256(model) == before and not (model / "coreml").exists()
 
 
+@pytest.mark.parametrize("command", ["eval", "train v-pred", "distill decoder", "export-blocks"])
+def test_other_writers_may_not_replace_the_model(command, tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = tree_sha256(model)
+    out = {"eval": model / "eval", "train v-pred": model, "distill decoder": tmp_path, "export-blocks": model}[command]
+    extra = {"eval": [], "train v-pred": ["--data", "shapes"], "distill decoder": ["--prompts", str(model)],
+             "export-blocks": []}[command]
+    code, _, err = run_cli([*command.split(), str(model), "-o", str(out), "--overwrite", *extra], capsys)
+    relation = "lies inside" if out == model / "eval" else "is" if out == model else "contains"
+    assert code == 2 and error_lines(err) == [
+        f"error: expected an output folder outside the input {model}, got {out}, which {relation} it"], err
+    assert tree_sha256(model) == before and not (model / "eval").exists()
+
+
 def test_second_writer_fails_fast_and_first_output_is_kept(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "o"
     lock = tmp_path / ".o.lock"

@@ -70,25 +70,25 @@ def run_command(
 
     from ..eval.outputs import markdown, write_outputs
     from ..eval.run import EvalSettings, evaluate
-    from ..io import atomic_directory
+    from ..io import atomic_directory, claim_output
 
-    if out.exists() and not overwrite:  # before minutes of generation
-        raise UserError(f"output folder {out} already exists; pass --overwrite to replace it")
-    settings = EvalSettings(prompts, count, _floats(guidance, "--guidance"), steps, seed, precision, reference,
-                            reference_count, judge, clip, clip_model, inception)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("generating", total=count * len(settings.guidance))
-        done = {"n": 0}
+    source = str(model or default_model_dir())
+    with claim_output(out, overwrite, inputs=[source]):  # before minutes of generation
+        settings = EvalSettings(prompts, count, _floats(guidance, "--guidance"), steps, seed, precision, reference,
+                                reference_count, judge, clip, clip_model, inception)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("generating", total=count * len(settings.guidance))
+            done = {"n": 0}
 
-        def on_image(w: float, i: int, total: int) -> None:
-            done["n"] += 1
-            progress.update(task, completed=done["n"], total=total * len(settings.guidance),
-                            description=f"generating (w={w:g})")
+            def on_image(w: float, i: int, total: int) -> None:
+                done["n"] += 1
+                progress.update(task, completed=done["n"], total=total * len(settings.guidance),
+                                description=f"generating (w={w:g})")
 
-        with atomic_directory(out, overwrite) as tmp:  # nothing at OUT until every file is written
-            result = evaluate(str(model or default_model_dir()), settings, tmp / "images", on_image)
-            write_outputs(result, tmp)
+            with atomic_directory(out, overwrite) as tmp:  # nothing at OUT until every file is written
+                result = evaluate(source, settings, tmp / "images", on_image)
+                write_outputs(result, tmp)
     if as_json:
         print_json({"out": str(out), **json.loads((out / "results.json").read_text())})
     else:

@@ -29,8 +29,13 @@ CaptionDropout = Annotated[float, typer.Option(callback=finite("--caption-dropou
 
 
 def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-              checkpoint_every, run_dir, resume, overwrite):
+              checkpoint_every, run_dir, resume, overwrite, models=()):
+    """The shared training settings; refuses an OUT that is, holds or lies in one of the input
+    `models` (replacing it would delete them) before anything loads."""
+    from ..io import check_separate
     from ..train.loop import TrainingConfig
+
+    check_separate(out, models)
 
     return TrainingConfig(out=out, max_steps=max_steps, seed=seed, batch_size=batch_size, learning_rate=lr,
                           gradient_accumulation_steps=gradient_accumulation_steps, mixed_precision=mixed_precision,
@@ -92,8 +97,10 @@ def latents(
     as_json: AsJson = False,
 ) -> None:
     """Encode images (or shapes[:SEED]) into a .npy latent folder with captions (--data of other commands)."""
+    from ..io import check_separate
     from ..train.autoencoder import EncodeConfig, encode_latents
 
+    check_separate(out, (vae, data))
     n = encode_latents(EncodeConfig(vae, data, out, count, image_size, batch_size, overwrite))
     if as_json:
         print_json({"out": str(out), "examples": n})
@@ -125,7 +132,7 @@ def base(
     from ..train.base import BaseConfig, train_base
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(vae,))
     training = dataclasses.replace(training, warmup_steps=warmup_steps)
     config = BaseConfig(data, vae, training, layout, text_width, text_layers, text_heads, image_size, prediction_type,
                         caption_dropout)
@@ -156,7 +163,7 @@ def v_pred(
     from ..train.vpred import VPredConfig, train_vpred
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(model, vae))
     _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps,
                                                  train_text_encoder=train_text_encoder))
     _report("v-prediction fine-tune", out, result.losses, as_json)
@@ -184,7 +191,7 @@ def steps(
     from ..train.distill_steps import DistillStepsConfig, distill_steps
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(teacher, vae))
     config = DistillStepsConfig(teacher, data, training, teacher_steps, student_steps, schedule, student_layout,
                                 cfg_probability, guidance_min, guidance_max, gamma, caption_dropout, vae)
     _, results = distill_steps(config)
@@ -209,7 +216,7 @@ def decoder(
     from ..train.distill_decoder import DistillDecoderConfig, distill_decoder
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(teacher,))
     _, result = distill_decoder(DistillDecoderConfig(teacher, prompts, training, width_multiplier, sample_steps, guidance_scale))
     _report("decoder distillation", out, result.losses, as_json)
 
@@ -234,7 +241,7 @@ def evolve_command(
     from ..train.evolve import EvolveConfig, evolve
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, False, overwrite)
+                         checkpoint_every, run_dir, False, overwrite, models=(model,))
     config = EvolveConfig(model, data, training, latency_target_ms, latency_table, skip_probability, iterations,
                           actions_per_step, scorer, clip_weights, clip_model)
     _, log = evolve(config)
