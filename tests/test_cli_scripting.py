@@ -339,6 +339,8 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
          "error: expected --image-size sides > 0, got '0'"),
         (["eval", model, "-o", str(tmp_path / "e"), "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
         (["eval", model, "-o", str(tmp_path / "e"), "--seed", str(2**64)], 2, "error: expected --seed in 0.."),
+        (["eval", model, "-o", str(tmp_path / "e"), "--guidance", "1,nan"], 2,
+         "error: expected a finite number for --guidance, got nan"),
         (["eval", model, "-o", str(tmp_path / "e"), "--count", "1"], 2, "error: expected --count >= 2, got 1"),
         (["eval", model, "-o", str(tmp_path / "e"), "--precision", "fp8"], 2,
          "error: expected --precision fp16 or fp32, got 'fp8'"),

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from ..assets import default_model_dir
 from ..errors import UserError
-from .options import at_least, one_of, print_json, seed_in_range, stderr_console, stdout_console
+from .options import at_least, finite, one_of, print_json, seed_in_range, stderr_console, stdout_console
 
 console = stderr_console()
 
@@ -34,11 +34,19 @@ eval_app = typer.Typer(cls=_RunByDefault, help="Quality evaluation: judge accura
                                               "over a guidance sweep, for a model folder or a converted folder.")
 
 
-def _floats(text: str, option: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UserError(f"expected {option} as comma-separated numbers, got {text!r}") from None
+def _floats(option: str):
+    """A callback: comma-separated finite numbers -> a tuple of floats, refused in one line while parsing."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise UserError(f"expected {option} as comma-separated numbers, got {text!r}") from None
+        for value in values:
+            finite(option)(value)
+        return values
+
+    return parse
 
 
 @eval_app.command("run")
@@ -48,7 +56,7 @@ def run_command(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (results.json, results.md, sweep.png, grid.png, images/)"),
     prompts: str = typer.Option("shapes:3", "--prompts", help="shapes[:SEED] (the data set grammar) or a prompt-list file"),
     count: int = typer.Option(32, "--count", callback=at_least(2, "--count"), help="Images per guidance value (prompt i uses seed SEED + i)"),
-    guidance: str = typer.Option("1,2,4,7.5", "--guidance", help="Guidance values to sweep, comma-separated"),
+    guidance: str = typer.Option("1,2,4,7.5", "--guidance", callback=_floats("--guidance"), help="Guidance values to sweep, comma-separated"),
     steps: Optional[int] = typer.Option(None, "--steps", callback=at_least(1, "--steps"), help="Sampling steps [default: the model's]"),
     seed: int = typer.Option(0, "--seed", callback=seed_in_range("--seed"), help="Seed of the first image"),
     precision: str = typer.Option("fp16", "--precision", callback=one_of("--precision", ("fp16", "fp32")),
@@ -74,7 +82,7 @@ def run_command(
 
     source = str(model or default_model_dir())
     with claim_output(out, overwrite, inputs=[source]):  # before minutes of generation
-        settings = EvalSettings(prompts, count, _floats(guidance, "--guidance"), steps, seed, precision, reference,
+        settings = EvalSettings(prompts, count, guidance, steps, seed, precision, reference,
                                 reference_count, judge, clip, clip_model, inception)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console) as progress:
