@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import at_least, print_json, print_titled, stdout_console
+from .options import at_least, check_image_size_fits, print_json, print_titled, stdout_console
 
 latency_app = typer.Typer(help="Per-block latency tables (device measurements or cost-model estimates).",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -27,10 +27,13 @@ def estimate_command(
 ) -> None:
     """Estimated iPhone 14 Pro latency: per-block table and end to end (text encoder x2 + steps x UNet + decoder)."""
     from ..errors import UserError
+    from ..image_size import ImageSize
     from ..latency.estimate import estimate, shapes_from_model, shapes_from_preset
 
     if (model is None) == (layout is None):
         raise UserError("expected exactly one of MODEL or --layout, got " + ("both" if model else "neither"))
+    if image_size is not None:
+        check_image_size_fits(ImageSize.square(image_size), model, layout)
     shapes = shapes_from_model(model) if model is not None else shapes_from_preset(layout)
     result = estimate(shapes, steps, image_size)
     if as_json:
