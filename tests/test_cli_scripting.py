@@ -196,7 +196,9 @@ def test_other_writers_may_not_replace_the_model(command, tiny_model_dir, tmp_pa
     shutil.copytree(tiny_model_dir, model)
     before = tree_sha256(model)
     out = {"eval": model / "eval", "train v-pred": model, "distill decoder": tmp_path, "export-blocks": model}[command]
-    extra = {"eval": [], "train v-pred": ["--data", "shapes"], "distill decoder": ["--prompts", str(model)],
+    extra = {"eval": ["--count", "2", "--guidance", "1"],  # where OUT is not refused, the run stays short
+             "train v-pred": ["--data", "shapes", "--max-steps", "1", "--data-steps", "1"],
+             "distill decoder": ["--prompts", str(model), "--max-steps", "1", "--sample-steps", "1"],
              "export-blocks": []}[command]
     code, _, err = run_cli([*command.split(), str(model), "-o", str(out), "--overwrite", *extra], capsys)
     relation = "lies inside" if out == model / "eval" else "is" if out == model else "contains"
