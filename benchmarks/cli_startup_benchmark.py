@@ -46,6 +46,10 @@ def cases(work: Path) -> dict[str, list[str]]:
         "verify --min-psnr nan": [*cli, "verify", str(existing), "--min-psnr", "nan"],
         "convert nothere/model": [*cli, "convert", "nothere/model", "-o", str(work / "o")],
         "convert to an existing OUT": [*cli, "convert", model, "-o", str(existing)],
+        "convert --image-size 0": [*cli, "convert", model, "-o", str(work / "o"), "--image-size", "0"],
+        "convert --image-size 100 (the UNet cannot take it)": [*cli, "convert", model, "-o", str(work / "o"),
+                                                                "--image-size", "100"],
+        "eval --steps 0": [*cli, "eval", model, "-o", str(work / "e"), "--steps", "0"],
     }
 
 

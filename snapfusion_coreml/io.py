@@ -74,6 +74,14 @@ def writable_parent(out: Path) -> None:
         raise UserError(f"expected a writable folder for {out}, got a read-only or inaccessible folder (in {parent})")
 
 
+def claim_file(out: Path) -> None:
+    """Record an output file that is written atomically at the end (write_png), so an interrupted
+    run names it as untouched."""
+    path = Path(os.path.abspath(out))
+    if path not in CLAIMED_OUTPUTS:
+        CLAIMED_OUTPUTS.append(path)
+
+
 def check_target(out: Path, overwrite: bool) -> None:
     """OUT may be written: absent, or a folder and `overwrite` is set."""
     out = Path(out)
@@ -284,5 +292,7 @@ def write_png(path: Path, image) -> None:
     try:
         Image.fromarray(image).save(tmp, format="PNG")
         os.replace(tmp, path)
+        if Path(os.path.abspath(path)) in CLAIMED_OUTPUTS:
+            WRITTEN_OUTPUTS.append(Path(os.path.abspath(path)))
     finally:
         tmp.unlink(missing_ok=True)

@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---- helpers -------------------------------------------------------------------------------
 
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+def start_cli(args: list[str], cwd: Path, **extra_env: str) -> subprocess.Popen:
     """The CLI in a child process, as a CI job runs it (stdout and stderr are pipes)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), TQDM_DISABLE="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TQDM_DISABLE="1", **extra_env)
     for name in ("TRANSFORMERS_VERBOSITY", "TRANSFORMERS_NO_ADVISORY_WARNINGS"):  # set by in-process runs
         env.pop(name, None)
     return subprocess.Popen([sys.executable, "-m", "snapfusion_coreml", *map(str, args)], cwd=cwd, env=env,
@@ -124,13 +124,15 @@ def test_sigkill_leftover_is_removed_and_reported_by_the_next_run(tiny_model_dir
 def test_sigint_during_verify_or_generate_exits_130(command, tiny_model_dir, converted, tmp_path):
     args = {"verify": ["verify", converted],
             "generate": ["generate", tiny_model_dir, "--prompt", "a fox", "--steps", "1000", "-o", tmp_path / "a.png"]}
+    (tmp_path / "a.png").write_bytes(b"a previous image")
     proc = start_cli(args[command], tmp_path)
     wait_for(lambda: torch_loaded(proc.pid), proc, "torch is loaded")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "interrupted; nothing was written"
-    assert not (tmp_path / "a.png").exists() and not list(tmp_path.glob(".a.png*"))
+    last = {"verify": "interrupted; nothing was written", "generate": f"interrupted; {tmp_path / 'a.png'} untouched"}
+    assert err.strip().splitlines()[-1] == last[command] and "Traceback" not in err
+    assert (tmp_path / "a.png").read_bytes() == b"a previous image" and not list(tmp_path.glob(".a.png*"))
 
 
 # ---- output safety ---------------------------------------------------------------------------
@@ -188,6 +190,23 @@ def test_out_may_not_be_the_model(where, tiny_model_dir, tmp_path, capsys):
     assert tree_sha256(model) == before and not (model / "coreml").exists()
 
 
+@pytest.mark.parametrize("command", ["eval", "train v-pred", "distill decoder", "export-blocks"])
+def test_other_writers_may_not_replace_the_model(command, tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = tree_sha256(model)
+    out = {"eval": model / "eval", "train v-pred": model, "distill decoder": tmp_path, "export-blocks": model}[command]
+    extra = {"eval": ["--count", "2", "--guidance", "1"],  # where OUT is not refused, the run stays short
+             "train v-pred": ["--data", "shapes", "--max-steps", "1", "--data-steps", "1"],
+             "distill decoder": ["--prompts", str(model), "--max-steps", "1", "--sample-steps", "1"],
+             "export-blocks": []}[command]
+    code, _, err = run_cli([*command.split(), str(model), "-o", str(out), "--overwrite", *extra], capsys)
+    relation = "lies inside" if out == model / "eval" else "is" if out == model else "contains"
+    assert code == 2 and error_lines(err) == [
+        f"error: expected an output folder outside the input {model}, got {out}, which {relation} it"], err
+    assert tree_sha256(model) == before and not (model / "eval").exists()
+
+
 def test_second_writer_fails_fast_and_first_output_is_kept(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "o"
     lock = tmp_path / ".o.lock"
@@ -215,23 +234,53 @@ def test_bracketed_path_is_printed_literally(converted, tiny_model_dir, tmp_path
     assert code == 0 and str(out) in stdout
 
 
+def test_shape_mismatch_list_is_printed_literally(tiny_model_dir, tmp_path, capsys):
+    """A decoder checkpoint written by safetensors itself with one tensor of the wrong shape: the
+    error keeps its bracketed list of mismatches (rich markup would drop it)."""
+    from safetensors.numpy import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    [weights] = (model / "vae_decoder").glob("*.safetensors")
+    tensors = load_file(str(weights))
+    name = sorted(k for k, v in tensors.items() if v.ndim == 4)[0]
+    tensors[name] = tensors[name][:1]
+    save_file(tensors, str(weights))
+    out = tmp_path / "out"
+    code, _, err = run_cli(["convert", str(model), "-o", str(out), "--components", "decoder"], capsys)
+    assert code == 2 and "Traceback" not in err
+    [line] = error_lines(err)
+    assert f"shape mismatches [{name}: expected (" in line and "] (1) (in " in line and str(weights.parent) in line, line
+    assert not out.exists() and leftovers(tmp_path, "out") == []
+
+
 # ---- verify: declared shapes and dtypes --------------------------------------------------------
 
-def test_verify_refuses_a_pipeline_json_with_wrong_shapes_or_dtypes(converted, tmp_path, capsys):
+def test_verify_refuses_a_pipeline_json_with_wrong_shapes_or_dtypes(tiny_converted_dir, tmp_path, capsys):
+    """Every component's packages are checked against pipeline.json: one wrong declaration in each
+    of the three is named in the one error line."""
     folder = tmp_path / "wrong"
-    shutil.copytree(converted, folder)
+    shutil.copytree(tiny_converted_dir, folder)
     manifest = json.loads((folder / "pipeline.json").read_text())
-    decoder = manifest["components"]["decoder"]
-    true_shape = decoder["outputs"][0]["shape"]
-    decoder["outputs"][0]["shape"] = [1, 3, 999, 999]
-    decoder["inputs"][0]["dtype"] = "float16"
+    components = manifest["components"]
+    text_in, unet_out, decoder_out = (components["text_encoder"]["inputs"][0], components["unet"]["outputs"][0],
+                                      components["decoder"]["outputs"][0])
+    true = {name: (tuple(t["shape"]), t["dtype"]) for name, t in
+            (("text", text_in), ("unet", unet_out), ("decoder", decoder_out))}
+    text_in["dtype"] = "float16" if text_in["dtype"] != "float16" else "int32"
+    unet_out["shape"] = [7, *unet_out["shape"][1:]]
+    decoder_out["shape"] = [1, 3, 999, 999]
     (folder / "pipeline.json").write_text(json.dumps(manifest))
     code, _, err = run_cli(["verify", str(folder)], capsys)
-    assert code == 1
+    assert code == 1 and "Traceback" not in err
     [line] = error_lines(err)
-    assert (f"VAEDecoder.mlpackage output image: pipeline.json declares (1, 3, 999, 999) float32, "
-            f"the package returns {tuple(true_shape)} float32") in line
-    assert "VAEDecoder.mlpackage input z: pipeline.json declares" in line and "float16" in line
+    files = {key: components[key]["chunks"] or [components[key]["file"]] for key in ("text_encoder", "unet", "decoder")}
+    assert (f"{files['text_encoder'][0]} input {text_in['name']}: pipeline.json declares {true['text'][0]} "
+            f"{text_in['dtype']}, the package takes {true['text'][0]} {true['text'][1]}") in line, line
+    assert (f"{files['unet'][-1]} output {unet_out['name']}: pipeline.json declares {tuple(unet_out['shape'])} "
+            f"{true['unet'][1]}, the package returns {true['unet'][0]} {true['unet'][1]}") in line, line
+    assert (f"{files['decoder'][-1]} output {decoder_out['name']}: pipeline.json declares (1, 3, 999, 999) "
+            f"{true['decoder'][1]}, the package returns {true['decoder'][0]} {true['decoder'][1]}") in line, line
 
 
 # ---- options checked before anything loads ---------------------------------------------------
@@ -262,6 +311,7 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
         (["--version"], 0, f"snapfusion-coreml {__version__}"),
         (["--help"], 0, "Usage: snapfusion-coreml"),
         (["generate", "--help"], 0, "[default: the model's]"),
+        (["convert", "--help"], 0, "[default: 2]"),  # typer's own defaults survive too (--unet-batch)
         ([], 2, "Usage: snapfusion-coreml [OPTIONS] COMMAND"),
         (["generate", model, "--prompt", "x", "-o", png, "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
         (["generate", model, "--prompt", "x", "-o", png, "--seed", str(2**70)], 2,
@@ -275,8 +325,46 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
          "error: model folder not found: nothere/model (for a hub id not downloaded yet, write hf:nothere/model)"),
         (["convert", model, "-o", str(converted)], 2, f"error: output folder {converted} already exists"),
         (["latency", "estimate", "--layout", "snapfusion", "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
+        (["latency", "estimate", "--layout", "snapfusion", "--image-size", "0"], 2,
+         "error: expected --image-size >= 1, got 0"),
+        (["latency", "estimate", "--layout", "snapfusion", "--image-size", "100"], 2,
+         "error: expected an image size whose sides are positive multiples of 64 for this UNet"),
+        (["latency", "estimate", model, "--image-size", "72"], 2,
+         "error: expected an image size whose sides are positive multiples of 16 for this UNet"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--image-size", "0"], 2,
+         "error: expected --image-size sides > 0, got '0'"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--image-size", "64x0"], 2,
+         "error: expected --image-size sides > 0, got '64x0'"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--image-size", "100"], 2,
+         "error: expected an image size whose sides are positive multiples of 16 for this UNet (2 resolution levels"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--layout", "snapfusion", "--image-size", "512x480"], 2,
+         "error: expected an image size whose sides are positive multiples of 64 for this UNet"),
+        (["generate", model, "--prompt", "x", "-o", png, "--image-size", "64x72"], 2,
+         "error: expected an image size whose sides are positive multiples of 16 for this UNet"),
+        (["convert", model, "-o", str(tmp_path / "o"), "--unet-batch", "3"], 2, "error: expected --unet-batch 1 or 2, got 3"),
+        (["generate", model, "--prompt", "x", "-o", png, "--image-size", "0"], 2,
+         "error: expected --image-size sides > 0, got '0'"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--seed", str(2**64)], 2, "error: expected --seed in 0.."),
+        (["eval", model, "-o", str(tmp_path / "e"), "--guidance", "1,nan"], 2,
+         "error: expected a finite number for --guidance, got nan"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--count", "1"], 2, "error: expected --count >= 2, got 1"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--precision", "fp8"], 2,
+         "error: expected --precision fp16 or fp32, got 'fp8'"),
+        (["eval", "train-judge", "-o", str(tmp_path / "j"), "--held-out-seed", "-1"], 2,
+         "error: expected --held-out-seed in 0.."),
         (["train", "v-pred", model, "--data", model, "-o", str(tmp_path / "t"), "--seed", str(2**64)], 2,
          "error: expected --seed in 0.."),
+        (["train", "v-pred", model, "--data", model, "-o", str(tmp_path / "t"), "--caption-dropout", "nan"], 2,
+         "error: expected a finite number for --caption-dropout, got nan"),
+        (["distill", "steps", model, "--data", model, "-o", str(tmp_path / "t"), "--gamma", "nan"], 2,
+         "error: expected a finite number for --gamma, got nan"),
+        (["distill", "decoder", model, "--prompts", model, "-o", str(tmp_path / "t"), "--sample-steps", "0"], 2,
+         "error: expected --sample-steps >= 1, got 0"),
+        (["train", "latents", model, "--data", "shapes", "-o", str(tmp_path / "t"), "--image-size", "0"], 2,
+         "error: expected --image-size >= 1, got 0"),
+        (["evolve", model, "--data", model, "-o", str(tmp_path / "t"), "--latency-target-ms", "inf"], 2,
+         "error: expected a finite number for --latency-target-ms, got inf"),
     ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([argv for argv, _, _ in cases])], cwd=tmp_path,
@@ -290,6 +378,7 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
             assert len(got["err"].strip().splitlines()) == 1 and "Traceback" not in got["err"], (argv, got)
     assert report["torch"] is False
     assert (tmp_path / "x.png").read_bytes() == b"an existing output"
+    assert not any((tmp_path / name).exists() for name in ("o", "e", "j", "t"))
 
 
 # ---- output for scripts ----------------------------------------------------------------------
@@ -323,26 +412,37 @@ def test_third_party_log_lines_only_with_verbose(tiny_model_dir, tmp_path):
         assert proc.returncode == 0, err
         assert json.loads(out)["components"][0]["component"] == "text_encoder"
         runs[bool(flags)] = err
-    assert "[transformers]" not in runs[False]
-    assert "[transformers]" in runs[True]
+    assert [line for line in runs[False].splitlines() if line.strip() and not line.strip().startswith("convert")] == []
+    assert "[transformers]" in runs[True] and "coremltools" in runs[True]
 
 
 # ---- reproducible conversion -----------------------------------------------------------------
 
 def test_converting_twice_gives_identical_bytes(tiny_model_dir, tmp_path, capsys):
-    args = ["convert", str(tiny_model_dir), "--components", "text_encoder,decoder", "--palettize", "decoder=8"]
-    for name in ("a", "b"):
-        code, _, err = run_cli([*args, "-o", str(tmp_path / name)], capsys)
-        assert code == 0, err
+    """Run a: in this process. Run b: a child process with another hash seed, converting a copy of
+    the model at another path. Every package byte is the same; pipeline.json differs only in the
+    source path it records."""
+    args = ["--components", "text_encoder,decoder", "--palettize", "decoder=8"]
+    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(tmp_path / "a"), *args], capsys)
+    assert code == 0, err
+    moved = tmp_path / "elsewhere" / "model copy"
+    shutil.copytree(tiny_model_dir, moved)
+    proc = start_cli(["convert", moved, "-o", tmp_path / "b", *args], tmp_path, PYTHONHASHSEED="12345")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
     files = {name: sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*") if p.is_file())
              for name in ("a", "b")}
     assert files["a"] == files["b"] and len(files["a"]) >= 8
     for rel in files["a"]:
-        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
-    manifest = (tmp_path / "a" / "TextEncoder.mlpackage" / "Manifest.json").read_text()
-    assert "conversion_date" not in (tmp_path / "a" / "TextEncoder.mlpackage" / "Data" / "com.apple.CoreML"
-                                      / "model.mlmodel").read_bytes().decode("latin-1")
-    assert json.loads((tmp_path / "a" / "pipeline.json").read_text())["components"]["decoder"]["compression"]["bits"] == 8
-    assert str(tiny_model_dir) not in (tmp_path / "a" / "VAEDecoder.mlpackage" / "Data" / "com.apple.CoreML"
-                                       / "model.mlmodel").read_bytes().decode("latin-1")
-    assert json.loads(manifest)["rootModelIdentifier"] in json.loads(manifest)["itemInfoEntries"]
+        if rel != Path("pipeline.json"):
+            assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    manifests = {name: json.loads((tmp_path / name / "pipeline.json").read_text()) for name in ("a", "b")}
+    assert (manifests["a"]["source"].pop("model"), manifests["b"]["source"].pop("model")) == (str(tiny_model_dir), str(moved))
+    assert manifests["a"] == manifests["b"] and manifests["a"]["components"]["decoder"]["compression"]["bits"] == 8
+    for package in (tmp_path / "a").glob("*.mlpackage"):
+        for path in package.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes().decode("latin-1")
+                assert str(tiny_model_dir) not in data and str(tmp_path) not in data and "conversion_date" not in data, path
+        manifest = json.loads((package / "Manifest.json").read_text())
+        assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]

@@ -59,6 +59,15 @@ def _global_options(
 ) -> None:
     """SnapFusion-style text-to-image for iPhones: train, convert to Core ML, verify."""
     quiet_third_parties(not verbose)
+    results_only_on_stdout()
+
+
+def results_only_on_stdout() -> None:
+    """Progress bars and notes drawn on rich's default console (training loops) go to stderr, so
+    stdout holds only a command's result (`--json` output stays parseable)."""
+    import rich
+
+    rich.reconfigure(stderr=True)
 
 
 def quiet_third_parties(quiet: bool) -> None:

@@ -12,7 +12,7 @@ from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import Target, human_bytes, print_json, print_titled, stderr_console, stdout_console
+from .options import Target, check_image_size_fits, human_bytes, image_size_option, one_of, print_json, print_titled, stderr_console, stdout_console
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +28,10 @@ def convert(
                                   help="none, 4, 6, 8 or mixed:BITS for text encoder and UNet, or per component: "
                                        "text_encoder=8,unet=mixed:4.5"),
     palettize_mode: str = typer.Option("kmeans", "--palettize-mode", help="kmeans or uniform"),
-    image_size: Optional[str] = typer.Option(None, "--image-size", help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
-    unet_batch: int = typer.Option(2, "--unet-batch", help="2 = guidance in one UNet call, 1 = two calls"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_size_option,
+                                             help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
+    unet_batch: int = typer.Option(2, "--unet-batch", callback=one_of("--unet-batch", (1, 2)),
+                                  help="2 = guidance in one UNet call, 1 = two calls"),
     target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
     components: str = typer.Option("text_encoder,unet,decoder", "--components", help="Comma-separated components"),
     chunk_unet: bool = typer.Option(False, "--chunk-unet", help="Split the UNet into two packages (after palettization)"),
@@ -47,7 +49,8 @@ def convert(
     from rich.table import Table
 
     source = str(model or default_model_dir())
-    resolve_model_path(source, allow_file=True)  # a missing MODEL fails before torch is imported
+    folder = resolve_model_path(source, allow_file=True)  # a missing MODEL fails before torch is imported
+    check_image_size_fits(image_size, folder, layout)
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):
         from ..convert import ConvertOptions, convert_pipeline, parse_palettize

@@ -10,9 +10,9 @@ import typer
 
 from ..assets import default_model_dir
 from ..errors import UserError, check_interrupted
-from ..io import os_error, writable_parent
+from ..io import claim_file, os_error, writable_parent
 from ..modeling.source import resolve_model_path
-from .options import at_least, finite, image_size_option, one_of, print_json, seed_in_range, stderr_console
+from .options import at_least, check_image_size_fits, finite, image_size_option, one_of, print_json, seed_in_range, stderr_console
 
 
 def register(app: typer.Typer) -> None:
@@ -51,13 +51,15 @@ def generate(
     if out.is_dir():
         raise UserError(f"expected an output file ending in .png, got a folder: {out}")
     writable_parent(out)
+    claim_file(out)  # Ctrl-C from here on: "interrupted; OUT untouched"
     converted = model is not None and (Path(model) / PIPELINE_JSON).is_file()
     if converted and device == "cuda":
         raise UserError("expected --device auto or cpu for a converted folder (the interpreter runs on the CPU), got cuda")
     if not converted:
         if precision is not None:
             raise UserError(f"expected --precision only with a converted folder (with {PIPELINE_JSON}), got a model: {model or default_model_dir()}")
-        resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
+        model_path = resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
+        check_image_size_fits(image_size, model_path)
 
     import torch
 
@@ -69,15 +71,12 @@ def generate(
         pipeline = load_package_pipeline(model, precision or "fp16")
         total = steps or len(pipeline.timesteps)
     else:
-        from ..image_size import latent_size
         from ..modeling.attention import AttentionImpl
         from ..modeling.loading import ModelFolder
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         folder = ModelFolder(str(model or default_model_dir()), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
-        if image_size is not None:  # refuse a size the UNet cannot take before reading any weights
-            latent_size(image_size, folder.layout.latent_divisor, folder.layout.num_levels)
         pipeline = folder.pipeline()
         for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder):
             module.to(device)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import at_least, print_json, print_titled, stdout_console
+from .options import at_least, check_image_size_fits, print_json, print_titled, stdout_console
 
 latency_app = typer.Typer(help="Per-block latency tables (device measurements or cost-model estimates).",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -20,16 +20,20 @@ def estimate_command(
     layout: Annotated[Optional[str], typer.Option(help="Layout preset or JSON instead of MODEL (e.g. sd-v1.5, snapfusion).")] = None,
     steps: Annotated[Optional[int], typer.Option(callback=at_least(1, "--steps"),
                                                  help="Sampling steps [default: the model's].")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Image side in pixels [default: the model's].")] = None,
+    image_size: Annotated[Optional[int], typer.Option(callback=at_least(1, "--image-size"),
+                                                      help="Image side in pixels [default: the model's].")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the estimated latency table JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """Estimated iPhone 14 Pro latency: per-block table and end to end (text encoder x2 + steps x UNet + decoder)."""
     from ..errors import UserError
+    from ..image_size import ImageSize
     from ..latency.estimate import estimate, shapes_from_model, shapes_from_preset
 
     if (model is None) == (layout is None):
         raise UserError("expected exactly one of MODEL or --layout, got " + ("both" if model else "neither"))
+    if image_size is not None:
+        check_image_size_fits(ImageSize.square(image_size), model, layout)
     shapes = shapes_from_model(model) if model is not None else shapes_from_preset(layout)
     result = estimate(shapes, steps, image_size)
     if as_json:

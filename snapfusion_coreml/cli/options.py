@@ -64,12 +64,13 @@ def finite(name: str, minimum: float | None = None) -> Callable[[Optional[float]
     return check
 
 
-def one_of(name: str, choices: tuple[str, ...]) -> Callable[[Optional[str]], Optional[str]]:
-    """A callback refusing strings outside `choices`."""
+def one_of(name: str, choices: tuple) -> Callable[[Any], Any]:
+    """A callback refusing values (strings or integers) outside `choices`."""
 
-    def check(value: Optional[str]) -> Optional[str]:
+    def check(value: Any) -> Any:
         if value is not None and value not in choices:
-            raise UserError(f"expected {name} {' or '.join(', '.join(choices).rsplit(', ', 1))}, got {value!r}")
+            listed = ", ".join(map(str, choices))
+            raise UserError(f"expected {name} {' or '.join(listed.rsplit(', ', 1))}, got {value!r}")
         return value
 
     return check
@@ -130,3 +131,22 @@ def image_size_option(value: Optional[str]):
     from ..image_size import parse_image_size
 
     return parse_image_size(value)
+
+
+def check_image_size_fits(image_size, model: Path | None, layout: str | None = None) -> None:
+    """Refuse an --image-size the UNet cannot take, from config files alone (no weights, no torch):
+    the UNet of `layout` (a preset or JSON the model is mapped onto) or of the local model folder.
+    Single-file checkpoints are checked once opened (their configs come from --base)."""
+    from ..config import resolve_layout
+    from ..image_size import latent_size
+    from ..modeling.diffusers_config import unet_folder_layout
+
+    if image_size is None:
+        return
+    if layout is not None:
+        unet = resolve_layout(layout)
+    elif model is not None and (Path(model) / "unet").is_dir():
+        unet = unet_folder_layout(Path(model) / "unet")
+    else:
+        return
+    latent_size(image_size, unet.latent_divisor, unet.num_levels)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import at_least, finite, seed_in_range, stdout_console
+from .options import at_least, finite, print_json, seed_in_range, stdout_console
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (convert and verify accept it).")]
 MaxSteps = Annotated[int, typer.Option(callback=at_least(1, "--max-steps"), help="Optimizer steps (per stage or per evolve iteration).")]
@@ -21,15 +21,21 @@ CheckpointEvery = Annotated[int, typer.Option(callback=at_least(0, "--checkpoint
 RunDir = Annotated[Optional[Path], typer.Option(help="Checkpoints and log.jsonl [default: OUT.run].")]
 Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in the run folder.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result (OUT, steps, losses) as JSON.")]
 Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions), a prompt-list file, or shapes[:SEED] (the procedural shapes data set).")]
 Vae = Annotated[Optional[Path], typer.Option(help="Diffusers VAE folder whose encoder turns training images into latents.")]
-DataSteps = Annotated[int, typer.Option(help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
-CaptionDropout = Annotated[float, typer.Option(help="Share of captions replaced by \"\" (the unconditional embedding).")]
+DataSteps = Annotated[int, typer.Option(callback=at_least(1, "--data-steps"), help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
+CaptionDropout = Annotated[float, typer.Option(callback=finite("--caption-dropout"), help="Share of captions replaced by \"\" (the unconditional embedding).")]
 
 
 def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-              checkpoint_every, run_dir, resume, overwrite):
+              checkpoint_every, run_dir, resume, overwrite, models=()):
+    """The shared training settings; refuses an OUT that is, holds or lies in one of the input
+    `models` (replacing it would delete them) before anything loads."""
+    from ..io import check_separate
     from ..train.loop import TrainingConfig
+
+    check_separate(out, models)
 
     return TrainingConfig(out=out, max_steps=max_steps, seed=seed, batch_size=batch_size, learning_rate=lr,
                           gradient_accumulation_steps=gradient_accumulation_steps, mixed_precision=mixed_precision,
@@ -37,7 +43,12 @@ def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps,
                           overwrite=overwrite)
 
 
-def _report(what: str, out: Path, losses: list[float], extra: str = "") -> None:
+def _report(what: str, out: Path, losses: list[float], as_json: bool, extra: str = "", **fields) -> None:
+    """The result on stdout: two lines, or with --json one JSON object (`fields` added to it)."""
+    if as_json:
+        print_json({"out": str(out), "trained": what, "steps": len(losses),
+                    "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None, **fields})
+        return
     console = stdout_console()
     if losses:
         console.print(f"{what}: {len(losses)} steps, loss {losses[0]:.4g} -> {losses[-1]:.4g}{extra}", highlight=False)
@@ -49,19 +60,21 @@ distill_app = typer.Typer(help="Distil a model: fewer sampling steps, or a slimm
                           rich_markup_mode=None)
 
 
-ImageSize = Annotated[int, typer.Option(help="Image side in pixels (latents are a multiple of 8 smaller).")]
+ImageSize = Annotated[int, typer.Option(callback=at_least(1, "--image-size"), help="Image side in pixels (latents are a multiple of 8 smaller).")]
 
 
 @train_app.command("autoencoder")
 def autoencoder(
     data: Data, out: Out, image_size: ImageSize = 128,
     block_out_channels: Annotated[str, typer.Option(help="Channels per block, comma-separated (4 blocks: latents 8x smaller).")] = "8,16,32,32",
-    layers_per_block: Annotated[int, typer.Option(help="ResNet blocks per encoder block (decoder: one more).")] = 1,
-    norm_num_groups: Annotated[int, typer.Option(help="GroupNorm groups (must divide every width, halved ones too for a 0.5 slim decoder).")] = 4,
-    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1e-6,
+    layers_per_block: Annotated[int, typer.Option(callback=at_least(1, "--layers-per-block"), help="ResNet blocks per encoder block (decoder: one more).")] = 1,
+    norm_num_groups: Annotated[int, typer.Option(callback=at_least(1, "--norm-num-groups"),
+                                                 help="GroupNorm groups (must divide every width, halved ones too for a 0.5 slim decoder).")] = 4,
+    kl_weight: Annotated[float, typer.Option(callback=finite("--kl-weight"), help="Weight of the KL term.")] = 1e-6,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 8, lr: LearningRate = 1e-3,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Train a KL autoencoder (a diffusers AutoencoderKL folder, the --vae of other commands)."""
     from ..train.autoencoder import AutoencoderConfig, train_autoencoder
@@ -71,21 +84,28 @@ def autoencoder(
                          checkpoint_every, run_dir, resume, overwrite)
     model, result = train_autoencoder(AutoencoderConfig(data, training, image_size, channels, layers_per_block,
                                                         norm_num_groups, kl_weight=kl_weight))
-    _report("autoencoder", out, result.losses, f"; latent scaling factor {model.config.scaling_factor:.4g}")
+    _report("autoencoder", out, result.losses, as_json, f"; latent scaling factor {model.config.scaling_factor:.4g}",
+            scaling_factor=model.config.scaling_factor)
 
 
 @train_app.command("latents")
 def latents(
     vae: Annotated[Path, typer.Argument(help="Diffusers AutoencoderKL folder.")],
     data: Data, out: Out, image_size: ImageSize = 128,
-    count: Annotated[int, typer.Option(help="Examples to encode (shapes: the first COUNT scenes).")] = 4096,
+    count: Annotated[int, typer.Option(callback=at_least(1, "--count"), help="Examples to encode (shapes: the first COUNT scenes).")] = 4096,
     batch_size: BatchSize = 32, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Encode images (or shapes[:SEED]) into a .npy latent folder with captions (--data of other commands)."""
+    from ..io import check_separate
     from ..train.autoencoder import EncodeConfig, encode_latents
 
+    check_separate(out, (vae, data))
     n = encode_latents(EncodeConfig(vae, data, out, count, image_size, batch_size, overwrite))
-    stdout_console().print(f"encoded {n} examples\nwrote {out}")
+    if as_json:
+        print_json({"out": str(out), "examples": n})
+    else:
+        stdout_console().print(f"encoded {n} examples\nwrote {out}")
 
 
 @train_app.command("base")
@@ -94,16 +114,17 @@ def base(
     vae: Annotated[Path, typer.Option(help="Diffusers AutoencoderKL folder: its decoder is saved with the model, its encoder encodes images.")],
     out: Out,
     layout: Annotated[str, typer.Option(help="UNet layout preset or JSON (cross_attention_dim = --text-width).")] = "sd-v1.5-tiny",
-    text_width: Annotated[int, typer.Option(help="CLIP text encoder hidden size.")] = 64,
-    text_layers: Annotated[int, typer.Option(help="CLIP text encoder layers.")] = 2,
-    text_heads: Annotated[int, typer.Option(help="CLIP text encoder attention heads.")] = 4,
+    text_width: Annotated[int, typer.Option(callback=at_least(1, "--text-width"), help="CLIP text encoder hidden size.")] = 64,
+    text_layers: Annotated[int, typer.Option(callback=at_least(1, "--text-layers"), help="CLIP text encoder layers.")] = 2,
+    text_heads: Annotated[int, typer.Option(callback=at_least(1, "--text-heads"), help="CLIP text encoder attention heads.")] = 4,
     image_size: ImageSize = 128,
     prediction_type: Annotated[str, typer.Option(help="epsilon or v_prediction.")] = "epsilon",
     caption_dropout: CaptionDropout = 0.1,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 32, lr: LearningRate = 5e-4,
-    warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")] = 100,
+    warmup_steps: Annotated[int, typer.Option(callback=at_least(0, "--warmup-steps"), help="Linear learning-rate warm-up steps.")] = 100,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Train a text encoder and a UNet from scratch, jointly (the teacher of the other stages)."""
     import dataclasses
@@ -111,12 +132,12 @@ def base(
     from ..train.base import BaseConfig, train_base
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(vae,))
     training = dataclasses.replace(training, warmup_steps=warmup_steps)
     config = BaseConfig(data, vae, training, layout, text_width, text_layers, text_heads, image_size, prediction_type,
                         caption_dropout)
     _, result = train_base(config)
-    _report("base model", out, result.losses)
+    _report("base model", out, result.losses, as_json)
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -136,15 +157,16 @@ def v_pred(
     data_steps: DataSteps = 32,
     train_text_encoder: Annotated[bool, typer.Option(
         "--train-text-encoder", help="Fine-tune the text encoder with the UNet (frozen otherwise).")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Fine-tune an epsilon-prediction model to v-prediction (L_ori = ||v_hat - v||^2)."""
     from ..train.vpred import VPredConfig, train_vpred
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(model, vae))
     _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps,
                                                  train_text_encoder=train_text_encoder))
-    _report("v-prediction fine-tune", out, result.losses)
+    _report("v-prediction fine-tune", out, result.losses, as_json)
 
 
 @distill_app.command("steps")
@@ -155,24 +177,26 @@ def steps(
     student_steps: Annotated[int, typer.Option(help="Student sampling steps (must divide --teacher-steps).")] = 16,
     schedule: Annotated[str, typer.Option(help="direct (one stage) or progressive (halve per stage).")] = "direct",
     student_layout: Annotated[Optional[str], typer.Option(help="Student UNet layout preset or JSON [default: the teacher's].")] = None,
-    cfg_probability: Annotated[float, typer.Option(help="p: share of CFG-aware samples (0 vanilla, 1 CFG-aware).")] = 0.1,
-    guidance_min: Annotated[float, typer.Option(help="w ~ U[min, max] for CFG-aware samples (w = 1: no guidance).")] = 2.0,
-    guidance_max: Annotated[float, typer.Option()] = 14.0,
-    gamma: Annotated[float, typer.Option(help="Weight of L_ori, rescaled to L_dstl's scale every step.")] = 0.2,
+    cfg_probability: Annotated[float, typer.Option(callback=finite("--cfg-probability"), help="p: share of CFG-aware samples (0 vanilla, 1 CFG-aware).")] = 0.1,
+    guidance_min: Annotated[float, typer.Option(callback=finite("--guidance-min"), help="w ~ U[min, max] for CFG-aware samples (w = 1: no guidance).")] = 2.0,
+    guidance_max: Annotated[float, typer.Option(callback=finite("--guidance-max"))] = 14.0,
+    gamma: Annotated[float, typer.Option(callback=finite("--gamma"), help="Weight of L_ori, rescaled to L_dstl's scale every step.")] = 0.2,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
     vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
+    as_json: AsJson = False,
 ) -> None:
     """Step distillation: teacher (T steps) -> student (S steps), vanilla / CFG-aware / mixed."""
     from ..train.distill_steps import DistillStepsConfig, distill_steps
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(teacher, vae))
     config = DistillStepsConfig(teacher, data, training, teacher_steps, student_steps, schedule, student_layout,
                                 cfg_probability, guidance_min, guidance_max, gamma, caption_dropout, vae)
     _, results = distill_steps(config)
-    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [loss for r in results for loss in r.losses])
+    _report(f"step distillation {teacher_steps} -> {student_steps}", out, [loss for r in results for loss in r.losses],
+            as_json)
 
 
 @distill_app.command("decoder")
@@ -180,45 +204,50 @@ def decoder(
     teacher: Annotated[str, typer.Argument(help="Teacher MODEL folder (its UNet samples latents, its decoder teaches).")],
     prompts: Annotated[Path, typer.Option(help="Prompt-list file (or an image-text folder: captions only), or a .npy latent folder whose latents are decoded directly.")],
     out: Out,
-    width_multiplier: Annotated[float, typer.Option(help="Slim decoder width relative to the teacher's.")] = 0.5,
-    sample_steps: Annotated[int, typer.Option(help="DDIM steps when sampling teacher latents.")] = 50,
-    guidance_scale: Annotated[float, typer.Option(help="CFG scale when sampling teacher latents.")] = 7.5,
+    width_multiplier: Annotated[float, typer.Option(callback=finite("--width-multiplier"), help="Slim decoder width relative to the teacher's.")] = 0.5,
+    sample_steps: Annotated[int, typer.Option(callback=at_least(1, "--sample-steps"), help="DDIM steps when sampling teacher latents.")] = 50,
+    guidance_scale: Annotated[float, typer.Option(callback=finite("--guidance-scale"), help="CFG scale when sampling teacher latents.")] = 7.5,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-4,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Slim decoder by data distillation: MSE between the teacher's and the slim decoder's images."""
     from ..train.distill_decoder import DistillDecoderConfig, distill_decoder
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite)
+                         checkpoint_every, run_dir, resume, overwrite, models=(teacher,))
     _, result = distill_decoder(DistillDecoderConfig(teacher, prompts, training, width_multiplier, sample_steps, guidance_scale))
-    _report("decoder distillation", out, result.losses)
+    _report("decoder distillation", out, result.losses, as_json)
 
 
 def evolve_command(
     model: Annotated[str, typer.Argument(help="MODEL folder to evolve.")],
     data: Data, out: Out,
-    latency_target_ms: Annotated[float, typer.Option(help="Target UNet block latency per step (ms, batch 2).")],
+    latency_target_ms: Annotated[float, typer.Option(callback=finite("--latency-target-ms"), help="Target UNet block latency per step (ms, batch 2).")],
     latency_table: Annotated[Optional[Path], typer.Option(help="Device latency table JSON [default: cost-model estimates].")] = None,
-    skip_probability: Annotated[float, typer.Option(help="Robust training: chance each block is skipped per step.")] = 0.1,
-    iterations: Annotated[int, typer.Option(help="Evolve iterations (robust training + one round of actions).")] = 10,
-    actions_per_step: Annotated[int, typer.Option(help="Blocks removed or copied per iteration, at most.")] = 1,
+    skip_probability: Annotated[float, typer.Option(callback=finite("--skip-probability"), help="Robust training: chance each block is skipped per step.")] = 0.1,
+    iterations: Annotated[int, typer.Option(callback=at_least(1, "--iterations"), help="Evolve iterations (robust training + one round of actions).")] = 10,
+    actions_per_step: Annotated[int, typer.Option(callback=at_least(1, "--actions-per-step"), help="Blocks removed or copied per iteration, at most.")] = 1,
     scorer: Annotated[str, typer.Option(help="clip (open_clip + --clip-weights), fidelity, or module:factory.")] = "fidelity",
     clip_weights: Annotated[Optional[Path], typer.Option(help="Local open_clip weights file for --scorer clip.")] = None,
     clip_model: Annotated[str, typer.Option(help="open_clip model name.")] = "ViT-g-14",
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Robust training + architecture evolution (Algorithm 1) against a latency table."""
     from ..train.evolve import EvolveConfig, evolve
 
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, False, overwrite)
+                         checkpoint_every, run_dir, False, overwrite, models=(model,))
     config = EvolveConfig(model, data, training, latency_target_ms, latency_table, skip_probability, iterations,
                           actions_per_step, scorer, clip_weights, clip_model)
     _, log = evolve(config)
+    if as_json:
+        print_json({"out": str(out), "estimated_latency": latency_table is None, "iterations": log})
+        return
     console = stdout_console()
     label = " (estimated)" if latency_table is None else ""
     for record in log:

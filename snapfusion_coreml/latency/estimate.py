@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DecoderConfig, PipelineDefaults, UNetLayout, load_layout, resolve_layout
+from ..config import DecoderConfig, PipelineDefaults, UNetLayout, resolve_layout
 from ..errors import UserError
 from ..io import read_json
 from .cost_model import CLIP_TEXT, PipelineEstimate, estimate_pipeline
@@ -22,17 +22,13 @@ class ModelShapes:
 
 def shapes_from_model(model: Path) -> ModelShapes:
     """Layout, decoder config, defaults and text encoder sizes of a folder `load_pipeline` accepts."""
-    from ..modeling.diffusers_config import layout_from_diffusers_config
+    from ..modeling.diffusers_config import unet_folder_layout
     from ..modeling.vae_decoder import CONFIG_NAME, decoder_config_from_diffusers
 
     root = Path(model)
     if not root.is_dir():
         raise UserError(f"model folder not found: {root}")
-    if (root / "unet" / "layout.json").is_file():
-        layout = load_layout(root / "unet" / "layout.json")
-    else:
-        path = root / "unet" / "config.json"
-        layout = layout_from_diffusers_config(read_json(path, "the UNet config"), str(path))
+    layout = unet_folder_layout(root / "unet")
     if (root / "vae_decoder" / CONFIG_NAME).is_file():
         path = root / "vae_decoder" / CONFIG_NAME
         decoder = DecoderConfig.from_dict(read_json(path, "the decoder config"), str(path))

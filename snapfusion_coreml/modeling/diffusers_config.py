@@ -8,11 +8,13 @@ supported; any other feature is refused by name instead of being silently ignore
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ..config import RESNET, TRANSFORMER, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout
+from ..config import RESNET, TRANSFORMER, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout, load_layout
 from ..errors import UserError
 from ..image_size import VAE_FACTOR, vae_factor
+from ..io import read_json
 
 # Keys that must hold their default (SD-family) value.
 _DEFAULTS: dict[str, Any] = {
@@ -103,3 +105,11 @@ def diffusers_defaults(vae_config: dict, layout: UNetLayout) -> PipelineDefaults
     factor = vae_factor(blocks) if blocks else VAE_FACTOR  # SD's VAE when the config does not say
     return PipelineDefaults(steps=50, guidance_scale=7.5, latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
                             image_size=layout.sample_size * factor)
+
+
+def unet_folder_layout(directory: Path) -> UNetLayout:
+    """The layout of a UNet folder (ours: layout.json, diffusers: config.json), from its config
+    alone: no weights are read and torch is not imported."""
+    if (directory / "layout.json").is_file():
+        return load_layout(directory / "layout.json")
+    return layout_from_diffusers_config(read_json(directory / "config.json", "the UNet config"), str(directory / "config.json"))

@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..config import PipelineDefaults, SchedulerConfig, UNetLayout, load_layout
+from ..config import PipelineDefaults, SchedulerConfig, UNetLayout
 from ..errors import UserError
 from ..io import atomic_directory, read_json, write_json
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, save_tokenizer
 from .attention import AttentionImpl
 from .checkpoint import find_weights, load_new, read_state_dict, save_weights
-from .diffusers_config import diffusers_defaults, layout_from_diffusers_config, scheduler_from_diffusers
+from .diffusers_config import diffusers_defaults, scheduler_from_diffusers, unet_folder_layout
 from .lora import TEXT_ENCODER, UNET, LoraFile, merge_lora
 from .source import HUB_PREFIX, resolve_model_path  # noqa: F401  (re-exported)
 from .text_encoder import load_text_encoder, text_encoder_config
@@ -49,13 +49,6 @@ def load_unet(directory: Path, layout: UNetLayout | None = None, attention: Atte
         if report is not None:
             report.append(mapping.summary())
     return load_new(lambda: SnapFusionUNet(target, attention), state, str(weights)).eval()
-
-
-def unet_folder_layout(directory: Path) -> UNetLayout:
-    """The layout of a UNet folder, from its config alone (no weights read)."""
-    if (directory / "layout.json").is_file():
-        return load_layout(directory / "layout.json")
-    return layout_from_diffusers_config(read_json(directory / "config.json", "the UNet config"), str(directory / "config.json"))
 
 
 class ModelFolder:

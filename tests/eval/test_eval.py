@@ -52,9 +52,10 @@ def test_converted_folder_eval_draws_the_model_folders_images(tiny_model_dir, ti
     args = [*SWEEP, "--judge", str(small_judge_dir), "--prompts", "shapes:9"]
     code, _, err = run_cli(["eval", str(tiny_model_dir), "-o", str(tmp_path / "torch"), *args], capsys)
     assert code == 0, err
-    code, _, err = run_cli(["eval", str(tiny_converted_dir), "-o", str(tmp_path / "coreml"), *args], capsys)
+    code, stdout, err = run_cli(["eval", str(tiny_converted_dir), "-o", str(tmp_path / "coreml"), *args, "--json"], capsys)
     assert code == 0, err
     results = json.loads((tmp_path / "coreml" / "results.json").read_text())
+    assert json.loads(stdout) == {"out": str(tmp_path / "coreml"), **results}  # --json: strict JSON, nothing else
     assert results["backend"] == "Core ML packages (interpreter, fp16)" and results["prompts"]["source"] == "shapes:9"
     for w in ("w1", "w3"):
         for i in range(3):
@@ -108,9 +109,11 @@ def test_bad_input_exits_2_and_keeps_an_existing_output(tiny_model_dir, small_ju
 def test_train_judge_command(tmp_path, capsys):
     out = tmp_path / "judge"
     argv = ["eval", "train-judge", "-o", str(out), "--train-images", "64", "--epochs", "1", "--seed", "5"]
-    code, _, err = run_cli(argv, capsys)
+    code, stdout, err = run_cli([*argv, "--json"], capsys)
     assert code == 0, err
     record = json.loads((out / "judge.json").read_text())
+    printed = json.loads(stdout)
+    assert printed["out"] == str(out) and printed["held_out_accuracy"] == record["held_out_accuracy"]
     assert record["command"].startswith("snapfusion-coreml eval train-judge") and record["training"]["seed"] == 5
     assert "held-out accuracy (seed 2)" in " ".join(err.split())
     code, _, err = run_cli(argv, capsys)

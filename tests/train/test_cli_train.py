@@ -1,5 +1,7 @@
 """Bad input through the real entry point: one clear line on stderr and a non-zero exit."""
 
+import json
+import math
 import sys
 
 import pytest
@@ -8,7 +10,8 @@ from snapfusion_coreml.modeling.factory import build_tiny_pipeline
 from snapfusion_coreml.modeling.loading import save_pipeline
 
 
-def run_cli(monkeypatch, capsys, *args):
+def run_cli(monkeypatch, capsys, *args, stdout=None):
+    """(exit code, stderr); with stdout=[], the command's stdout is appended to it."""
     from snapfusion_coreml.cli import main
 
     monkeypatch.setattr(sys, "argv", ["snapfusion-coreml", *args])
@@ -17,7 +20,10 @@ def run_cli(monkeypatch, capsys, *args):
         code = 0
     except SystemExit as exc:
         code = exc.code
-    return code, capsys.readouterr().err.strip()
+    captured = capsys.readouterr()
+    if stdout is not None:
+        stdout.append(captured.out)
+    return code, captured.err.strip()
 
 
 @pytest.mark.parametrize("case", ["missing teacher", "steps do not divide", "empty data folder", "layout mismatch"])
@@ -53,8 +59,12 @@ def test_train_commands_end_to_end(tmp_path, prompts, monkeypatch, capsys):
     eps = tmp_path / "eps"
     save_pipeline(build_tiny_pipeline(prediction_type="epsilon"), eps)
     common = ["--max-steps", "2", "--batch-size", "2", "--lr", "1e-3", "--checkpoint-every", "0"]
+    printed = []
     code, err = run_cli(monkeypatch, capsys, "train", "v-pred", str(eps), "--data", str(prompts), "-o", str(tmp_path / "v"),
-                         "--data-steps", "2", "--train-text-encoder", *common)
+                         "--data-steps", "2", "--train-text-encoder", *common, "--json", stdout=printed)
     assert code == 0, err
+    result = json.loads(printed[0])  # --json: the whole stdout is one JSON object
+    assert result["out"] == str(tmp_path / "v") and result["trained"] == "v-prediction fine-tune"
+    assert result["steps"] == 2 and all(math.isfinite(result[k]) for k in ("first_loss", "last_loss"))
     code, err = run_cli(monkeypatch, capsys, "latency", "estimate", str(tmp_path / "v"))
     assert code == 0, err
