@@ -165,7 +165,7 @@ def v_pred(
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
                          checkpoint_every, run_dir, resume, overwrite, models=(model, vae))
     _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps,
-                                                 train_text_encoder=train_text_encoder))
+                                        train_text_encoder=train_text_encoder))
     _report("v-prediction fine-tune", out, result.losses, as_json)
 
 
