@@ -49,8 +49,8 @@ import numpy as np
 
 from .convert.components import ComponentSpec, TensorSpec, numpy_inputs
 from .convert.kmeans import kmeans_1d
-from .convert.options import MIXED_BITS_CHOICES
 from .convert.recipe import to_coreml
+from .convert_spec import MIXED_BITS_CHOICES
 from .coreml.tools import SPEC_VERSION_TARGETS
 from .coreml.weights import GROUP_SIZE, palettizable_weights
 from .errors import UserError

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..assets import default_model_dir
+from ..convert_spec import check_overrides_converted, parse_components, parse_lora_option, parse_palettize
 from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
@@ -48,22 +49,26 @@ def convert(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    # every flag is checked before torch or coremltools is imported
+    compression, per_component = parse_palettize(palettize, palettize_mode)
+    converted = parse_components(components)
+    check_overrides_converted(per_component, converted)
+    loras = tuple(parse_lora_option(text) for text in lora or ())
+    for spec in loras:
+        spec.check_file()
     source = str(model or default_model_dir())
-    folder = resolve_model_path(source, allow_file=True)  # a missing MODEL fails before torch is imported
+    folder = resolve_model_path(source, allow_file=True)
     check_image_size_fits(image_size, folder, layout)
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):
-        from ..convert import ConvertOptions, convert_pipeline, parse_palettize
+        from ..convert import ConvertOptions, convert_pipeline
         from ..memory import unmap_large_allocations
         from ..mixed_bits import mixed_bit_recipe
-        from ..modeling.lora import parse_lora_option
 
-        compression, per_component = parse_palettize(palettize, palettize_mode)
         options = ConvertOptions(
-            out=out, components=tuple(c.strip() for c in components.split(",") if c.strip()), attention=attention,
-            compression=compression, component_compression=per_component, image_size=image_size, unet_batch=unet_batch,
-            target=target.value, chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle,
-            base=base, loras=tuple(parse_lora_option(text) for text in lora or ()),
+            out=out, components=converted, attention=attention, compression=compression,
+            component_compression=per_component, image_size=image_size, unet_batch=unet_batch, target=target.value,
+            chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle, base=base, loras=loras,
         )
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
             tasks: dict[str, int] = {}

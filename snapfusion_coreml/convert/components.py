@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from ..config import UNetLayout
+from ..convert_spec import COMPONENTS
 from ..pipeline import Pipeline
 from ..pipeline_json import TensorSpec
 from ..tokenizer import MAX_LENGTH
-from .options import COMPONENTS
 
 FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage"}
 CHUNK_NAMES = ("UnetChunk1.mlpackage", "UnetChunk2.mlpackage")

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from ..config import UNetLayout, resolve_layout
+from ..convert_spec import COMPONENTS
 from ..errors import UserError
 from ..image_size import ImageSize, latent_size
 from ..io import atomic_directory
@@ -26,7 +27,7 @@ from ..pipeline_json import PipelineManifest
 from ..tokenizer import save_tokenizer
 from .components import component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe
-from .options import COMPONENTS, ConvertOptions
+from .options import ConvertOptions
 from .pipeline_manifest import build_pipeline_manifest
 from .recipe import ComponentResult, convert_component
 

@@ -31,6 +31,7 @@ from typing import Mapping
 
 import torch
 
+from ..convert_spec import LoraSpec
 from ..errors import UserError
 from ..io import tree_sha256
 
@@ -53,32 +54,6 @@ SUFFIXES = (  # (regex on the key after the component prefix, role)
     (re.compile(r"^(?P<m>.+)\.alpha$"), "alpha"),
 )
 UNSUPPORTED = ("lora_magnitude_vector", "dora_scale", "lora_mid", "hada_", "lokr_", "lora_te2_", "lora_embedding_")
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """One --lora FILE[:SCALE]."""
-
-    path: Path
-    scale: float = 1.0
-
-
-def parse_lora_option(text: str) -> LoraSpec:
-    """--lora FILE[:SCALE] -> LoraSpec; the scale defaults to 1.0 and must be a finite number.
-
-    A colon is read as the scale separator only when FILE alone names an existing file or the
-    whole text does not (so paths containing colons still work).
-    """
-    head, sep, tail = text.rpartition(":")
-    if not sep or (Path(text).is_file() and not Path(head).is_file()):
-        return LoraSpec(Path(text))
-    try:
-        scale = float(tail)
-    except ValueError:
-        raise UserError(f"expected --lora FILE[:SCALE] with SCALE a number, got {tail!r} (in {text!r})") from None
-    if not math.isfinite(scale):
-        raise UserError(f"expected --lora FILE[:SCALE] with a finite SCALE, got {tail!r} (in {text!r})")
-    return LoraSpec(Path(head), scale)
 
 
 @dataclass(frozen=True)
@@ -108,10 +83,7 @@ class LoraFile:
 def read_lora(spec: LoraSpec) -> LoraFile:
     """Read and check one LoRA file (no model needed): every tensor must belong to a known layout."""
     path = spec.path
-    if not path.is_file():
-        raise UserError(f"LoRA file not found: {path}")
-    if path.suffix != ".safetensors":
-        raise UserError(f"expected a .safetensors LoRA file, got {path.name} (in {path})")
+    spec.check_file()
     from safetensors import safe_open
 
     try:

@@ -17,10 +17,11 @@ import torch
 
 from ..config import resolve_layout
 from ..convert.components import NUMPY_DTYPES, component_specs, example_tensor
+from ..convert_spec import LoraSpec
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
 from ..modeling.loading import load_pipeline
-from ..modeling.lora import LoraFile, LoraSpec, read_lora
+from ..modeling.lora import LoraFile, read_lora
 from ..modeling.source import looks_like_hub_id
 from ..pipeline import Pipeline
 from ..pipeline_json import PIPELINE_JSON, PipelineManifest, TensorSpec

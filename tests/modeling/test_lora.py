@@ -16,11 +16,12 @@ import torch
 from safetensors.torch import save_file
 
 from cli_runner import run_cli
+from snapfusion_coreml.convert_spec import LoraSpec, parse_lora_option
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.io import tree_sha256
 from snapfusion_coreml.metrics import PARITY_PSNR_DB, psnr
 from snapfusion_coreml.modeling.loading import load_pipeline
-from snapfusion_coreml.modeling.lora import LoraSpec, parse_lora_option, read_lora
+from snapfusion_coreml.modeling.lora import read_lora
 from snapfusion_coreml.tokenizer import tokenize
 
 ATTN = "down_blocks.0.attentions.0.transformer_blocks.0"

@@ -1,0 +1,115 @@
+"""What a `convert` run is asked for, parsed without torch or coremltools: components,
+compression (--palettize) and LoRA files (--lora). The CLI checks these before anything heavy is
+imported, so bad input fails in well under a second."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+COMPONENTS = ("text_encoder", "unet", "decoder")
+PALETTIZE_BITS = (4, 6, 8)
+MIXED_BITS_CHOICES = (2, 4, 6, 8)
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """How weights are compressed: none, one bit width, or a mixed-bit recipe of an average."""
+
+    mode: str = "none"  # "none" | "palettize" | "mixed"
+    bits: float = 16.0  # the bit width, or the mixed recipe's target average
+    method: str = "kmeans"  # "kmeans" | "uniform"
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+
+def parse_palettize(value: str, method: str) -> tuple[CompressionSpec, tuple[tuple[str, CompressionSpec], ...]]:
+    """--palettize as (default for text encoder and UNet, per-component overrides).
+
+    Either one spec ("6", "mixed:4.5") or comma-separated COMPONENT=SPEC pairs
+    ("text_encoder=8,unet=6"; the decoder may be named too). Components not named stay fp16.
+    """
+    if "=" not in value:
+        return parse_compression(value, method), ()
+    overrides = []
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        key, _, spec = part.partition("=")
+        if key.strip() not in COMPONENTS or not spec:
+            raise UserError(f"expected --palettize COMPONENT=SPEC with COMPONENT from {', '.join(COMPONENTS)}, got {part!r}")
+        overrides.append((key.strip(), parse_compression(spec, method)))
+    return CompressionSpec(), tuple(overrides)
+
+
+def parse_compression(value: str, method: str) -> CompressionSpec:
+    """--palettize none|4|6|8|mixed:BITS and --palettize-mode kmeans|uniform."""
+    if method not in ("kmeans", "uniform"):
+        raise UserError(f"expected --palettize-mode kmeans or uniform, got {method!r}")
+    text = value.strip().lower()
+    if text == "none":
+        return CompressionSpec()
+    if text.startswith("mixed:"):
+        try:
+            bits = float(text.split(":", 1)[1])
+        except ValueError:
+            bits = -1.0
+        if not MIXED_BITS_CHOICES[0] <= bits <= MIXED_BITS_CHOICES[-1]:
+            raise UserError(f"expected --palettize mixed:BITS with 2 <= BITS <= 8, got {value!r}")
+        return CompressionSpec("mixed", bits, method)
+    if text.isdigit() and int(text) in PALETTIZE_BITS:
+        return CompressionSpec("palettize", float(int(text)), method)
+    raise UserError(f"expected --palettize none, 4, 6, 8 or mixed:BITS, got {value!r}")
+
+
+def parse_components(text: str) -> tuple[str, ...]:
+    """--components "text_encoder,unet" -> ("text_encoder", "unet"), each from COMPONENTS."""
+    components = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not components or any(c not in COMPONENTS for c in components):
+        raise UserError(f"expected --components from {','.join(COMPONENTS)}, got {','.join(components) or 'nothing'}")
+    return components
+
+
+def check_overrides_converted(component_compression: tuple[tuple[str, CompressionSpec], ...],
+                              components: tuple[str, ...]) -> None:
+    """Per-component --palettize entries must name converted components."""
+    unused = [c for c, _ in component_compression if c not in components]
+    if unused:
+        raise UserError(f"expected --palettize to name converted components, got {','.join(unused)} "
+                        f"(--components {','.join(components)})")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One --lora FILE[:SCALE]."""
+
+    path: Path
+    scale: float = 1.0
+
+    def check_file(self) -> None:
+        """The file exists and is safetensors (its tensors are checked by modeling/lora.read_lora)."""
+        if not self.path.is_file():
+            raise UserError(f"LoRA file not found: {self.path}")
+        if self.path.suffix != ".safetensors":
+            raise UserError(f"expected a .safetensors LoRA file, got {self.path.name} (in {self.path})")
+
+
+def parse_lora_option(text: str) -> LoraSpec:
+    """--lora FILE[:SCALE] -> LoraSpec; the scale defaults to 1.0 and must be a finite number.
+
+    A colon is read as the scale separator only when FILE alone names an existing file or the
+    whole text does not (so paths containing colons still work).
+    """
+    head, sep, tail = text.rpartition(":")
+    if not sep or (Path(text).is_file() and not Path(head).is_file()):
+        return LoraSpec(Path(text))
+    try:
+        scale = float(tail)
+    except ValueError:
+        raise UserError(f"expected --lora FILE[:SCALE] with SCALE a number, got {tail!r} (in {text!r})") from None
+    if not math.isfinite(scale):
+        raise UserError(f"expected --lora FILE[:SCALE] with a finite SCALE, got {tail!r} (in {text!r})")
+    return LoraSpec(Path(head), scale)
