@@ -207,6 +207,17 @@ def test_other_writers_may_not_replace_the_model(command, tiny_model_dir, tmp_pa
     assert tree_sha256(model) == before and not (model / "eval").exists()
 
 
+def test_eval_may_not_replace_its_judge(tiny_model_dir, tmp_path, capsys):
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "config.json").write_text("{}")
+    code, _, err = run_cli(["eval", "run", str(tiny_model_dir), "-o", str(judge), "--judge", str(judge), "--overwrite",
+                            "--count", "2", "--guidance", "1"], capsys)
+    assert code == 2 and error_lines(err) == [
+        f"error: expected an output folder outside the input {judge}, got {judge}, which is it"], err
+    assert (judge / "config.json").read_text() == "{}"
+
+
 def test_second_writer_fails_fast_and_first_output_is_kept(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "o"
     lock = tmp_path / ".o.lock"
@@ -361,6 +372,8 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
         (["eval", model, "-o", str(tmp_path / "e"), "--guidance", "1,nan"], 2,
          "error: expected a finite number for --guidance, got nan"),
         (["eval", model, "-o", str(tmp_path / "e"), "--count", "1"], 2, "error: expected --count >= 2, got 1"),
+        (["eval", model, "-o", str(tmp_path / "e"), "--seed", str(2**64 - 2), "--count", "3"], 2,
+         f"error: expected --seed + --count - 1 <= {2**64 - 1} (2**64-1), got {2**64}"),
         (["eval", model, "-o", str(tmp_path / "e"), "--precision", "fp8"], 2,
          "error: expected --precision fp16 or fp32, got 'fp8'"),
         (["eval", "train-judge", "-o", str(tmp_path / "j"), "--held-out-seed", "-1"], 2,

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from ..assets import default_model_dir
 from ..errors import UserError
-from .options import at_least, finite, one_of, print_json, seed_in_range, stderr_console, stdout_console
+from .options import SEED_MAX, at_least, finite, one_of, print_json, seed_in_range, stderr_console, stdout_console
 
 console = stderr_console()
 
@@ -74,6 +74,8 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the results (results.json) as JSON instead of the table"),
 ) -> None:
     """Generate COUNT images per guidance value and score them (written to OUT atomically)."""
+    if seed + count - 1 > SEED_MAX:  # image i uses seed SEED + i
+        raise UserError(f"expected --seed + --count - 1 <= {SEED_MAX} (2**64-1), got {seed + count - 1}")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..eval.outputs import markdown, write_outputs
@@ -81,7 +83,8 @@ def run_command(
     from ..io import atomic_directory, claim_output
 
     source = str(model or default_model_dir())
-    with claim_output(out, overwrite, inputs=[source]):  # before minutes of generation
+    # OUT may not be, hold or lie in any folder this run reads
+    with claim_output(out, overwrite, inputs=[source, judge, reference, clip, inception]):  # before minutes of generation
         settings = EvalSettings(prompts, count, guidance, steps, seed, precision, reference,
                                 reference_count, judge, clip, clip_model, inception)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

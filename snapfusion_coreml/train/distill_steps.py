@@ -179,7 +179,7 @@ def _stage(config: DistillStepsConfig, teacher: Pipeline, student_unet: torch.nn
 def print_mapping(summary: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"student initialised from the teacher: {summary}", highlight=False)
+    Console(stderr=True, markup=False).print(f"student initialised from the teacher: {summary}", highlight=False)
 
 
 def distill_steps(config: DistillStepsConfig) -> tuple[Pipeline, list[TrainResult]]:
