@@ -90,6 +90,8 @@ def test_bad_input_exits_2_and_keeps_an_existing_output(tiny_model_dir, small_ju
     out = tmp_path / "eval"
     out.mkdir()
     (out / "results.json").write_text("{}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
     base = [str(tiny_model_dir), "--count", "2", "--judge", str(small_judge_dir)]
     cases = [
         (["-o", str(out)], "already exists; pass --overwrite"),
@@ -98,7 +100,8 @@ def test_bad_input_exits_2_and_keeps_an_existing_output(tiny_model_dir, small_ju
         (["-o", str(tmp_path / "a"), "--prompts", str(tmp_path / "none.txt")], "expected --prompts shapes[:SEED] or a prompt-list file"),
         (["-o", str(tmp_path / "a"), "--reference", str(tmp_path / "nowhere")], "expected --reference shapes[:SEED] or an image folder"),
         (["-o", str(tmp_path / "a"), "--clip", str(tmp_path / "clip.pt")], "expected local CLIP weights"),
-        (["-o", str(tmp_path / "a"), "--judge", str(tmp_path)], "expected a judge config"),
+        (["-o", str(tmp_path / "a"), "--judge", str(empty)], "expected a judge config"),
+        (["-o", str(tmp_path / "a"), "--judge", str(tmp_path)], "expected an output folder outside the input"),
     ]
     for extra, message in cases:
         code, _, err = run_cli(["eval", *base, *extra], capsys)
