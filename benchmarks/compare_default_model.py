@@ -109,7 +109,8 @@ def main() -> None:
 
 def markdown(report: dict) -> str:
     """default_model_comparison.md from its JSON record (the notes as paragraphs under the table)."""
-    command = report["command"].split(" --note ")[0]
+    words = shlex.split(report["command"])
+    command = shlex.join(w for i, w in enumerate(words) if "--note" not in (w, words[i - 1] if i else None))
     lines = ["# The paper's comparison in miniature (bundled default model)", "",
              f"`{command}` (notes below) at guidance {report['guidance']}, {report['count']} held-out prompts "
              f"(shapes:3) and image seeds; commit {report['commit'][:10]}; {report['machine']['cpus']} shared CPU cores.", "",

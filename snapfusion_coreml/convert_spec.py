@@ -68,9 +68,14 @@ def parse_compression(value: str, method: str) -> CompressionSpec:
 def parse_components(text: str) -> tuple[str, ...]:
     """--components "text_encoder,unet" -> ("text_encoder", "unet"), each from COMPONENTS."""
     components = tuple(c.strip() for c in text.split(",") if c.strip())
+    check_components(components)
+    return components
+
+
+def check_components(components: tuple[str, ...]) -> None:
+    """At least one component, each from COMPONENTS."""
     if not components or any(c not in COMPONENTS for c in components):
         raise UserError(f"expected --components from {','.join(COMPONENTS)}, got {','.join(components) or 'nothing'}")
-    return components
 
 
 def check_overrides_converted(component_compression: tuple[tuple[str, CompressionSpec], ...],

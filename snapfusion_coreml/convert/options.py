@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..convert_spec import COMPONENTS, CompressionSpec, LoraSpec, check_overrides_converted, parse_components
+from ..convert_spec import COMPONENTS, CompressionSpec, LoraSpec, check_components, check_overrides_converted
 from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..image_size import ImageSize, parse_image_size
@@ -33,7 +33,7 @@ class ConvertOptions:
         object.__setattr__(self, "attention", AttentionImpl(self.attention))
         if isinstance(self.image_size, (int, str)):
             object.__setattr__(self, "image_size", parse_image_size(self.image_size))
-        parse_components(",".join(self.components))
+        check_components(self.components)
         if self.target not in TARGETS:
             raise UserError(f"expected --target one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.unet_batch not in (1, 2):
