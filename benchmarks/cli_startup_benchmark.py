@@ -49,6 +49,8 @@ def cases(work: Path) -> dict[str, list[str]]:
         "convert --image-size 0": [*cli, "convert", model, "-o", str(work / "o"), "--image-size", "0"],
         "convert --image-size 100 (the UNet cannot take it)": [*cli, "convert", model, "-o", str(work / "o"),
                                                                 "--image-size", "100"],
+        "convert --palettize 7": [*cli, "convert", model, "-o", str(work / "o"), "--palettize", "7"],
+        "convert --components unet,vae": [*cli, "convert", model, "-o", str(work / "o"), "--components", "unet,vae"],
         "eval --steps 0": [*cli, "eval", model, "-o", str(work / "e"), "--steps", "0"],
     }
 
