@@ -67,6 +67,7 @@ class UNetLayout:
     use_linear_projection: bool = False  # SD-2.x: Linear proj_in/proj_out; SD-1.x: 1x1 conv
     upcast_attention: bool = False
     mid_scale_factor: float = 1.0  # output_scale_factor of the mid block's ResNets
+    time_cond_proj_dim: int | None = None  # guidance embedding input (`timestep_cond`) of full LCM UNets
     description: str = ""
 
     # --- derived -----------------------------------------------------------------------------
@@ -117,6 +118,8 @@ class UNetLayout:
         data["down"] = [_stage_to_dict(s) for s in self.down]
         data["mid"] = _stage_to_dict(self.mid)
         data["up"] = [_stage_to_dict(s) for s in self.up]
+        if data["time_cond_proj_dim"] is None:  # layouts without a guidance embedding read as before
+            del data["time_cond_proj_dim"]
         return {"format": LAYOUT_FORMAT, "version": 1, **data}
 
     @classmethod

@@ -90,13 +90,23 @@ def inspect_path(path: Path) -> dict[str, Any]:
             "loras": [lora.to_dict() for lora in source.loras],
             "unet_layout": source.unet_layout,
             "source_model": source.model,
-            "sampler": {"name": sampler.name, "timestep_spacing": sampler.timestep_spacing,
-                        "default_steps": sampler.default_steps, "timesteps": list(sampler.timesteps)},
+            "sampler": {"name": sampler.name, "scheduler_class": sampler.settings.scheduler_class,
+                        "timestep_spacing": sampler.settings.timestep_spacing, "default_steps": sampler.default_steps,
+                        "timesteps": sampler.to_dict()["timesteps"], "unet_calls": unet_calls(pipeline_manifest)},
             "guidance": pipeline_manifest.guidance.to_dict(),
             "components": {k: _component_summary(c) for k, c in pipeline_manifest.components.items()},
         },
         "packages": [inspect_package(p) for p in packages],
     }
+
+
+def unet_calls(pipeline_manifest: PipelineManifest) -> int:
+    """UNet evaluations per image at the folder's default guidance: calls x 2 where CFG runs."""
+    from .schedule import uses_guidance
+
+    guidance = pipeline_manifest.guidance
+    cfg = uses_guidance(guidance.default_scale) and guidance.embedding_dim is None
+    return pipeline_manifest.sampler.calls * (2 if cfg else 1)
 
 
 def _component_summary(component: Component) -> dict[str, Any]:

@@ -9,15 +9,19 @@ app computes from the same seed. Sampling itself is schedule.py's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 import torch
 
 from .config import PipelineDefaults, SchedulerConfig
 from .image_size import ImageSize, latent_size
-from .schedule import guided_prediction, initial_latents, sample, uses_guidance
+from .samplers.settings import SamplerSettings
+from .schedule import guidance_embedding, guided_prediction, uses_guidance
 from .tokenizer import tokenize
+
+if TYPE_CHECKING:
+    from .samplers.record import SamplerRecord
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
@@ -26,10 +30,12 @@ class DiffusionBackend(Protocol):
     """The three networks of a pipeline, whatever runs them.
 
     unet_batch: the UNet batch the backend requires (1 or 2), or None when any batch works.
+    guidance_embedding_dim: D of the UNet's `timestep_cond` (B, D) input, None without one.
     """
 
     unet_batch: int | None
     latent_channels: int
+    guidance_embedding_dim: int | None
 
     def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
         """(latent height, latent width) for `image` (None: the backend's default size), or a
@@ -38,8 +44,10 @@ class DiffusionBackend(Protocol):
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids (B, 77) int -> last hidden states (B, 77, D) float32."""
 
-    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """sample (B, C, h, w), timestep (B,) float, context (B, D, 1, 77) -> raw prediction (B, C, h, w)."""
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
+             timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """sample (B, C, h, w), timestep (B,) float, context (B, D, 1, 77) [, timestep_cond (B, E)]
+        -> raw prediction (B, C, h, w)."""
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (1, C, h, w), already divided by the latent scale factor -> image (1, 3, 8h, 8w) in [-1, 1]."""
@@ -51,43 +59,65 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return image.cpu().numpy()
 
 
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How one generation samples: the noise schedule, the sampler's settings, and its record for
+    the default step count when one is already planned (pipeline.json's)."""
+
+    scheduler: SchedulerConfig
+    sampler: SamplerSettings
+    record: "SamplerRecord | None" = None
+
+    def record_for(self, steps: int | None, default_steps: int) -> "SamplerRecord":
+        """The record of `steps` (None: the default), replanned only when the count differs."""
+        from .samplers.plan import plan
+
+        if self.record is not None and steps in (None, self.record.default_steps):
+            return self.record
+        return plan(self.sampler, self.scheduler, steps or default_steps)
+
+
 @torch.no_grad()
-def generate_image(backend: DiffusionBackend, tokenizer, scheduler: SchedulerConfig, defaults: PipelineDefaults,
+def generate_image(backend: DiffusionBackend, tokenizer, sampling: SamplingPlan, defaults: PipelineDefaults,
                    prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                    image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
-                   timesteps: list[int] | None = None, device: torch.device | str = "cpu") -> np.ndarray:
-    """A (H, W, 3) uint8 image. Latents start from torch.randn on a CPU generator seeded by `seed`.
-
-    timesteps: an explicit sampler timestep list (pipeline.json's); default from `scheduler`.
+                   negative_prompt: str = "", device: torch.device | str = "cpu") -> np.ndarray:
+    """A (H, W, 3) uint8 image, the one diffusers' StableDiffusionPipeline (or, for a UNet with a
+    guidance embedding, LatentConsistencyModelPipeline) draws with the same scheduler, steps,
+    guidance and `generator=torch.Generator("cpu").manual_seed(seed)`.
     """
-    steps = steps or (len(timesteps) if timesteps else defaults.steps)
+    from .samplers.run import run_sampler
+
+    record = sampling.record_for(steps, defaults.steps)
     w = defaults.guidance_scale if guidance_scale is None else guidance_scale
+    embedding_dim = backend.guidance_embedding_dim
+    guided = uses_guidance(w) and embedding_dim is None  # diffusers' do_classifier_free_guidance
     height, width = backend.latent_size(image_size)  # None: the default size
 
-    # 1. text: unconditional ("") and conditional embeddings, in the UNet's (B, D, 1, 77) layout
-    ids = tokenize(tokenizer, ["", prompt])
+    # 1. text: negative (unconditional) and conditional embeddings, in the UNet's (B, D, 1, 77) layout
+    ids = tokenize(tokenizer, [negative_prompt, prompt])
     context = backend.encode(ids).transpose(1, 2).unsqueeze(2).to(device)
-    # 2. initial noise, reproducible on any device and in Swift
-    latents = initial_latents(seed, (1, backend.latent_channels, height, width)).to(device)
+    timestep_cond = None if embedding_dim is None else guidance_embedding(w, embedding_dim).to(device)
 
-    # 3. DDIM with classifier-free guidance: one batch-2 UNet call per step (unconditional, then
+    # 2. the UNet with classifier-free guidance: one batch-2 call per step (negative, then
     #    conditional), two batch-1 calls where the backend takes batch 1, one call without guidance
-    def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
+    def denoise(z: torch.Tensor, t: float) -> torch.Tensor:
         def call(batch: int, ctx: torch.Tensor) -> torch.Tensor:
-            return backend.unet(z.repeat(batch, 1, 1, 1), torch.full((batch,), float(t), device=device), ctx)
+            cond = None if timestep_cond is None else timestep_cond.expand(batch, -1)
+            return backend.unet(z.repeat(batch, 1, 1, 1), torch.full((batch,), float(t), device=device), ctx, cond)
 
         if backend.unet_batch == 1:
             cond = call(1, context[1:])
-            return guided_prediction(cond, call(1, context[:1]) if uses_guidance(w) else None, w)
-        if not uses_guidance(w) and backend.unet_batch is None:
+            return guided_prediction(cond, call(1, context[:1]) if guided else None, w)
+        if not guided and backend.unet_batch is None:
             return call(1, context[1:])
         uncond, cond = call(2, context).chunk(2)
-        return guided_prediction(cond, uncond, w)
+        return guided_prediction(cond, uncond, w) if guided else cond
 
-    if timesteps is not None and steps != len(timesteps):
-        timesteps = None  # another step count: the schedule's own spacing
-    latents = sample(denoise, latents, scheduler, steps, on_step, timesteps)
-    # 4. decode
+    # 3. sample from seeded noise, every draw from one generator, 4. decode
+    generator = torch.Generator("cpu").manual_seed(seed)
+    latents = run_sampler(record, sampling.scheduler, denoise, (1, backend.latent_channels, height, width), generator,
+                          on_step, device)
     return to_uint8(backend.decode(latents / defaults.latent_scale_factor))
 
 
@@ -99,6 +129,7 @@ class TorchBackend:
     def __init__(self, pipeline: "Pipeline", skip_blocks: frozenset[str] = frozenset()):
         self.pipeline, self.skip_blocks = pipeline, skip_blocks
         self.latent_channels = pipeline.unet.layout.in_channels
+        self.guidance_embedding_dim = pipeline.unet.layout.time_cond_proj_dim
 
     def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
         return self.pipeline.latent_size(image)
@@ -107,8 +138,9 @@ class TorchBackend:
         encoder = self.pipeline.text_encoder
         return encoder(input_ids=input_ids.to(next(encoder.parameters()).device)).last_hidden_state
 
-    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.pipeline.unet(sample, timestep, context, self.skip_blocks)
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
+             timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.pipeline.unet(sample, timestep, context, self.skip_blocks, timestep_cond)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.pipeline.decoder(z)
@@ -123,6 +155,13 @@ class Pipeline:
     scheduler: SchedulerConfig
     defaults: PipelineDefaults = field(default_factory=PipelineDefaults)
     source: str = ""
+    scheduler_config: dict | None = None  # the raw scheduler config (diffusers': `_class_name` and fields)
+
+    def sampler_settings(self, override: str | None = None, eta: float | None = None) -> SamplerSettings:
+        """The model's sampler (samplers/settings.py), or `override` over the model's config."""
+        from .samplers.settings import model_settings
+
+        return model_settings(self.scheduler, self.scheduler_config, f"{self.source or 'the model'}/scheduler", override, eta)
 
     @property
     def latent_divisor(self) -> int:
@@ -147,11 +186,14 @@ class Pipeline:
     @torch.no_grad()
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                  image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
-                 skip_blocks: frozenset[str] = frozenset()) -> np.ndarray:
+                 skip_blocks: frozenset[str] = frozenset(), negative_prompt: str = "",
+                 sampler: SamplerSettings | None = None) -> np.ndarray:
         """A (H, W, 3) uint8 image (see `generate_image`; image_size: an int for a square or an ImageSize).
 
-        skip_blocks: UNet blocks that act as identity (architecture evolution scores them so).
+        skip_blocks: UNet blocks that act as identity (architecture evolution scores them so);
+        sampler: another sampler than the model's own.
         """
-        return generate_image(TorchBackend(self, skip_blocks), self.tokenizer, self.scheduler, self.defaults, prompt,
-                              steps, guidance_scale, seed, image_size, on_step,
+        sampling = SamplingPlan(self.scheduler, sampler or self.sampler_settings())
+        return generate_image(TorchBackend(self, skip_blocks), self.tokenizer, sampling, self.defaults, prompt,
+                              steps, guidance_scale, seed, image_size, on_step, negative_prompt,
                               device=next(self.unet.parameters()).device)

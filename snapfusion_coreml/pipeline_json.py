@@ -11,6 +11,9 @@ Older forms that readers keep accepting, and the defaults they read as (`to_dict
 current form):
   - `"image_size": N` (square folders before non-square images)  -> image N x N;
     neither key                                                   -> image = VAE_FACTOR x latent;
+  - format_version 1 (DDIM only)                                 -> the `ddim` record whose previous
+                                                                    timestep is the next entry;
+  - no `guidance.embedding`                                       -> none (a plain UNet);
   - `input_ids` declared int32 (converters before 0.2)            -> kept as declared;
   - no `source.loras`                                             -> [] (no LoRA merged);
   - no `tokenizer.pad_token_id`                                   -> eos_token_id (CLIP's <|endoftext|>);
@@ -24,14 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import BETA_SCHEDULES, PREDICTION_TYPES, TIMESTEP_SPACINGS, SchedulerConfig
+from .config import BETA_SCHEDULES, PREDICTION_TYPES, SchedulerConfig
 from .errors import UserError, expected
 from .image_size import VAE_FACTOR, ImageSize
 from .io import read_json, write_json
 from .json_fields import JsonFields
+from .samplers.record import SamplerRecord
 
 PIPELINE_JSON = "pipeline.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sampler record of docs/contracts.md section 3; 1 (DDIM only) is still read
+READ_VERSIONS = (1, 2)
+GUIDANCE_INPUT = "timestep_cond"  # the UNet input of a guidance embedding
 COMPONENT_KEYS = ("text_encoder", "unet", "decoder")  # in the order they run
 TENSOR_DTYPES = ("float32", "float16", "int32")  # what a Core ML multi-array feature may declare
 GUIDANCE_BATCHES = (1, 2)  # guidance.unet_batch: two calls, or [uncond, cond] in one
@@ -143,46 +149,30 @@ class NoiseSchedule:
 
 
 @dataclass(frozen=True)
-class Sampler:
-    """DDIM settings; `timesteps` is authoritative for `default_steps` (docs/contracts.md section 3)."""
-
-    name: str
-    eta: float
-    timestep_spacing: str  # TIMESTEP_SPACINGS
-    steps_offset: int
-    default_steps: int
-    timesteps: tuple[int, ...]  # decreasing
-    final_alpha_cumprod: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "eta": self.eta, "timestep_spacing": self.timestep_spacing,
-                "steps_offset": self.steps_offset, "default_steps": self.default_steps,
-                "timesteps": list(self.timesteps), "final_alpha_cumprod": self.final_alpha_cumprod}
-
-    @classmethod
-    def from_fields(cls, f: JsonFields) -> "Sampler":
-        timesteps = f.integers("timesteps", minimum=0)
-        if not timesteps or list(timesteps) != sorted(set(timesteps), reverse=True):
-            raise f.fail("timesteps", "a non-empty list in decreasing order", list(timesteps))
-        return cls(f.string("name"), f.number("eta", minimum=0), f.string("timestep_spacing", TIMESTEP_SPACINGS),
-                   f.integer("steps_offset", minimum=0), f.integer("default_steps", minimum=1), timesteps,
-                   f.number("final_alpha_cumprod", minimum=0))
-
-
-@dataclass(frozen=True)
 class Guidance:
-    default_scale: float  # 1 = no guidance (diffusers' convention)
+    """default_scale: diffusers' w (1 = none); unet_batch: 2 runs [negative, conditional] in one
+    UNet call; embedding_dim: D of the UNet's `timestep_cond` (B, D) guidance-embedding input
+    (full LCM UNets, docs/contracts.md section 3), None without one: then w runs no CFG batch."""
+
+    default_scale: float
     unet_batch: int  # GUIDANCE_BATCHES
+    embedding_dim: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"default_scale": self.default_scale, "unet_batch": self.unet_batch}
+        embedding = None if self.embedding_dim is None else {"input": GUIDANCE_INPUT, "dim": self.embedding_dim}
+        return {"default_scale": self.default_scale, "unet_batch": self.unet_batch, "embedding": embedding}
 
     @classmethod
     def from_fields(cls, f: JsonFields) -> "Guidance":
         batch = f.integer("unet_batch")
         if batch not in GUIDANCE_BATCHES:
             raise f.fail("unet_batch", " or ".join(map(str, GUIDANCE_BATCHES)), batch)
-        return cls(f.number("default_scale"), batch)
+        embedding = f.object("embedding", default=None) if f.has("embedding") else None
+        dim = None
+        if embedding is not None:
+            embedding.string("input", (GUIDANCE_INPUT,))
+            dim = embedding.integer("dim", minimum=1)
+        return cls(f.number("default_scale"), batch, dim)
 
 
 @dataclass(frozen=True)
@@ -286,14 +276,14 @@ class Component:
 
 @dataclass(frozen=True)
 class PipelineManifest:
-    """The whole of pipeline.json (format_version 1)."""
+    """The whole of pipeline.json (format_version 2; 1 is read too)."""
 
     tool_version: str
     prediction_type: str  # PREDICTION_TYPES
     image: ImageSize
     latent: Latent
     noise_schedule: NoiseSchedule
-    sampler: Sampler
+    sampler: SamplerRecord
     guidance: Guidance
     tokenizer: Tokenizer
     components: dict[str, Component]  # a subset of COMPONENT_KEYS, in that order
@@ -308,9 +298,10 @@ class PipelineManifest:
 
     @property
     def scheduler(self) -> SchedulerConfig:
-        """The noise schedule and sampler settings as the PyTorch sampler takes them."""
+        """The noise schedule and prediction type as the PyTorch sampler takes them."""
         return SchedulerConfig(**self.noise_schedule.to_dict(), prediction_type=self.prediction_type,
-                               timestep_spacing=self.sampler.timestep_spacing, steps_offset=self.sampler.steps_offset)
+                               timestep_spacing=self.sampler.settings.timestep_spacing,
+                               steps_offset=self.sampler.settings.steps_offset)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -332,8 +323,8 @@ class PipelineManifest:
         """Check and read a pipeline.json object; `source` names the file in errors."""
         top = JsonFields(data, "", source)
         version = top.raw("format_version", None)
-        if version != FORMAT_VERSION:
-            raise expected(f"{PIPELINE_JSON} format_version {FORMAT_VERSION}",
+        if version not in READ_VERSIONS or isinstance(version, bool):
+            raise expected(f"{PIPELINE_JSON} format_version {' or '.join(map(str, READ_VERSIONS))}",
                            "none" if version is None else repr(version), source)
         tool = top.object("tool")
         components = top.object("components")
@@ -347,7 +338,7 @@ class PipelineManifest:
             image=_image(top, latent),
             latent=latent,
             noise_schedule=NoiseSchedule.from_fields(top.object("noise_schedule")),
-            sampler=Sampler.from_fields(top.object("sampler")),
+            sampler=SamplerRecord.from_fields(top.object("sampler"), version),
             guidance=Guidance.from_fields(top.object("guidance")),
             tokenizer=Tokenizer.from_fields(top.object("tokenizer")),
             components={k: Component.from_fields(components.object(k)) for k in COMPONENT_KEYS if components.has(k)},

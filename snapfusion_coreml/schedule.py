@@ -118,6 +118,18 @@ def guided_prediction(cond: torch.Tensor, uncond: torch.Tensor | None, scale: fl
     return guide(cond, uncond, scale) if uses_guidance(scale) else cond
 
 
+def guidance_embedding(scale: float, dim: int) -> torch.Tensor:
+    """(1, dim) float32 guidance-scale embedding of UNets with `time_cond_proj_dim` (full LCM UNets):
+    diffusers' `get_guidance_scale_embedding(w - 1, dim)`, sinusoidal in 1000 (w - 1). Swift twin:
+    ios_app/Sources/SnapFusionKit/Scheduler (docs/contracts.md section 3)."""
+    w = torch.tensor([scale - 1.0], dtype=torch.float32) * 1000.0
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    args = w[:, None] * freq[None, :]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
+
+
 def initial_latents(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """torch.randn on a CPU generator seeded by `seed`; the Swift RNG (ios_app TorchRandomSource)
     reproduces it bit for bit where torch runs its AVX2 kernel (README "Generate")."""

@@ -13,7 +13,21 @@ from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
 from ..modeling.source import resolve_model_path
-from .options import Target, check_image_size_fits, human_bytes, image_size_option, one_of, print_json, print_titled, stderr_console, stdout_console
+from .options import (
+    Target,
+    at_least,
+    check_image_size_fits,
+    eta_option,
+    finite,
+    human_bytes,
+    image_size_option,
+    one_of,
+    print_json,
+    print_titled,
+    sampler_option,
+    stderr_console,
+    stdout_console,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +45,16 @@ def convert(
     palettize_mode: str = typer.Option("kmeans", "--palettize-mode", help="kmeans or uniform"),
     image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_size_option,
                                              help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
-    unet_batch: int = typer.Option(2, "--unet-batch", callback=one_of("--unet-batch", (1, 2)),
-                                  help="2 = guidance in one UNet call, 1 = two calls"),
+    unet_batch: Optional[int] = typer.Option(None, "--unet-batch", callback=one_of("--unet-batch", (1, 2)),
+                                             help="2 = guidance in one UNet call, 1 = two calls "
+                                                  "[default: 1 where the default guidance runs no CFG batch, else 2]"),
+    sampler: Optional[str] = sampler_option(),
+    steps: Optional[int] = typer.Option(None, "--steps", callback=at_least(1, "--steps"),
+                                        help="Sampling steps planned into pipeline.json [default: the model's]"),
+    guidance: Optional[float] = typer.Option(None, "--guidance", callback=finite("--guidance"),
+                                             help="Default guidance scale w recorded in pipeline.json (1 = none) "
+                                                  "[default: the model's]"),
+    eta: Optional[float] = eta_option(),
     target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
     components: str = typer.Option("text_encoder,unet,decoder", "--components", help="Comma-separated components"),
     chunk_unet: bool = typer.Option(False, "--chunk-unet", help="Split the UNet into two packages (after palettization)"),
@@ -69,6 +91,7 @@ def convert(
             out=out, components=converted, attention=attention, compression=compression,
             component_compression=per_component, image_size=image_size, unet_batch=unet_batch, target=target.value,
             chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle, base=base, loras=loras,
+            sampler=sampler, steps=steps, guidance=guidance, eta=eta,
         )
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
             tasks: dict[str, int] = {}

@@ -12,7 +12,7 @@ from ..assets import default_model_dir
 from ..errors import UserError, check_interrupted
 from ..io import claim_file, os_error, writable_parent
 from ..modeling.source import resolve_model_path
-from .options import at_least, check_image_size_fits, finite, image_size_option, one_of, print_json, seed_in_range, stderr_console
+from .options import at_least, check_image_size_fits, eta_option, finite, image_size_option, one_of, print_json, sampler_option, seed_in_range, stderr_console
 
 
 def register(app: typer.Typer) -> None:
@@ -23,9 +23,13 @@ def generate(
     model: Optional[str] = typer.Argument(None, help="Model folder or hub id, or a converted folder OUT (with pipeline.json) "
                                                      "[default: the bundled models/default]"),
     prompt: str = typer.Option(..., "--prompt", help="Text prompt"),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="What guidance steers away from (the unconditional "
+                                                                      "prompt; used only where guidance runs, w > 1)"),
     out: Path = typer.Option(..., "-o", "--out", help="Output PNG file"),
     steps: Optional[int] = typer.Option(None, "--steps", callback=at_least(1, "--steps"),
-                                        help="Sampling steps [default: the model's; OUT: its sampler.timesteps]"),
+                                        help="Sampling steps [default: the model's; OUT: its sampler's default_steps]"),
+    sampler: Optional[str] = sampler_option(),
+    eta: Optional[float] = eta_option(),
     guidance: Optional[float] = typer.Option(None, "--guidance", callback=finite("--guidance"),
                                              help="Guidance scale w (1 = none) [default: the model's]"),
     seed: int = typer.Option(0, "--seed", callback=seed_in_range("--seed"),
@@ -69,7 +73,6 @@ def generate(
         from ..interpret.backend import load_package_pipeline
 
         pipeline = load_package_pipeline(model, precision or "fp16")
-        total = steps or len(pipeline.timesteps)
     else:
         from ..modeling.attention import AttentionImpl
         from ..modeling.loading import ModelFolder
@@ -80,20 +83,25 @@ def generate(
         pipeline = folder.pipeline()
         for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder):
             module.to(device)
-        total = steps or pipeline.defaults.steps
+    from ..samplers.plan import plan
+
+    settings = pipeline.sampler_settings(sampler, eta)
+    total = plan(settings, pipeline.scheduler, steps or pipeline.defaults.steps).calls  # refuses impossible steps
+
     console = stderr_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("denoising", total=total)
         image = pipeline.generate(prompt, steps, guidance, seed, image_size,
-                                  on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)))
+                                  on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)),
+                                  negative_prompt=negative_prompt, sampler=settings)
     try:
         write_png(out, image)
     except OSError as exc:
         raise os_error(exc, out) from None
     backend = f"Core ML packages, interpreter {precision or 'fp16'}" if converted else "PyTorch"
     if as_json:
-        print_json({"out": str(out), "width": image.shape[1], "height": image.shape[0], "steps": total, "seed": seed,
-                    "backend": backend})
+        print_json({"out": str(out), "width": image.shape[1], "height": image.shape[0], "steps": steps or pipeline.defaults.steps,
+                    "sampler": settings.name, "unet_steps": total, "seed": seed, "backend": backend})
     else:
-        console.print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, {total} steps, seed {seed}, {backend})")
+        console.print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, {settings.name}, {total} steps, seed {seed}, {backend})")

@@ -32,8 +32,8 @@ def inspect_command(
         p = info["pipeline"]
         console.print(Text(info["folder"], style="bold"), end="")
         console.print(f"  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
-                      f"{p['image']['height']}x{p['image']['width']} px, UNet layout {p['unet_layout']}, {p['sampler']['default_steps']} steps "
-                      f"{p['sampler']['timesteps']}, guidance {p['guidance']}", highlight=False)
+                      f"{p['image']['height']}x{p['image']['width']} px, UNet layout {p['unet_layout']}, {p['sampler']['name']} sampler, {p['sampler']['default_steps']} steps "
+                      f"{p['sampler']['timesteps']} ({p['sampler']['unet_calls']} UNet evaluations per image), guidance {p['guidance']}", highlight=False)
         for key, component in p["components"].items():
             comp = component["compression"]
             if component["mixed_layers"]:

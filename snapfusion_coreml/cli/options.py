@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import typer
+
 from ..coreml.tools import TARGETS
 from ..errors import UserError
 
@@ -74,6 +76,20 @@ def one_of(name: str, choices: tuple) -> Callable[[Any], Any]:
         return value
 
     return check
+
+
+def sampler_option():
+    """--sampler, shared by convert and generate (samplers/settings.py lists the names)."""
+    from ..samplers.settings import SAMPLER_NAMES
+
+    return typer.Option(None, "--sampler", callback=one_of("--sampler", SAMPLER_NAMES),
+                        help=f"{', '.join(SAMPLER_NAMES)} [default: the one the model's scheduler config names]")
+
+
+def eta_option():
+    """--eta: TCD's gamma (its stochasticity), shared by convert and generate."""
+    return typer.Option(None, "--eta", callback=finite("--eta", 0.0),
+                        help="tcd only: gamma in [0, 1] [default: 0.3, the TCD authors' value]")
 
 
 def stdout_console():

@@ -15,7 +15,7 @@ from torch import nn
 from ..config import UNetLayout
 from ..convert_spec import COMPONENTS
 from ..pipeline import Pipeline
-from ..pipeline_json import TensorSpec
+from ..pipeline_json import GUIDANCE_INPUT, TensorSpec
 from ..tokenizer import MAX_LENGTH
 
 FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage"}
@@ -43,14 +43,16 @@ def example_tensor(spec: TensorSpec, seed: int = 0) -> torch.Tensor:
 
 
 class UnetExport(nn.Module):
-    """sample (B, C, h, w), timestep (B,), encoder_hidden_states (B, D, 1, 77) -> noise_pred (B, C, h, w)."""
+    """sample (B, C, h, w), timestep (B,), encoder_hidden_states (B, D, 1, 77)
+    [, timestep_cond (B, E): the guidance embedding of UNets that have one] -> noise_pred (B, C, h, w)."""
 
     def __init__(self, unet: nn.Module):
         super().__init__()
         self.unet = unet
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.unet(sample, timestep, encoder_hidden_states)
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.unet(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond)
 
 
 @dataclass
@@ -82,10 +84,12 @@ def component_spec(key: str, module: nn.Module, layout: UNetLayout, latent: tupl
                              (TensorSpec("input_ids", (1, tokens), INPUT_IDS_DTYPE),),
                              ("last_hidden_state", "pooled_outputs"), True)
     if key == "unet":
-        return ComponentSpec(key, FILE_NAMES[key], UnetExport(module).eval(),
-                             (TensorSpec("sample", (b, layout.in_channels, h, w)), TensorSpec("timestep", (b,)),
-                              TensorSpec("encoder_hidden_states", (b, layout.cross_attention_dim, 1, MAX_LENGTH))),
-                             ("noise_pred",), True, module.attention.value)
+        inputs = (TensorSpec("sample", (b, layout.in_channels, h, w)), TensorSpec("timestep", (b,)),
+                  TensorSpec("encoder_hidden_states", (b, layout.cross_attention_dim, 1, MAX_LENGTH)))
+        if layout.time_cond_proj_dim is not None:
+            inputs += (TensorSpec(GUIDANCE_INPUT, (b, layout.time_cond_proj_dim)),)
+        return ComponentSpec(key, FILE_NAMES[key], UnetExport(module).eval(), inputs, ("noise_pred",), True,
+                             module.attention.value)
     if key == "decoder":
         return ComponentSpec(key, FILE_NAMES[key], module.eval(), (TensorSpec("z", (1, module.config.latent_channels, h, w)),),
                              ("image",), False)

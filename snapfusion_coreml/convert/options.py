@@ -10,6 +10,7 @@ from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..image_size import ImageSize, parse_image_size
 from ..modeling.attention import AttentionImpl
+from ..samplers.settings import check_sampler_name
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class ConvertOptions:
     compression: CompressionSpec = CompressionSpec()  # text encoder and UNet (Apple keeps the decoder fp16)
     component_compression: tuple[tuple[str, CompressionSpec], ...] = ()  # per-component overrides
     image_size: ImageSize | None = None  # default: the model's (an int is read as a square)
-    unet_batch: int = 2
+    unet_batch: int | None = None  # None: 1 where sampling runs no CFG batch (w <= 1, guidance embedding), else 2
     target: str = "iOS16"
     chunk_unet: bool = False
     overwrite: bool = False
@@ -28,6 +29,10 @@ class ConvertOptions:
     allow_pickle: bool = False
     base: str | None = None  # architecture of a single-file checkpoint: sd-v1, sd-v2, sd-v2-base or a config folder
     loras: tuple[LoraSpec, ...] = ()  # merged into the UNet and text encoder weights, in order
+    sampler: str | None = None  # another sampler than the model's scheduler config names (samplers/settings.py)
+    steps: int | None = None  # sampling steps planned into pipeline.json (default: the model's)
+    guidance: float | None = None  # default guidance scale recorded in pipeline.json (default: the model's)
+    eta: float | None = None  # tcd's gamma
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attention", AttentionImpl(self.attention))
@@ -36,9 +41,13 @@ class ConvertOptions:
         check_components(self.components)
         if self.target not in TARGETS:
             raise UserError(f"expected --target one of {', '.join(TARGETS)}, got {self.target!r}")
-        if self.unet_batch not in (1, 2):
+        if self.unet_batch not in (None, 1, 2):
             raise UserError(f"expected --unet-batch 1 or 2, got {self.unet_batch}")
         check_overrides_converted(self.component_compression, self.components)
+        if self.sampler is not None:
+            check_sampler_name(self.sampler)
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"expected --steps >= 1, got {self.steps}")
         if self.chunk_unet and "unet" not in self.components:
             raise UserError("--chunk-unet needs the unet component")
 

@@ -28,7 +28,7 @@ from ..tokenizer import save_tokenizer
 from .components import component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe
 from .options import ConvertOptions
-from .pipeline_manifest import build_pipeline_manifest
+from .pipeline_manifest import build_pipeline_manifest, choose_sampling
 from .recipe import ComponentResult, convert_component
 
 
@@ -47,6 +47,7 @@ class LoadedPipeline:
         self.pipeline, self.attention = pipeline, attention
         self.layout: UNetLayout = pipeline.unet.layout
         self.tokenizer, self.scheduler, self.defaults = pipeline.tokenizer, pipeline.scheduler, pipeline.defaults
+        self.scheduler_config = pipeline.scheduler_config
         self.source = pipeline.source
         self.loras: tuple[LoraFile, ...] = ()
 
@@ -98,6 +99,7 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
     # 1. open the model: configs, tokenizer, LoRAs, image size (no weights yet)
     mapping: list[str] = []
     source, latent = open_model(model, options, mapping)
+    sampling = choose_sampling(source, options)
 
     # 2. every component through the same recipe, into a temporary folder, one in memory at a time
     keys = [c for c in COMPONENTS if c in options.components]
@@ -108,7 +110,7 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
         for key in (c for c in COMPONENTS if c in options.components):
             if on_component:
                 on_component(key, "start")
-            spec = component_spec(key, source.load(key), source.layout, latent, options.unet_batch)
+            spec = component_spec(key, source.load(key), source.layout, latent, sampling.unet_batch)
             results.append(convert_component(spec, options, tmp, source.source, mixed_recipe))
             inputs[key] = spec.inputs
             del spec
@@ -117,7 +119,7 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
                 on_component(key, "done")
         # 3. tokenizer, then pipeline.json, last: its presence marks the folder complete
         save_tokenizer(source.tokenizer, tmp)
-        pipeline_manifest = build_pipeline_manifest(source, options, latent, results, inputs)
+        pipeline_manifest = build_pipeline_manifest(source, options, latent, results, inputs, sampling)
         pipeline_manifest.write(tmp)
     return ConvertSummary(Path(options.out), results, pipeline_manifest, mapping)
 

@@ -3,18 +3,48 @@ guess (pipeline.json, docs/contracts.md section 2; records in snapfusion_coreml/
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import __version__
 from ..image_size import VAE_FACTOR, ImageSize
-from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Sampler, Source, TensorSpec, Tokenizer
-from ..schedule import FINAL_ALPHA_CUMPROD, timesteps
+from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Source, TensorSpec, Tokenizer
+from ..samplers.record import SamplerRecord
+from ..samplers.settings import model_settings
+from ..schedule import uses_guidance
 from .options import ConvertOptions
 
 
+@dataclass(frozen=True)
+class SamplingChoice:
+    """How the converted folder samples: the planned sampler, the default guidance scale, the
+    UNet batch (1 where no CFG batch runs) and the guidance-embedding size of the UNet (or None)."""
+
+    record: SamplerRecord
+    guidance_scale: float
+    unet_batch: int
+    embedding_dim: int | None
+
+
+def choose_sampling(source, options: ConvertOptions) -> SamplingChoice:
+    """The model's sampler (or --sampler) planned for its default steps (or --steps); unet_batch
+    1 when the default guidance runs no CFG batch (w <= 1, or a guidance embedding), unless
+    --unet-batch says otherwise. Reads configs only."""
+    from ..samplers.plan import plan
+
+    settings = model_settings(source.scheduler, source.scheduler_config, f"{source.source}/scheduler",
+                              options.sampler, options.eta)
+    record = plan(settings, source.scheduler, options.steps or source.defaults.steps)
+    w = source.defaults.guidance_scale if options.guidance is None else options.guidance
+    embedding = source.layout.time_cond_proj_dim
+    batch = options.unet_batch or (2 if uses_guidance(w) and embedding is None else 1)
+    return SamplingChoice(record, w, batch, embedding)
+
+
 def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, int], results: list,
-                            inputs: dict) -> PipelineManifest:
+                            inputs: dict, sampling: SamplingChoice) -> PipelineManifest:
     """pipeline.json of a conversion. source: the opened model (convert.pipeline.open_model:
     layout, scheduler, defaults, tokenizer, source, loras); latent: (height, width); results: the
-    ComponentResults; inputs: component key -> its TensorSpecs."""
+    ComponentResults; inputs: component key -> its TensorSpecs; sampling: choose_sampling's."""
     from ..modeling.unet import unet_parameters
 
     sched, defaults, layout = source.scheduler, source.defaults, source.layout
@@ -42,10 +72,8 @@ def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, 
         image=ImageSize(height * VAE_FACTOR, width * VAE_FACTOR),
         latent=Latent(layout.in_channels, height, width, defaults.latent_scale_factor),
         noise_schedule=NoiseSchedule(sched.num_train_timesteps, sched.beta_start, sched.beta_end, sched.beta_schedule),
-        sampler=Sampler(name="ddim", eta=0.0, timestep_spacing=sched.timestep_spacing, steps_offset=sched.steps_offset,
-                        default_steps=defaults.steps, timesteps=tuple(timesteps(sched, defaults.steps)),
-                        final_alpha_cumprod=FINAL_ALPHA_CUMPROD),
-        guidance=Guidance(defaults.guidance_scale, options.unet_batch),
+        sampler=sampling.record,
+        guidance=Guidance(sampling.guidance_scale, sampling.unet_batch, sampling.embedding_dim),
         tokenizer=Tokenizer(vocab="vocab.json", merges="merges.txt", max_length=int(tok.model_max_length),
                             bos_token_id=int(tok.bos_token_id), eos_token_id=int(tok.eos_token_id),
                             pad_token_id=int(tok.pad_token_id)),

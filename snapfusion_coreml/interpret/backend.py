@@ -5,7 +5,7 @@ programs (run by the interpreter) exactly what the phone computes from the same 
     image = pipeline.generate("a red circle on a blue background", seed=0)
 
 Everything the sampler needs comes from OUT: the tokenizer files and pad id, the noise schedule,
-`sampler.timesteps`, the guidance default, the latent scale factor and the image size.
+the sampler record, the guidance default, the latent scale factor and the image size.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from ..config import PipelineDefaults, SchedulerConfig
 from ..convert.components import NUMPY_DTYPES
 from ..errors import UserError, expected
 from ..image_size import ImageSize
-from ..pipeline import StepCallback, generate_image
-from ..pipeline_json import COMPONENT_KEYS
+from ..pipeline import SamplingPlan, StepCallback, generate_image
+from ..pipeline_json import COMPONENT_KEYS, GUIDANCE_INPUT
+from ..samplers.settings import SamplerSettings, model_settings
 from ..tokenizer import load_tokenizer
 from ..verify.folder import ConvertedFolder
 
@@ -39,6 +40,7 @@ class PackageBackend:
         self.folder = folder
         pipeline_manifest = folder.pipeline_manifest
         self.unet_batch = pipeline_manifest.guidance.unet_batch
+        self.guidance_embedding_dim = pipeline_manifest.guidance.embedding_dim
         self.latent = pipeline_manifest.latent
         self.latent_channels = self.latent.channels
         # token ids in the dtype the package declares, as the app feeds them (float32 since 0.2, int32 before)
@@ -60,10 +62,12 @@ class PackageBackend:
                 for row in input_ids]  # the package takes one prompt at a time
         return torch.from_numpy(np.concatenate(rows, axis=0))
 
-    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        out = self.folder.run("unet", {"sample": _np(sample), "timestep": _np(timestep),
-                                       "encoder_hidden_states": _np(context)})
-        return torch.from_numpy(out["noise_pred"])
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
+             timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = {"sample": _np(sample), "timestep": _np(timestep), "encoder_hidden_states": _np(context)}
+        if timestep_cond is not None:
+            inputs[GUIDANCE_INPUT] = _np(timestep_cond)
+        return torch.from_numpy(self.folder.run("unet", inputs)["noise_pred"])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.folder.run("decoder", {"z": _np(z)})["image"])
@@ -80,30 +84,44 @@ class PackagePipeline:
     folder: ConvertedFolder
     backend: PackageBackend
     tokenizer: object
-    scheduler: SchedulerConfig
+    sampling: SamplingPlan  # pipeline.json's noise schedule and sampler record
     defaults: PipelineDefaults
-    timesteps: list[int]
 
     @property
     def source(self) -> str:
         return str(self.folder.path)
 
+    @property
+    def scheduler(self) -> SchedulerConfig:
+        return self.sampling.scheduler
+
+    def sampler_settings(self, override: str | None = None, eta: float | None = None) -> SamplerSettings:
+        """The folder's sampler, or `override` planned over the folder's settings (as Pipeline's)."""
+        own = self.sampling.sampler
+        if override is None and eta is None:
+            return own
+        return model_settings(self.scheduler, own.as_scheduler_config(), str(self.folder.pipeline_json),
+                              override or own.name, eta)
+
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                 image_size: ImageSize | int | None = None, on_step: StepCallback | None = None) -> np.ndarray:
-        return generate_image(self.backend, self.tokenizer, self.scheduler, self.defaults, prompt, steps,
-                              guidance_scale, seed, image_size, on_step, self.timesteps)
+                 image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
+                 negative_prompt: str = "", sampler: SamplerSettings | None = None) -> np.ndarray:
+        """As Pipeline.generate; `sampler` replaces the folder's sampler (replanned for the steps)."""
+        sampling = self.sampling if sampler in (None, self.sampling.sampler) else SamplingPlan(self.scheduler, sampler)
+        return generate_image(self.backend, self.tokenizer, sampling, self.defaults, prompt, steps,
+                              guidance_scale, seed, image_size, on_step, negative_prompt)
 
 
 def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePipeline:
     """The converted folder `out` as a pipeline run by the interpreter in `precision`."""
     folder = ConvertedFolder(out, precision)
     pipeline_manifest = folder.pipeline_manifest
-    timesteps = list(pipeline_manifest.sampler.timesteps)  # decreasing: checked when read
-    defaults = PipelineDefaults(steps=len(timesteps), guidance_scale=float(pipeline_manifest.guidance.default_scale),
+    record = pipeline_manifest.sampler
+    defaults = PipelineDefaults(steps=record.default_steps, guidance_scale=float(pipeline_manifest.guidance.default_scale),
                                 latent_scale_factor=float(pipeline_manifest.latent.scale_factor),
                                 image_size=pipeline_manifest.latent.image.height)
-    return PackagePipeline(folder, PackageBackend(folder), folder_tokenizer(folder), pipeline_manifest.scheduler,
-                           defaults, timesteps)
+    sampling = SamplingPlan(pipeline_manifest.scheduler, record.settings, record)
+    return PackagePipeline(folder, PackageBackend(folder), folder_tokenizer(folder), sampling, defaults)
 
 
 def folder_tokenizer(folder: ConvertedFolder):

@@ -21,7 +21,7 @@ _DEFAULTS: dict[str, Any] = {
     "act_fn": "silu", "center_input_sample": False, "class_embed_type": None, "addition_embed_type": None,
     "encoder_hid_dim": None, "dual_cross_attention": False, "only_cross_attention": False,
     "num_class_embeds": None, "resnet_time_scale_shift": "default", "time_embedding_type": "positional",
-    "time_cond_proj_dim": None, "conv_in_kernel": 3, "conv_out_kernel": 3, "downsample_padding": 1,
+    "conv_in_kernel": 3, "conv_out_kernel": 3, "downsample_padding": 1,
     "attention_type": "default", "timestep_post_act": None, "resnet_skip_time_act": False,
     "resnet_out_scale_factor": 1.0, "cross_attention_norm": None, "class_embeddings_concat": False,
     "mid_block_only_cross_attention": None, "time_embedding_dim": None, "time_embedding_act_fn": None,
@@ -88,6 +88,7 @@ def layout_from_diffusers_config(cfg: dict[str, Any], source: str = "unet/config
         use_linear_projection=bool(cfg.get("use_linear_projection", False)),
         upcast_attention=bool(cfg.get("upcast_attention", False)),
         mid_scale_factor=float(cfg.get("mid_block_scale_factor", 1.0)),
+        time_cond_proj_dim=None if cfg.get("time_cond_proj_dim") is None else int(cfg["time_cond_proj_dim"]),
         description=f"from diffusers config {source}",
     )
     layout.validate(source)
@@ -99,11 +100,22 @@ def scheduler_from_diffusers(cfg: dict, source: str) -> SchedulerConfig:
     return SchedulerConfig.from_dict({**cfg, "timestep_spacing": spacing, "steps_offset": cfg.get("steps_offset", 0)}, source)
 
 
-def diffusers_defaults(vae_config: dict, layout: UNetLayout) -> PipelineDefaults:
-    """Sampling defaults of a diffusers SD pipeline (StableDiffusionPipeline's 50 steps, w = 7.5)."""
+def diffusers_defaults(vae_config: dict, layout: UNetLayout, pipeline_class: str | None = None,
+                       scheduler_config: dict | None = None) -> PipelineDefaults:
+    """Sampling defaults of a diffusers pipeline folder: StableDiffusionPipeline's 50 steps and
+    w = 7.5; LatentConsistencyModelPipeline's 4 steps and w = 8.5 (a UNet with a guidance
+    embedding); 4 steps without guidance for a plain UNet whose scheduler is LCMScheduler or
+    TCDScheduler (LCM-LoRA, Hyper-SD and TCD LoRAs fused into SD: their authors sample 2-8 steps
+    at w 1-2, where 50 steps at 7.5 overexposes)."""
     blocks = vae_config.get("block_out_channels")
     factor = vae_factor(blocks) if blocks else VAE_FACTOR  # SD's VAE when the config does not say
-    return PipelineDefaults(steps=50, guidance_scale=7.5, latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
+    steps, guidance = 50, 7.5
+    if pipeline_class == "LatentConsistencyModelPipeline" or layout.time_cond_proj_dim is not None:
+        steps, guidance = 4, 8.5
+    elif (scheduler_config or {}).get("_class_name") in ("LCMScheduler", "TCDScheduler"):
+        steps, guidance = 4, 1.0
+    return PipelineDefaults(steps=steps, guidance_scale=guidance,
+                            latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
                             image_size=layout.sample_size * factor)
 
 

@@ -70,14 +70,20 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool,
 
 
 class TimestepEmbedding(nn.Module):
-    """linear_1 -> SiLU -> linear_2 (diffusers' names)."""
+    """linear_1 -> SiLU -> linear_2 (diffusers' names). With `cond_proj_dim` (full LCM UNets'
+    `time_cond_proj_dim`) a guidance embedding (B, cond_proj_dim) is projected by `cond_proj` and
+    added to the input first, as diffusers' TimestepEmbedding does."""
 
-    def __init__(self, in_dim: int, dim: int):
+    def __init__(self, in_dim: int, dim: int, cond_proj_dim: int | None = None):
         super().__init__()
         self.linear_1 = nn.Linear(in_dim, dim)
         self.linear_2 = nn.Linear(dim, dim)
+        if cond_proj_dim is not None:
+            self.cond_proj = nn.Linear(cond_proj_dim, in_dim, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is not None:
+            x = x + self.cond_proj(condition)
         return self.linear_2(F.silu(self.linear_1(x)))
 
 

@@ -70,15 +70,16 @@ class ModelFolder:
         self.attention, self.allow_pickle, self.report, self.loras = AttentionImpl(attention), allow_pickle, report, loras
         self.layout = layout or unet_folder_layout(_component(self.root, "unet"))  # the UNet as it will be loaded
         self._map_to = layout
+        sched_path = self.root / "scheduler" / "scheduler_config.json"
+        self.scheduler_config = read_json(sched_path, "the scheduler config")
         if self.own:
-            sched_path = self.root / "scheduler" / "scheduler_config.json"
-            self.scheduler = SchedulerConfig.from_dict(read_json(sched_path, "the scheduler config"), str(sched_path))
+            self.scheduler = SchedulerConfig.from_dict(self.scheduler_config, str(sched_path))
             self.defaults = PipelineDefaults.from_dict(read_json(self.root / "snapfusion.json", "the sampling defaults"))
         else:
             vae_config = read_json(_component(self.root, "vae") / "config.json", "the VAE config")
-            sched_path = self.root / "scheduler" / "scheduler_config.json"
-            self.scheduler = scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
-            self.defaults = diffusers_defaults(vae_config, unet_folder_layout(_component(self.root, "unet")))
+            self.scheduler = scheduler_from_diffusers(self.scheduler_config, str(sched_path))
+            self.defaults = diffusers_defaults(vae_config, unet_folder_layout(_component(self.root, "unet")),
+                                               index.get("_class_name"), self.scheduler_config)
         self.tokenizer = load_tokenizer(_component(self.root, "tokenizer"))
 
     def load(self, name: str) -> torch.nn.Module:
@@ -110,7 +111,8 @@ class ModelFolder:
         """Every component loaded."""
         # 1. tokenizer and text encoder, 2. UNet, 3. decoder, scheduler and sampling defaults
         text_encoder, unet, decoder = (self.load(name) for name in ("text_encoder", "unet", "decoder"))
-        return Pipeline(self.tokenizer, text_encoder, unet, decoder, self.scheduler, self.defaults, self.source)
+        return Pipeline(self.tokenizer, text_encoder, unet, decoder, self.scheduler, self.defaults, self.source,
+                        self.scheduler_config)
 
 
 def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
@@ -156,6 +158,7 @@ def save_pipeline(pipeline: Pipeline, out: Path, overwrite: bool = False, dtype:
         pipeline.unet.layout.save(tmp / "unet" / "layout.json")
         save_weights(pipeline.unet, tmp / "unet" / "diffusion_pytorch_model.safetensors", dtype)
         pipeline.decoder.save(tmp / "vae_decoder", dtype)
-        write_json(tmp / "scheduler" / "scheduler_config.json", pipeline.scheduler.to_dict())
+        # the model's own sampler (a diffusers class and its fields) stays with it
+        write_json(tmp / "scheduler" / "scheduler_config.json", {**(pipeline.scheduler_config or {}), **pipeline.scheduler.to_dict()})
         write_json(tmp / "snapfusion.json", pipeline.defaults.to_dict())
 

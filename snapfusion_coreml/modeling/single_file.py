@@ -113,5 +113,7 @@ def load_single_file(path: str | Path, base: str | None, layout: UNetLayout | No
     tokenizer = load_tokenizer(tokenizer_dir if has_vocab else bundled_tokenizer_dir(), pad=pad_token(tokenizer_dir))
 
     sched_path = base_dir / "scheduler" / "scheduler_config.json"
-    scheduler = scheduler_from_diffusers(read_json(sched_path, "the scheduler config"), str(sched_path))
-    return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler, diffusers_defaults(vae_config, unet.layout), source)
+    scheduler_config = read_json(sched_path, "the scheduler config")
+    scheduler = scheduler_from_diffusers(scheduler_config, str(sched_path))
+    return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler,
+                    diffusers_defaults(vae_config, unet.layout, None, scheduler_config), source, scheduler_config)

@@ -44,8 +44,9 @@ class Stage(nn.Module):
 class SnapFusionUNet(nn.Module):
     """UNet2DConditionModel-compatible denoiser for any `UNetLayout`.
 
-    forward(sample (B, 4, H, W), timestep (B,), encoder_hidden_states (B, D, 1, 77)) -> (B, 4, H, W),
-    the model's raw prediction (epsilon or v). H and W must be multiples of layout.latent_divisor.
+    forward(sample (B, 4, H, W), timestep (B,), encoder_hidden_states (B, D, 1, 77)
+    [, timestep_cond (B, layout.time_cond_proj_dim)]) -> (B, 4, H, W), the model's raw prediction
+    (epsilon or v). H and W must be multiples of layout.latent_divisor.
     """
 
     def __init__(self, layout: UNetLayout, attention: AttentionImpl | str = AttentionImpl.SPLIT_EINSUM):
@@ -57,7 +58,7 @@ class SnapFusionUNet(nn.Module):
         c0, n = layout.down[0].width, layout.num_levels
 
         # 1. time embedding, 2. conv_in
-        self.time_embedding = TimestepEmbedding(c0, layout.time_embed_dim)
+        self.time_embedding = TimestepEmbedding(c0, layout.time_embed_dim, layout.time_cond_proj_dim)
         self.conv_in = nn.Conv2d(layout.in_channels, c0, 3, padding=1)
 
         # 3. stages; a stage with no blocks keeps the incoming channel count
@@ -86,13 +87,18 @@ class SnapFusionUNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                skip_blocks: frozenset[str] = frozenset()) -> torch.Tensor:
-        """skip_blocks: names of blocks (BlockSpec.name) that act as identity in this call."""
+                skip_blocks: frozenset[str] = frozenset(), timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """skip_blocks: names of blocks (BlockSpec.name) that act as identity in this call;
+        timestep_cond: the guidance embedding (schedule.guidance_embedding), for UNets that have one."""
         layout = self.layout
         # 1. time embedding
         t_emb = timestep_embedding(timestep.reshape(-1).expand(sample.shape[0]), layout.down[0].width,
                                    layout.flip_sin_to_cos, layout.freq_shift)
-        temb = self.time_embedding(t_emb.to(sample.dtype))
+        if (timestep_cond is None) != (layout.time_cond_proj_dim is None):
+            raise ValueError(f"timestep_cond is {'required' if timestep_cond is None else 'not taken'} by this UNet "
+                             f"(time_cond_proj_dim={layout.time_cond_proj_dim})")
+        cond = None if timestep_cond is None else timestep_cond.to(sample.dtype).expand(sample.shape[0], -1)
+        temb = self.time_embedding(t_emb.to(sample.dtype), cond)
 
         # 2. pre-process
         h = self.conv_in(sample)

@@ -220,6 +220,7 @@ def distill_steps(config: DistillStepsConfig) -> tuple[Pipeline, list[TrainResul
     student = dataclasses.replace(
         teacher, unet=freeze(student_unet.cpu()),
         defaults=dataclasses.replace(teacher.defaults, steps=config.student_steps),
+        scheduler_config=None,  # the student samples with the DDIM steps it was distilled for, whatever the teacher's
         source=f"distill steps {config.teacher_steps}->{config.student_steps} from {config.teacher}",
     )
     student.text_encoder.cpu()
