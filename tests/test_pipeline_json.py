@@ -35,6 +35,18 @@ def with_documented_defaults(data: dict) -> dict:
         for key in ("file", "chunks", "sha256", "precision", "deployment_target", "attention", "compression",
                     "size_bytes"):
             component.setdefault(key, None)
+    out["guidance"].setdefault("embedding", None)
+    if out["format_version"] == 1:  # the DDIM record whose previous timestep is the next entry
+        old = out["sampler"]
+        out["sampler"] = {
+            "name": "ddim", "scheduler_class": "DDIMScheduler", "default_steps": old["default_steps"],
+            "timestep_spacing": old["timestep_spacing"], "steps_offset": old["steps_offset"], "timesteps": old["timesteps"],
+            "previous_timesteps": old["timesteps"][1:] + [-1], "current_timesteps": None, "sigmas": None,
+            "init_noise_sigma": 1.0, "scale_model_input": False, "final_alpha_cumprod": old["final_alpha_cumprod"],
+            "eta": old["eta"], "clip_sample": None, "use_karras_sigmas": None, "final_sigmas_type": None,
+            "solver_order": None, "solver_type": None, "lower_order_final": None, "euler_at_final": None,
+            "original_inference_steps": None, "timestep_scaling": None}
+    out["format_version"] = 2
     return out
 
 
@@ -70,8 +82,17 @@ def test_older_forms_read_as_documented():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(format_version=2), "expected pipeline.json format_version 1, got 2"),
-    (lambda d: d.pop("format_version"), "expected pipeline.json format_version 1, got none"),
+    (lambda d: d.update(format_version=3), "expected pipeline.json format_version 1 or 2, got 3"),
+    (lambda d: d.pop("format_version"), "expected pipeline.json format_version 1 or 2, got none"),
+    (lambda d: d.update(format_version=2) or d["sampler"].update(name="heun"),
+     "expected sampler.name as ddim or pndm or dpmsolver++ or euler or euler_ancestral or lcm or tcd, got a string 'heun'"),
+    (lambda d: d.update(format_version=2), "expected key sampler.previous_timesteps, got none"),
+    (lambda d: d.update(format_version=2) or d["sampler"].update(name="euler", sigmas=[14.6, 0.0]),
+     "expected sampler.sigmas as a list of 9 numbers (one per timestep and the final sigma)"),
+    (lambda d: d.update(format_version=2) or d["sampler"].update(previous_timesteps=[1] * 8, timesteps=[999, 999, "x"]),
+     "expected sampler.timesteps[2] as a finite number >= 0"),
+    (lambda d: d["guidance"].update(embedding={"input": "w", "dim": 256}),
+     "expected guidance.embedding.input as timestep_cond, got a string 'w'"),
     (lambda d: d.pop("sampler"), "expected key sampler, got none"),
     (lambda d: d["latent"].pop("scale_factor"), "expected key latent.scale_factor, got none"),
     (lambda d: d["latent"].update(height=-8), "expected latent.height as an integer >= 1, got a number -8"),
