@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from cases import SD15
 from snapfusion_coreml.metrics import psnr
+from tests.samplers.cases import SD15
 
 PROMPT, NEGATIVE, SEED = "a red circle on a blue background", "blurry", 5
 
@@ -140,7 +140,7 @@ def test_full_lcm_unet_equals_latent_consistency_pipeline(lcm_unet_folder):
         expected = _diffusers_image(LatentConsistencyModelPipeline, root, unet, vae, text,
                                     LCMScheduler(**SD15, set_alpha_to_one=True), steps, guidance)
         latents: list[torch.Tensor] = []
-        image = ours.generate(PROMPT, steps, guidance, SEED, on_step=lambda i, t, z: latents.append(z.clone()))
+        image = ours.generate(PROMPT, steps, guidance, SEED, on_step=lambda i, t, z, seen=latents: seen.append(z.clone()))
         _assert_same(expected, image, latents)
 
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from cases import CASES, diffusers_scheduler
 from snapfusion_coreml.config import SchedulerConfig
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.samplers.plan import plan
 from snapfusion_coreml.samplers.run import run_sampler
 from snapfusion_coreml.samplers.settings import SamplerSettings
+from tests.samplers.cases import CASES, diffusers_scheduler
 
 PARAMS = [pytest.param(c, p, id=f"{c[0]}-{p}") for c in CASES for p in c[4]]
 
