@@ -102,11 +102,10 @@ def inspect_path(path: Path) -> dict[str, Any]:
 
 def unet_calls(pipeline_manifest: PipelineManifest) -> int:
     """UNet evaluations per image at the folder's default guidance: calls x 2 where CFG runs."""
-    from .schedule import uses_guidance
+    from .samplers.settings import runs_cfg
 
     guidance = pipeline_manifest.guidance
-    cfg = uses_guidance(guidance.default_scale) and guidance.embedding_dim is None
-    return pipeline_manifest.sampler.calls * (2 if cfg else 1)
+    return pipeline_manifest.sampler.calls * (2 if runs_cfg(guidance.default_scale, guidance.embedding_dim) else 1)
 
 
 def _component_summary(component: Component) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import torch
 
 from .config import PipelineDefaults, SchedulerConfig
 from .image_size import ImageSize, latent_size
-from .samplers.settings import SamplerSettings
-from .schedule import guidance_embedding, guided_prediction, uses_guidance
+from .samplers.settings import SamplerSettings, runs_cfg
+from .schedule import guidance_embedding, guided_prediction
 from .tokenizer import tokenize
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def generate_image(backend: DiffusionBackend, tokenizer, sampling: SamplingPlan,
     record = sampling.record_for(steps, defaults.steps)
     w = defaults.guidance_scale if guidance_scale is None else guidance_scale
     embedding_dim = backend.guidance_embedding_dim
-    guided = uses_guidance(w) and embedding_dim is None  # diffusers' do_classifier_free_guidance
+    guided = runs_cfg(w, embedding_dim)  # diffusers' do_classifier_free_guidance
     height, width = backend.latent_size(image_size)  # None: the default size
 
     # 1. text: negative (unconditional) and conditional embeddings, in the UNet's (B, D, 1, 77) layout

@@ -23,6 +23,7 @@ import torch
 
 from .config import SchedulerConfig
 from .errors import UserError
+from .samplers.settings import uses_guidance
 
 FINAL_ALPHA_CUMPROD = 1.0  # alpha of "timestep -1": the last DDIM step returns x_hat
 
@@ -96,13 +97,6 @@ def ddim_step(model_output: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, t_
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
     """Classifier-free guidance, diffusers' convention: w * cond - (w - 1) * uncond."""
     return uncond + scale * (cond - uncond)
-
-
-def uses_guidance(scale: float) -> bool:
-    """Whether w runs guidance at all: diffusers' rule (`do_classifier_free_guidance`), w > 1. For
-    w <= 1, 0 < w < 1 included, sampling uses the conditional prediction alone and needs no
-    unconditional UNet pass. Swift twin: `Pipeline.usesGuidance` (ios_app/.../Pipeline/Pipeline.swift)."""
-    return scale > 1.0
 
 
 def guided_prediction(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float | torch.Tensor) -> torch.Tensor:

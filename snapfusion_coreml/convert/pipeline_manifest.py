@@ -9,8 +9,7 @@ from .. import __version__
 from ..image_size import VAE_FACTOR, ImageSize
 from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Source, TensorSpec, Tokenizer
 from ..samplers.record import SamplerRecord
-from ..samplers.settings import model_settings
-from ..schedule import uses_guidance
+from ..samplers.settings import model_settings, runs_cfg
 from .options import ConvertOptions
 
 
@@ -36,7 +35,7 @@ def choose_sampling(source, options: ConvertOptions) -> SamplingChoice:
     record = plan(settings, source.scheduler, options.steps or source.defaults.steps)
     w = source.defaults.guidance_scale if options.guidance is None else options.guidance
     embedding = source.layout.time_cond_proj_dim
-    batch = options.unet_batch or (2 if uses_guidance(w) and embedding is None else 1)
+    batch = options.unet_batch or (2 if runs_cfg(w, embedding) else 1)
     return SamplingChoice(record, w, batch, embedding)
 
 

@@ -232,18 +232,21 @@ class PipelineEstimate:
 
     table: LatencyTable
     unet_other_ms: float  # conv_in/out, samplers, time embedding
-    text_encoder_ms: float  # one prompt; the app encodes two (prompt and "")
+    text_encoder_ms: float  # one prompt; with CFG the app encodes two (prompt and negative prompt)
     decoder_ms: float
     steps: int
     text_encoder_runs: int = 2
+    unet_calls: int | None = None  # UNet calls per image (None: one per step); each at the table's batch
 
     @property
     def unet_step_ms(self) -> float:
+        """One UNet call at the table's batch (2: CFG in one call)."""
         return self.table.total_ms() + self.unet_other_ms
 
     @property
     def end_to_end_ms(self) -> float:
-        return self.text_encoder_runs * self.text_encoder_ms + self.steps * self.unet_step_ms + self.decoder_ms
+        calls = self.steps if self.unet_calls is None else self.unet_calls
+        return self.text_encoder_runs * self.text_encoder_ms + calls * self.unet_step_ms + self.decoder_ms
 
 
 def estimate_unet_step_ms(layout: UNetLayout, image_size: int = 512, batch: int = 2) -> float:
@@ -256,8 +259,9 @@ def estimate_decoder_ms(config: DecoderConfig, image_size: int = 512) -> float:
 
 
 def estimate_pipeline(layout: UNetLayout, decoder: DecoderConfig, steps: int, image_size: int = 512,
-                      unet_batch: int = 2, text: dict[str, int] | None = None) -> PipelineEstimate:
-    """Text encoder (x2) + steps x UNet (batch 2: CFG) + decoder, all estimated."""
+                      unet_batch: int = 2, text: dict[str, int] | None = None, unet_calls: int | None = None) -> PipelineEstimate:
+    """Text encoder (x2 with CFG, else x1) + unet_calls (default: steps) x UNet at `unet_batch`
+    (2: CFG in one call) + decoder, all estimated."""
     latent = image_size // decoder.latent_factor
     return PipelineEstimate(
         table=estimate_table(layout, image_size, unet_batch),
@@ -265,6 +269,8 @@ def estimate_pipeline(layout: UNetLayout, decoder: DecoderConfig, steps: int, im
         text_encoder_ms=ops_ms(text_encoder_ops(**(text or {}))),
         decoder_ms=estimate_decoder_ms(decoder, image_size),
         steps=steps,
+        text_encoder_runs=unet_batch,
+        unet_calls=unet_calls,
     )
 
 

@@ -60,9 +60,16 @@ def test_table_is_labelled_estimated_and_round_trips(tmp_path):
 
 
 def test_end_to_end_estimate_of_presets_and_model_folders(tmp_path):
-    sf = estimate(shapes_from_preset("snapfusion"))
-    assert sf.steps == 8
+    sf, plan = estimate(shapes_from_preset("snapfusion"))
+    assert (sf.steps, plan.unet_calls, plan.cfg, plan.unet_evaluations) == (8, 8, True, 16)
     assert sf.end_to_end_ms == pytest.approx(2 * sf.text_encoder_ms + 8 * sf.unet_step_ms + sf.decoder_ms)
     assert 1960 / 1.5 <= sf.end_to_end_ms <= 1960 * 1.5  # paper: 1.96 s
+    # 4 LCM steps without CFG: 4 batch-1 calls and one text encoder run, under half the 8-step CFG time
+    lcm, lcm_plan = estimate(shapes_from_preset("snapfusion"), steps=4, sampler="lcm", guidance=1.0)
+    assert (lcm_plan.sampler, lcm_plan.unet_calls, lcm_plan.cfg, lcm_plan.unet_evaluations) == ("lcm", 4, False, 4)
+    assert lcm.end_to_end_ms == pytest.approx(lcm.text_encoder_ms + 4 * lcm.unet_step_ms + lcm.decoder_ms)
+    assert lcm.unet_step_ms < sf.unet_step_ms and lcm.end_to_end_ms < 0.5 * sf.end_to_end_ms
+    # PLMS runs its first step twice
+    assert estimate(shapes_from_preset("sd-v1.5"), sampler="pndm")[1].unet_calls == 51
     with pytest.raises(UserError, match="model folder not found"):
         shapes_from_model(tmp_path / "missing")
