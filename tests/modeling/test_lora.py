@@ -32,11 +32,12 @@ KOHYA_TARGETS = {  # module -> rank (the text encoder's are under lora_te_)
 }
 
 
-def write_kohya_lora(path, unet, text, rank: int = 2, alpha: float = 1.0, seed: int = 1) -> None:
+def write_kohya_lora(path, unet, text, rank: int = 2, alpha: float = 1.0, seed: int = 1,
+                     targets: dict[str, list[str]] = KOHYA_TARGETS) -> None:
     """A kohya-ss LoRA file: underscored module names, fp16 tensors, an alpha per module."""
     g = torch.Generator().manual_seed(seed)
     tensors = {}
-    for component, names in KOHYA_TARGETS.items():
+    for component, names in targets.items():
         # kohya names the text encoder's modules as transformers 4 did, under text_model
         model, prefix = (unet, "lora_unet_") if component == "unet" else (text, "lora_te_text_model_")
         for name in names:
