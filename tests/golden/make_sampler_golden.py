@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,13 @@ CASES: list[tuple[str, type, dict[str, Any], int, str, float, int, dict[str, Any
 
 EMBEDDING_SCALES = (1.0, 1.5, 8.5)
 EMBEDDING_DIMS = (256, 7)
+
+
+def saved_config(scheduler: Any) -> dict[str, Any]:
+    """The scheduler's config as save_config writes it, with non-finite floats (DPMSolverMultistepScheduler's
+    lambda_min_clipped is -inf, which diffusers writes as the non-JSON token -Infinity) as the strings "inf"/"-inf"."""
+    config = json.loads(scheduler.to_json_string())
+    return {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in config.items()}
 
 
 def alphas_cumprod64(config: Any) -> np.ndarray:
@@ -187,7 +195,7 @@ def run_case(name: str, cls: type, base: dict[str, Any], steps: int, prediction_
         latents = scheduler.step(out, t, latents, **step_kwargs).prev_sample
         trajectory.append(float32_list(latents)[::LATENT_STRIDE])
     return {
-        "name": name, "scheduler_class": cls.__name__, "config": json.loads(scheduler.to_json_string()),
+        "name": name, "scheduler_class": cls.__name__, "config": saved_config(scheduler),
         "steps": steps, "prediction_type": prediction_type, "guidance_scale": scale, "seed": seed,
         "step_kwargs": kwargs, "condition": CONDITION, "uncondition": UNCONDITION, "shape": list(LATENT_SHAPE),
         "latent_stride": LATENT_STRIDE, "record": entry, "latents": trajectory,

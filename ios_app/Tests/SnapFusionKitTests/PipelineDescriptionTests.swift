@@ -30,8 +30,11 @@ import Testing
             switch error {
             case .unsupportedFormatVersion(let version, _):
                 kind = "unsupportedFormatVersion"
-                #expect(error.localizedDescription.contains("format_version 1, got \(version)"))
+                #expect(error.localizedDescription.contains("format_version 1 or 2, got \(version)"))
             case .malformed: kind = "malformed"
+            case .unsupportedSampler(let name, _):
+                kind = "unsupportedSampler"
+                #expect(error.localizedDescription.contains("\"\(name)\"") && error.localizedDescription.contains(SamplerName.supportedList))
             case .missingComponent: kind = "missingComponent"
             case .missingFile: kind = "missingFile"
             case .missingPipelineFile: kind = "missingPipelineFile"
