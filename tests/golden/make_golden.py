@@ -349,6 +349,8 @@ def v2_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
     no_current["sampler"]["current_timesteps"] = None
     empty = v2_pipeline(valid, "lcm")
     empty["sampler"].update(timesteps=[], previous_timesteps=[])
+    fractional = v2_pipeline(valid, "tcd")
+    fractional["sampler"]["timesteps"][0] = 999.5
     bad_embedding = json.loads(json.dumps(lcm))
     bad_embedding["guidance"]["embedding"]["input"] = "guidance"
     cases += [
@@ -358,6 +360,7 @@ def v2_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "v2_ddim_previous_one_short", "expect": "malformed", "pipeline": previous_short},
         {"name": "v2_pndm_without_current", "expect": "malformed", "pipeline": no_current},
         {"name": "v2_empty_timesteps", "expect": "malformed", "pipeline": empty},
+        {"name": "v2_tcd_fractional_timestep", "expect": "malformed", "pipeline": fractional},
         {"name": "v2_embedding_other_input", "expect": "malformed", "pipeline": bad_embedding},
     ]
     return cases

@@ -131,12 +131,12 @@ import Testing
     }
 
     @Test(arguments: ["v2_sigmas_one_short", "v2_dpmsolver_without_sigmas", "v2_ddim_previous_one_short",
-                      "v2_pndm_without_current", "v2_empty_timesteps", "v2_embedding_other_input"])
+                      "v2_pndm_without_current", "v2_empty_timesteps", "v2_embedding_other_input", "v2_tcd_fractional_timestep"])
     func malformedSamplerRecordsNameTheKey(name: String) throws {
         let keys = ["v2_sigmas_one_short": "sampler.sigmas", "v2_dpmsolver_without_sigmas": "sampler.sigmas",
                     "v2_ddim_previous_one_short": "sampler.previous_timesteps",
                     "v2_pndm_without_current": "sampler.current_timesteps", "v2_empty_timesteps": "sampler.timesteps",
-                    "v2_embedding_other_input": "guidance.embedding.input"]
+                    "v2_embedding_other_input": "guidance.embedding.input", "v2_tcd_fractional_timestep": "sampler.timesteps"]
         #expect {
             try PipelineDescription.decode(try ModelFolder.json(named: name), source: "OUT/pipeline.json")
         } throws: { error in

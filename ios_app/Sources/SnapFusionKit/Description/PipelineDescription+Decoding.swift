@@ -99,7 +99,8 @@ extension PipelineDescription {
     /// - format_version 2: `timesteps` non-empty; sigma samplers (dpmsolver++, euler,
     ///   euler_ancestral) with `sigmas` of one more value than `timesteps`; alpha samplers (ddim,
     ///   pndm, lcm, tcd) with one `previous_timesteps` entry per timestep, pndm also with one
-    ///   `current_timesteps` entry per timestep; `guidance.embedding` naming input
+    ///   `current_timesteps` entry per timestep; alpha samplers' timesteps whole numbers in
+    ///   [0, num_train_timesteps); `guidance.embedding` naming input
     ///   "timestep_cond" with dim >= 1.
     func firstInvalidSamplerValue() -> String? {
         let timesteps = sampler.timesteps
@@ -132,6 +133,10 @@ extension PipelineDescription {
         if name.usesPreviousTimesteps, let problem = count("previous_timesteps", sampler.previousTimesteps, timesteps.count,
                                                             "one per timestep") {
             return problem
+        }
+        let trainSteps = noiseSchedule.numTrainTimesteps
+        if !name.usesSigmas, let bad = timesteps.first(where: { $0 != $0.rounded() || $0 < 0 || $0 >= Double(trainSteps) }) {
+            return "expected sampler.timesteps as whole numbers in 0..<\(trainSteps) for sampler \(name.rawValue), got \(bad)"
         }
         if name == .pndm, let problem = count("current_timesteps", sampler.currentTimesteps, timesteps.count, "one per timestep") {
             return problem
