@@ -213,7 +213,8 @@ def embedding_cases() -> list[dict[str, Any]]:
     return cases
 
 
-def main() -> None:
+def write_samplers(out: Path = GOLDEN) -> Path:
+    """Write samplers.json into `out`; returns its path."""
     torch.set_num_threads(1)
     cases = [run_case(*case) for case in CASES]
     write(
@@ -225,10 +226,14 @@ def main() -> None:
         "LatentConsistencyModelPipeline.get_guidance_scale_embedding(None, torch.tensor([w - 1]), dim)",
         {"fake_model": "float32((0.3 + 0.4 * t / 1000) * z + 0.05 * c / (1 + z * z)) in float64; "
                        "guided = uncond + w * (cond - uncond) in float32",
-         "cases": cases, "guidance_embeddings": embedding_cases()}, GOLDEN,
+         "cases": cases, "guidance_embeddings": embedding_cases()}, out,
     )
-    path = GOLDEN / "samplers.json"
-    print(f"{path.relative_to(ROOT)}: {len(cases)} cases, {path.stat().st_size / 1024:.1f} KB")
+    return out / "samplers.json"
+
+
+def main() -> None:
+    path = write_samplers()
+    print(f"{path.relative_to(ROOT)}: {len(CASES)} cases, {path.stat().st_size / 1024:.1f} KB")
 
 
 if __name__ == "__main__":
