@@ -110,7 +110,9 @@ import Testing
         case .tcd: TCDSampler.self
         }
         #expect(type(of: sampler) == expectedType)
-        #expect((sampler as? EulerSampler)?.ancestral ?? (name == .eulerAncestral) == (name == .eulerAncestral))
+        if let euler = sampler as? EulerSampler {
+            #expect(euler.ancestral == (name == .eulerAncestral))
+        }
     }
 
     @Test func formatVersion2RecordsDecodeEveryListAndTheEmbedding() throws {
