@@ -10,14 +10,21 @@ import Foundation
 /// `lower_order_final` applies) or the second-order one (`midpoint` or `heun`) from the last two
 /// estimates. A final sigma of 0 makes the last update return `x0`.
 public struct DPMSolverMultistepSampler: Sampler {
+    /// What the model's raw output means.
     public let predictionType: PredictionType
+    /// The UNet timestep of each call.
     public let unetTimesteps: [Double]
     /// One per call, then the final sigma.
     public let sigmas: [Double]
+    /// 1 or 2 (2M: 2).
     public let solverOrder: Int
+    /// The second-order update: "midpoint" or "heun".
     public let solverType: String
+    /// First-order last step (and, under 15 steps, as diffusers decides it).
     public let lowerOrderFinal: Bool
+    /// First-order last step regardless of the step count.
     public let eulerAtFinal: Bool
+    /// "zero" (the last sigma is 0: first-order last step) or "sigma_min".
     public let finalSigmasType: String
     /// The data estimate of the previous call (diffusers' `model_outputs[-2]` at the next call).
     private var previousEstimate: [Double]?

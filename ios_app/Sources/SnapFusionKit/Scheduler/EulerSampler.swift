@@ -12,10 +12,13 @@ import Foundation
 ///   `sigma_down = sqrt(next^2 - sigma_up^2)`, `z' = z + (z - x) / sigma (sigma_down - sigma) + noise sigma_up`,
 ///   with one `(1, C, h, w)` noise tensor drawn every call, the last one included.
 public struct EulerSampler: Sampler {
+    /// What the model's raw output means.
     public let predictionType: PredictionType
+    /// The UNet timestep of each call (float: diffusers interpolates them).
     public let unetTimesteps: [Double]
     /// One per call, then the final sigma (0).
     public let sigmas: [Double]
+    /// The initial latents' scale: the first sigma (trailing/linspace) or sqrt(sigma^2 + 1).
     public let initNoiseSigma: Double
     /// Whether the UNet input is `z / sqrt(sigma^2 + 1)` (the record's `scale_model_input`).
     public let scalesModelInput: Bool

@@ -8,10 +8,15 @@ import Foundation
 /// `timestep_scaling`, 10), `denoised = c_out x + c_skip z`; every call but the last draws one
 /// noise tensor and returns `z' = a_prev denoised + s_prev noise`; the last returns `denoised`.
 public struct LCMSampler: Sampler {
+    /// The noise schedule the model was trained with.
     public let schedule: NoiseSchedule
+    /// What the model's raw output means.
     public let predictionType: PredictionType
+    /// The timestep of each call.
     public let timesteps: [Int]
+    /// The timestep each call moves to (-1 after the last).
     public let previousTimesteps: [Int]
+    /// The boundary-condition timestep scaling (10).
     public let timestepScaling: Double
 
     public var unetTimesteps: [Double] { timesteps.map(Double.init) }

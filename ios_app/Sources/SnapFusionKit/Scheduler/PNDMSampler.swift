@@ -11,10 +11,15 @@ import Foundation
 /// v-prediction outputs are turned into epsilon after combining, with the step's own sample,
 /// as `_get_prev_sample` does.
 public struct PNDMSampler: Sampler {
+    /// The noise schedule the model was trained with.
     public let schedule: NoiseSchedule
+    /// What the model's raw output means.
     public let predictionType: PredictionType
+    /// The UNet timestep of each call (`steps + 1` calls, the second timestep repeated).
     public let unetTimesteps: [Double]
+    /// The timestep each call's step moves from.
     public let currentTimesteps: [Int]
+    /// The timestep each call's step moves to (negative: the end).
     public let previousTimesteps: [Int]
     /// Raw model outputs of the calls so far (call 1's excepted), at most the last four.
     private var ets: [[Float]] = []

@@ -35,12 +35,19 @@ public struct SamplerStep: Sendable {
 /// The samplers pipeline.json's `sampler.name` can select: the one place that maps a record to
 /// its implementation.
 public enum SamplerName: String, CaseIterable, Sendable {
+    /// DDIMScheduler, eta 0.
     case ddim
+    /// PNDMScheduler with skip_prk_steps (PLMS).
     case pndm
+    /// DPMSolverMultistepScheduler, algorithm_type dpmsolver++.
     case dpmSolverPlusPlus = "dpmsolver++"
+    /// EulerDiscreteScheduler.
     case euler
+    /// EulerAncestralDiscreteScheduler.
     case eulerAncestral = "euler_ancestral"
+    /// LCMScheduler.
     case lcm
+    /// TCDScheduler.
     case tcd
 
     /// Samplers that step in sigma space and carry `sigmas` (one per call, then the final one).
@@ -112,11 +119,15 @@ func estimates(_ out: Double, _ z: Double, alpha a: Double, sigma s: Double, _ t
 
 /// Errors configuring or running a sampler.
 public enum SamplerError: LocalizedError, Equatable {
+    /// A step count outside 1...num_train_timesteps (format_version 1 spacing rules).
     case invalidStepCount(Int, maximum: Int)
     /// A v2 folder's lists were planned for one step count (`sampler.default_steps`).
     case stepsFixedByFolder(requested: Int, planned: Int)
+    /// The record lacks a list the sampler needs.
     case missingRecordKey(String, sampler: String)
+    /// An alpha sampler's timestep that is not a whole number below num_train_timesteps.
     case invalidTimestep(Double, key: String, count: Int)
+    /// A sampler option SnapFusionKit does not implement (e.g. DPM-Solver++ order 3).
     case unsupportedOption(String, sampler: String)
     /// `step` was called more often than the sampler has timesteps, or out of order.
     case stepOutOfRange(Int, count: Int)

@@ -8,9 +8,13 @@ import Foundation
 /// `z_s = a_s x + s_s eps`; with `eta > 0` every call but the last draws one noise tensor and
 /// returns `z' = sqrt(ac[t_prev] / ac[t_s]) z_s + sqrt(1 - ac[t_prev] / ac[t_s]) noise`, else `z_s`.
 public struct TCDSampler: Sampler {
+    /// The noise schedule the model was trained with.
     public let schedule: NoiseSchedule
+    /// What the model's raw output means.
     public let predictionType: PredictionType
+    /// The timestep of each call.
     public let timesteps: [Int]
+    /// The timestep each call moves to (0 after the last).
     public let previousTimesteps: [Int]
     /// TCD's gamma: the share of each step that is re-noised (0: deterministic).
     public let eta: Double
