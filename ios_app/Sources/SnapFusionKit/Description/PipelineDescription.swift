@@ -91,6 +91,7 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var eta: Double?
         /// How the lists were planned (informative in format_version 2).
         public var timestepSpacing: TimestepSpacing?
+        /// The offset added to leading-spaced timesteps (informative in format_version 2).
         public var stepsOffset: Int?
         /// The step count the lists were planned for.
         public var defaultSteps: Int
@@ -108,12 +109,19 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var scaleModelInput: Bool?
         /// alpha_cumprod of "the end" (alpha samplers).
         public var finalAlphaCumprod: Double?
+        /// dpmsolver++: 1 or 2.
         public var solverOrder: Int?
+        /// dpmsolver++: "midpoint" (or "heun").
         public var solverType: String?
+        /// dpmsolver++: first-order last step under 15 steps.
         public var lowerOrderFinal: Bool?
+        /// dpmsolver++: first-order last step always.
         public var eulerAtFinal: Bool?
+        /// dpmsolver++: "zero" (the final sigma is 0) or "sigma_min".
         public var finalSigmasType: String?
+        /// lcm, tcd: the distillation schedule the timesteps were picked from (informative).
         public var originalInferenceSteps: Int?
+        /// lcm: the boundary-condition timestep scaling (10).
         public var timestepScaling: Double?
 
         /// A format_version 1 (DDIM) record.
