@@ -12,7 +12,10 @@ Files:
                    without guidance, UNet batch 1 and 2)
   pipelines.json   pipeline.json samples: valid, chunked UNet, unknown version, missing keys, wrong
                    types and values, the newer format (non-square "image", float32 input_ids, pad
-                   id 0) and the older ones (square "image_size", int32 ids, no loras, no pad id)
+                   id 0) and the older ones (square "image_size", int32 ids, no loras, no pad id);
+                   format_version 2: one valid folder per sampler (docs/contracts.md section 3, lists
+                   as tests/golden/make_sampler_golden.py records them from diffusers) and malformed
+                   sampler records
   blocks_manifests.json  manifest.json samples of `export-blocks` folders: valid, and malformed
 
 The fake model (identical in ios_app/Tests/SnapFusionKitTests/FakeModel.swift):
@@ -270,6 +273,99 @@ def valid_pipeline() -> dict[str, Any]:
     }
 
 
+SAMPLER_KEYS = ("name", "scheduler_class", "default_steps", "timestep_spacing", "steps_offset", "timesteps",
+                "previous_timesteps", "current_timesteps", "sigmas", "init_noise_sigma", "scale_model_input",
+                "final_alpha_cumprod", "eta", "solver_order", "solver_type", "lower_order_final", "euler_at_final",
+                "final_sigmas_type", "original_inference_steps", "timestep_scaling")
+
+
+def sampler_record(**fields: Any) -> dict[str, Any]:
+    """A format_version 2 sampler record: every key of docs/contracts.md section 3, null where unused."""
+    assert set(fields) <= set(SAMPLER_KEYS), set(fields) - set(SAMPLER_KEYS)
+    return {key: fields.get(key) for key in SAMPLER_KEYS}
+
+
+# The lists of SD-1.5-scheduled models (leading, offset 1) and SD-Turbo (trailing), as diffusers plans
+# them (tests/golden/samplers.json holds the same lists from the scheduler objects).
+SD15_PLAN = {"timestep_spacing": "leading", "steps_offset": 1, "init_noise_sigma": 1.0, "scale_model_input": False}
+TURBO_PLAN = {"timestep_spacing": "trailing", "steps_offset": 1, "init_noise_sigma": 14.614646911621094,
+              "scale_model_input": True}
+V2_SAMPLERS = {
+    "ddim": sampler_record(name="ddim", scheduler_class="DDIMScheduler", default_steps=4, **SD15_PLAN,
+                           timesteps=[751.0, 501.0, 251.0, 1.0], previous_timesteps=[501, 251, 1, -1],
+                           final_alpha_cumprod=0.99915, eta=0.0),
+    "pndm": sampler_record(name="pndm", scheduler_class="PNDMScheduler", default_steps=4, **SD15_PLAN,
+                           timesteps=[751.0, 501.0, 501.0, 251.0, 1.0], previous_timesteps=[501, 501, 251, 1, -1],
+                           current_timesteps=[751, 751, 501, 251, 1], final_alpha_cumprod=0.99915),
+    "dpmsolver++": sampler_record(name="dpmsolver++", scheduler_class="DPMSolverMultistepScheduler", default_steps=8,
+                                  **SD15_PLAN, timesteps=[999.0, 890.0, 746.0, 549.0, 299.0, 90.0, 12.0, 0.0],
+                                  sigmas=[14.614647, 7.9029446, 4.027746, 1.9103628, 0.8288717, 0.3211217, 0.10719939,
+                                          0.029167535, 0.0],
+                                  solver_order=2, solver_type="midpoint", lower_order_final=True, euler_at_final=False,
+                                  final_sigmas_type="zero"),
+    "euler": sampler_record(name="euler", scheduler_class="EulerDiscreteScheduler", default_steps=1, **TURBO_PLAN,
+                            timesteps=[999.0], sigmas=[14.614647, 0.0]),
+    "euler_ancestral": sampler_record(name="euler_ancestral", scheduler_class="EulerAncestralDiscreteScheduler",
+                                      default_steps=2, **TURBO_PLAN, timesteps=[999.0, 499.0],
+                                      sigmas=[14.614647, 1.612887, 0.0]),
+    "lcm": sampler_record(name="lcm", scheduler_class="LCMScheduler", default_steps=4, **SD15_PLAN,
+                          timesteps=[999.0, 759.0, 499.0, 259.0], previous_timesteps=[759, 499, 259, -1],
+                          final_alpha_cumprod=1.0, original_inference_steps=50, timestep_scaling=10.0),
+    "tcd": sampler_record(name="tcd", scheduler_class="TCDScheduler", default_steps=4, **SD15_PLAN,
+                          timesteps=[999.0, 759.0, 499.0, 259.0], previous_timesteps=[759, 499, 259, 0],
+                          final_alpha_cumprod=1.0, eta=0.3, original_inference_steps=50),
+}
+
+
+def v2_pipeline(valid: dict[str, Any], sampler: str, prediction_type: str = "epsilon") -> dict[str, Any]:
+    """`valid` as a format_version 2 folder sampling with `sampler`."""
+    out = json.loads(json.dumps(valid))
+    out.update(format_version=2, prediction_type=prediction_type, sampler=json.loads(json.dumps(V2_SAMPLERS[sampler])))
+    out["guidance"]["embedding"] = None
+    return out
+
+
+def v2_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
+    cases = [{"name": f"v2_{name}", "expect": "ok", "pipeline": v2_pipeline(valid, name)} for name in V2_SAMPLERS]
+    # A full LCM model: guidance-distilled UNet with a guidance embedding, batch 1.
+    lcm = v2_pipeline(valid, "lcm")
+    lcm["guidance"] = {"default_scale": 8.5, "unet_batch": 1, "embedding": {"input": "timestep_cond", "dim": 256}}
+    unet = lcm["components"]["unet"]
+    unet["inputs"] = [io("sample", [1, 4, 8, 8]), io("timestep", [1]), io("encoder_hidden_states", [1, 768, 1, 77]),
+                      io("timestep_cond", [1, 256])]
+    unet["outputs"] = [io("noise_pred", [1, 4, 8, 8])]
+    cases.append({"name": "v2_lcm_guidance_embedding", "expect": "ok", "pipeline": lcm})
+    cases.append({"name": "v2_euler_v_prediction", "expect": "ok",
+                  "pipeline": v2_pipeline(valid, "euler", "v_prediction")})
+    unknown = v2_pipeline(valid, "euler")
+    unknown["sampler"]["name"] = "heun"
+    sigmas_short = v2_pipeline(valid, "euler_ancestral")
+    sigmas_short["sampler"]["sigmas"] = [14.614647, 1.612887]
+    no_sigmas = v2_pipeline(valid, "dpmsolver++")
+    no_sigmas["sampler"]["sigmas"] = None
+    previous_short = v2_pipeline(valid, "ddim")
+    previous_short["sampler"]["previous_timesteps"] = [501, 251, 1]
+    no_current = v2_pipeline(valid, "pndm")
+    no_current["sampler"]["current_timesteps"] = None
+    empty = v2_pipeline(valid, "lcm")
+    empty["sampler"].update(timesteps=[], previous_timesteps=[])
+    fractional = v2_pipeline(valid, "tcd")
+    fractional["sampler"]["timesteps"][0] = 999.5
+    bad_embedding = json.loads(json.dumps(lcm))
+    bad_embedding["guidance"]["embedding"]["input"] = "guidance"
+    cases += [
+        {"name": "v2_unknown_sampler", "expect": "unsupportedSampler", "pipeline": unknown},
+        {"name": "v2_sigmas_one_short", "expect": "malformed", "pipeline": sigmas_short},
+        {"name": "v2_dpmsolver_without_sigmas", "expect": "malformed", "pipeline": no_sigmas},
+        {"name": "v2_ddim_previous_one_short", "expect": "malformed", "pipeline": previous_short},
+        {"name": "v2_pndm_without_current", "expect": "malformed", "pipeline": no_current},
+        {"name": "v2_empty_timesteps", "expect": "malformed", "pipeline": empty},
+        {"name": "v2_tcd_fractional_timestep", "expect": "malformed", "pipeline": fractional},
+        {"name": "v2_embedding_other_input", "expect": "malformed", "pipeline": bad_embedding},
+    ]
+    return cases
+
+
 def pipeline_cases(out: Path) -> None:
     valid = valid_pipeline()
     chunked = json.loads(json.dumps(valid))
@@ -277,7 +373,7 @@ def pipeline_cases(out: Path) -> None:
     chunked["components"]["unet"]["chunks"] = ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
     epsilon = json.loads(json.dumps(valid))
     epsilon.update(prediction_type="epsilon", guidance={"default_scale": 7.5, "unet_batch": 1})
-    unknown_version = {**valid, "format_version": 2}
+    unknown_version = {**valid, "format_version": 3}
     no_files = json.loads(json.dumps(valid))
     no_files["components"]["decoder"]["file"] = None
     no_sampler = {k: v for k, v in valid.items() if k != "sampler"}
@@ -341,8 +437,9 @@ def pipeline_cases(out: Path) -> None:
         {"name": "timesteps_increasing", "expect": "malformed", "pipeline": rising},
         {"name": "unet_without_inputs", "expect": "malformed", "pipeline": no_inputs},
         {"name": "input_ids_float64", "expect": "malformed", "pipeline": float64_ids},
+        *v2_pipeline_cases(valid),
     ]
-    write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md section 2)",
+    write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md sections 2 and 3)",
           {"cases": cases}, out)
 
 

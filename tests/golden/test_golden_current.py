@@ -13,11 +13,15 @@ from pathlib import Path
 GOLDEN = Path(__file__).resolve().parent
 
 
-def _make_golden():
-    spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, GOLDEN / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _make_golden():
+    return _load("make_golden")
 
 
 def test_committed_golden_files_are_current(tmp_path):
@@ -26,6 +30,13 @@ def test_committed_golden_files_are_current(tmp_path):
                                            "blocks_manifests.json"]
     stale = [p.name for p in written if p.read_bytes() != (GOLDEN / p.name).read_bytes()]
     assert not stale, f"regenerate with `python tests/golden/make_golden.py`: {stale} differ"
+
+
+def test_committed_sampler_golden_is_current(tmp_path):
+    """samplers.json is diffusers' own output: a diffusers upgrade that changes any scheduler shows here."""
+    written = _load("make_sampler_golden").write_samplers(tmp_path)
+    assert written.read_bytes() == (GOLDEN / "samplers.json").read_bytes(), (
+        "regenerate with `python tests/golden/make_sampler_golden.py` and rerun the Swift SamplersGoldenTests")
 
 
 def test_golden_files_stay_small():

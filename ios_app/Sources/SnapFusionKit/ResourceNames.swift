@@ -7,6 +7,8 @@ public enum ResourceNames {
     public static let unetSample = "sample"
     public static let unetTimestep = "timestep"
     public static let unetHiddenStates = "encoder_hidden_states"
+    /// The guidance embedding input of guidance-distilled UNets (`guidance.embedding.input`).
+    public static let unetTimestepCond = "timestep_cond"
     public static let unetOutput = "noise_pred"
     public static let decoderInput = "z"
     public static let decoderOutput = "image"

@@ -12,13 +12,16 @@ enum GenerateCommand: Command {
     --backend coreml needs Core ML (macOS; apps on iOS). --backend interpreter runs the packages
     through the project's Python Core ML interpreter (`snapfusion-coreml interpret DIR`) on any
     machine with the Python package, Linux included; everything else (tokenizer, noise, sampler,
-    guidance, decoding, PNG) is this Swift pipeline.
+    guidance, decoding, PNG) is this Swift pipeline. The sampler is the one pipeline.json names
+    (ddim, pndm, dpmsolver++, euler, euler_ancestral, lcm or tcd).
 
     options:
       --resources DIR        the converted folder (pipeline.json, *.mlpackage or *.mlmodelc, vocab.json, merges.txt)
       --prompt TEXT          what to draw
-      --negative-prompt TEXT the unconditional prompt of guidance (default "")
-      --steps N              sampling steps (default: pipeline.json sampler.default_steps)
+      --negative-prompt TEXT the unconditional prompt of classifier-free guidance (default ""; unused
+                             when guidance does not run: W <= 1 or a guidance-embedding UNet)
+      --steps N              sampling steps (default: pipeline.json sampler.default_steps; folders of
+                             format_version 2 take only that count)
       --guidance W           guidance scale, 1 = none (default: pipeline.json guidance.default_scale)
       --seed S               seed of the initial noise, as torch.manual_seed (default 0)
       --backend B            coreml | interpreter (default coreml)
@@ -79,8 +82,9 @@ enum GenerateCommand: Command {
         }
         try PNGWriter.write(try RGBAImage(image: result.image), to: output)
         let t = result.timings
-        print(String(format: "wrote %@ (text encoder %.1f ms, UNet %.1f ms over %ld steps, decoder %.1f ms, end to end %.1f ms)",
-                     output.path, t.textEncoderMs, t.unetStepMs.reduce(0, +), t.unetStepMs.count, t.decoderMs, t.endToEndMs))
+        print(String(format: "wrote %@ (sampler %@; text encoder %.1f ms, UNet %.1f ms over %ld steps, decoder %.1f ms, end to end %.1f ms)",
+                     output.path, pipeline.description.sampler.name, t.textEncoderMs, t.unetStepMs.reduce(0, +),
+                     t.unetStepMs.count, t.decoderMs, t.endToEndMs))
     }
 }
 

@@ -8,8 +8,13 @@ import Foundation
 /// - decoder: `tanh(z / 4)` per latent channel 0...2, upsampled 8x (any [-1, 1] image works).
 enum FakeModel {
     static func unet(_ z: Float, t: Int, c: Double) -> Float {
+        unet(z, t: Double(t), c: c)
+    }
+
+    /// The same at a fractional timestep (Euler's float timesteps; tests/golden/make_sampler_golden.py).
+    static func unet(_ z: Float, t: Double, c: Double) -> Float {
         let z64 = Double(z)
-        return Float((0.3 + 0.4 * Double(t) / 1000) * z64 + 0.05 * c / (1 + z64 * z64))
+        return Float((0.3 + 0.4 * t / 1000) * z64 + 0.05 * c / (1 + z64 * z64))
     }
 
     static func condition(tokenIDs: [Int32], bos: Int32 = 49406, eos: Int32 = 49407) -> Double {
@@ -29,6 +34,10 @@ final class FakeBackend: ComputeUnitFallback, @unchecked Sendable {
     private(set) var loads = 0
     private(set) var unloads = 0
     private(set) var unetBatches: [Int] = []
+    /// The `timestep_cond` of every UNet call (nil where none was given).
+    private(set) var timestepConds: [Tensor?] = []
+    /// The `timestep` input of every UNet call.
+    private(set) var unetTimesteps: [[Float]] = []
     private(set) var isLoaded = false
     /// Makes UNet and decoder costs vary from call to call (deterministically), so summaries
     /// of the golden benchmark have distinct p50 and p95.
@@ -78,8 +87,10 @@ final class FakeBackend: ComputeUnitFallback, @unchecked Sendable {
         return poison(Tensor(repeating: c, shape: [1, tokenIDs.count, hiddenSize]), .textEncoder, call: 1)
     }
 
-    func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
+    func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor, timestepCond: Tensor?) throws -> Tensor {
         onPredict?()
+        timestepConds.append(timestepCond)
+        unetTimesteps.append(timestep)
         let extra = jitter ? Double(unetBatches.count % 4) * 1.5 + Double(unetBatches.count % 7) * 0.25 : 0
         clock?.advance((costs.unetPerSample + extra) * Double(sample.batch))
         unetBatches.append(sample.batch)
@@ -90,7 +101,7 @@ final class FakeBackend: ComputeUnitFallback, @unchecked Sendable {
         for b in 0..<sample.batch {
             let c = Double(encoderHiddenStates.scalars[b * hiddenPerItem])
             for i in (b * perItem)..<((b + 1) * perItem) {
-                out.scalars[i] = FakeModel.unet(sample.scalars[i], t: Int(timestep[b]), c: c)
+                out.scalars[i] = FakeModel.unet(sample.scalars[i], t: Double(timestep[b]), c: c)
             }
         }
         return poison(out, .unet, call: unetBatches.count)

@@ -45,7 +45,8 @@ final class FakeInterpreterServer: InterpreterChannel, @unchecked Sendable {
                 name = "last_hidden_state"
             case "unet":
                 out = try model.predictNoise(sample: tensors["sample"]!, timestep: tensors["timestep"]!.scalars,
-                                             encoderHiddenStates: tensors["encoder_hidden_states"]!)
+                                             encoderHiddenStates: tensors["encoder_hidden_states"]!,
+                                             timestepCond: tensors["timestep_cond"])
                 name = "noise_pred"
             default:
                 out = try model.decode(latents: tensors["z"]!)
@@ -72,6 +73,23 @@ final class FakeInterpreterServer: InterpreterChannel, @unchecked Sendable {
 }
 
 @Suite struct InterpreterTests {
+    /// A guidance-embedding folder (full LCM): the UNet request carries `timestep_cond` (1, 256) as
+    /// one more named float32 input, and the run equals the backend the server wraps.
+    @Test func guidanceEmbeddingTravelsAsTheTimestepCondInput() throws {
+        let item = try PipelineSamplerTests.golden("lcm_4_steps")
+        let direct = try PipelineSamplerTests.pipeline("v2_lcm_guidance_embedding", item, backend: FakeBackend())
+        let server = FakeInterpreterServer()
+        let remote = Pipeline(description: direct.description, tokenizer: direct.tokenizer,
+                              backend: InterpreterBackend(description: direct.description, channel: server))
+        let request = GenerationRequest(prompt: "a photo of an astronaut", seed: item.seed)
+        #expect(try remote.generate(request).latents == (try direct.generate(request).latents))
+        let unet = server.requests.filter { $0.component == "unet" }
+        #expect(unet.count == 4)
+        #expect(unet.allSatisfy { $0.inputs.map(\.name) == ["sample", "timestep", "encoder_hidden_states", "timestep_cond"] })
+        #expect(unet.allSatisfy { $0.inputs.last.map { $0.dtype == "float32" && $0.shape == [1, 256] } == true })
+        #expect(server.model.timestepConds.allSatisfy { $0 == GuidanceEmbedding.embedding(guidanceScale: 8.5, dim: 256) })
+    }
+
     @Test(arguments: ["valid", "non_square_float_ids_pad0", "legacy_image_size_int32_ids"]) func pipelineOverTheProtocolMatchesTheBackendItWraps(name: String) throws {
         let direct = try PipelineRobustnessTests.pipeline(FakeBackend(), case: name)
         let server = FakeInterpreterServer()

@@ -13,7 +13,9 @@ import Testing
 
     @Test func goldenCoversValidAndInvalidSamples() {
         let expectations = Set(Self.cases.map(\.expect))
-        #expect(expectations.isSuperset(of: ["ok", "unsupportedFormatVersion", "malformed", "missingComponent"]))
+        #expect(expectations.isSuperset(of: ["ok", "unsupportedFormatVersion", "malformed", "missingComponent", "unsupportedSampler"]))
+        let v2 = Set(Self.cases.filter { $0.name.hasPrefix("v2_") && $0.expect == "ok" }.map { $0.name })
+        #expect(SamplerName.allCases.allSatisfy { v2.contains("v2_\($0.rawValue)") })
     }
 
     @Test(arguments: cases) func loadsOrRejects(item: PipelineCase) throws {
@@ -30,8 +32,11 @@ import Testing
             switch error {
             case .unsupportedFormatVersion(let version, _):
                 kind = "unsupportedFormatVersion"
-                #expect(error.localizedDescription.contains("format_version 1, got \(version)"))
+                #expect(error.localizedDescription.contains("format_version 1 or 2, got \(version)"))
             case .malformed: kind = "malformed"
+            case .unsupportedSampler(let name, _):
+                kind = "unsupportedSampler"
+                #expect(error.localizedDescription.contains("\"\(name)\"") && error.localizedDescription.contains(SamplerName.supportedList))
             case .missingComponent: kind = "missingComponent"
             case .missingFile: kind = "missingFile"
             case .missingPipelineFile: kind = "missingPipelineFile"
@@ -84,6 +89,71 @@ import Testing
             let text = (error as? PipelineDescriptionError)?.localizedDescription ?? ""
             return text.contains(keys[name]!) && text.hasSuffix("(in OUT/pipeline.json)")
         }
+    }
+
+    /// Every valid format_version 2 sample selects its sampler and builds it over its own lists.
+    @Test(arguments: cases.filter { $0.name.hasPrefix("v2_") && $0.expect == "ok" })
+    func formatVersion2SamplesBuildTheirSampler(item: PipelineCase) throws {
+        let description = try PipelineDescription.decode(try ModelFolder.json(named: item.name))
+        #expect(description.formatVersion == 2)
+        let name = try #require(description.samplerName)
+        #expect(item.name.hasPrefix("v2_\(name.rawValue)"))
+        let sampler = try description.makeSampler(steps: description.sampler.defaultSteps)
+        #expect(sampler.unetTimesteps == description.sampler.timesteps)
+        #expect(sampler.initNoiseSigma == (description.sampler.initNoiseSigma ?? 1))
+        let expectedType: Any.Type = switch name {
+        case .ddim: DDIMSampler.self
+        case .pndm: PNDMSampler.self
+        case .dpmSolverPlusPlus: DPMSolverMultistepSampler.self
+        case .euler, .eulerAncestral: EulerSampler.self
+        case .lcm: LCMSampler.self
+        case .tcd: TCDSampler.self
+        }
+        #expect(type(of: sampler) == expectedType)
+        if let euler = sampler as? EulerSampler {
+            #expect(euler.ancestral == (name == .eulerAncestral))
+        }
+    }
+
+    @Test func formatVersion2RecordsDecodeEveryListAndTheEmbedding() throws {
+        let pndm = try PipelineDescription.decode(try ModelFolder.json(named: "v2_pndm")).sampler
+        #expect(pndm.timesteps == [751, 501, 501, 251, 1] && pndm.currentTimesteps == [751, 751, 501, 251, 1])
+        #expect(pndm.previousTimesteps == [501, 501, 251, 1, -1] && pndm.finalAlphaCumprod == 0.99915)
+        let dpm = try PipelineDescription.decode(try ModelFolder.json(named: "v2_dpmsolver++")).sampler
+        #expect(dpm.sigmas?.count == 9 && dpm.sigmas?.last == 0 && dpm.solverOrder == 2 && dpm.solverType == "midpoint")
+        #expect(dpm.lowerOrderFinal == true && dpm.eulerAtFinal == false && dpm.finalSigmasType == "zero")
+        let euler = try PipelineDescription.decode(try ModelFolder.json(named: "v2_euler")).sampler
+        #expect(euler.scaleModelInput == true && euler.initNoiseSigma == 14.614646911621094 && euler.sigmas == [14.614647, 0])
+        let lcm = try PipelineDescription.decode(try ModelFolder.json(named: "v2_lcm_guidance_embedding"))
+        #expect(lcm.sampler.originalInferenceSteps == 50 && lcm.sampler.timestepScaling == 10)
+        #expect(lcm.guidance.embedding == .init(input: "timestep_cond", dim: 256) && lcm.guidance.unetBatch == 1)
+        #expect(try PipelineDescription.decode(try ModelFolder.json(named: "v2_lcm")).guidance.embedding == nil)
+        let tcd = try PipelineDescription.decode(try ModelFolder.json(named: "v2_tcd")).sampler
+        #expect(tcd.eta == 0.3 && tcd.previousTimesteps?.last == 0)
+    }
+
+    @Test(arguments: ["v2_sigmas_one_short", "v2_dpmsolver_without_sigmas", "v2_ddim_previous_one_short",
+                      "v2_pndm_without_current", "v2_empty_timesteps", "v2_embedding_other_input", "v2_tcd_fractional_timestep"])
+    func malformedSamplerRecordsNameTheKey(name: String) throws {
+        let keys = ["v2_sigmas_one_short": "sampler.sigmas", "v2_dpmsolver_without_sigmas": "sampler.sigmas",
+                    "v2_ddim_previous_one_short": "sampler.previous_timesteps",
+                    "v2_pndm_without_current": "sampler.current_timesteps", "v2_empty_timesteps": "sampler.timesteps",
+                    "v2_embedding_other_input": "guidance.embedding.input", "v2_tcd_fractional_timestep": "sampler.timesteps"]
+        #expect {
+            try PipelineDescription.decode(try ModelFolder.json(named: name), source: "OUT/pipeline.json")
+        } throws: { error in
+            let text = (error as? PipelineDescriptionError)?.localizedDescription ?? ""
+            return text.contains("expected \(keys[name]!)") && text.hasSuffix("(in OUT/pipeline.json)")
+        }
+    }
+
+    @Test func unknownSamplerNamesItAndTheSupportedOnes() throws {
+        #expect(throws: PipelineDescriptionError.unsupportedSampler("heun", "OUT/pipeline.json")) {
+            try PipelineDescription.decode(try ModelFolder.json(named: "v2_unknown_sampler"), source: "OUT/pipeline.json")
+        }
+        let message = PipelineDescriptionError.unsupportedSampler("heun", "OUT/pipeline.json").localizedDescription
+        #expect(message == "malformed pipeline.json: expected sampler.name as one of ddim, pndm, dpmsolver++, euler, "
+                + "euler_ancestral, lcm, tcd, got \"heun\" (in OUT/pipeline.json)")
     }
 
     @Test func chunkedUnetListsBothFiles() throws {

@@ -11,7 +11,7 @@ import Testing
         description.predictionType = item.predictionType
         description.guidance.unetBatch = item.unetBatch
         description.sampler.timestepSpacing = item.timestepSpacing
-        description.sampler.timesteps = item.timesteps
+        description.sampler.timesteps = item.timesteps.map(Double.init)
         description.sampler.defaultSteps = item.steps
         return description
     }
@@ -25,7 +25,7 @@ import Testing
                                                              steps: item.steps, guidanceScale: item.guidanceScale, seed: item.seed)) {
             if $0.stage == .unet { steps.append($0.step) }
         }
-        #expect(result.timesteps == item.timesteps)
+        #expect(result.timesteps == item.timesteps.map(Double.init))
         #expect(steps == Array(1...item.steps))
         let error = maxAbsDifference(result.latents.scalars, try #require(item.latents.last))
         #expect(error <= 1e-5, "final latent max |error| \(error)")

@@ -102,13 +102,17 @@ public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
         }
     }
 
-    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
+    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor, timestepCond: Tensor?) throws -> Tensor {
         try residency.prepare(.unet)
-        let inputs: [String: MLMultiArray] = [
+        var inputs: [String: MLMultiArray] = [
             ResourceNames.unetSample: sample.multiArray,
             ResourceNames.unetTimestep: Tensor(validShape: [timestep.count], scalars: timestep).multiArray,
             ResourceNames.unetHiddenStates: encoderHiddenStates.multiArray,
         ]
+        // Guidance-distilled UNets (pipeline.json guidance.embedding) also take the guidance embedding.
+        if let timestepCond {
+            inputs[ResourceNames.unetTimestepCond] = timestepCond.multiArray
+        }
         // Chunk k takes whatever it names from the previous chunk's outputs, else from the UNet inputs.
         var available: [String: MLFeatureValue] = inputs.mapValues { MLFeatureValue(multiArray: $0) }
         var last: MLFeatureProvider?

@@ -12,8 +12,9 @@ extension PipelineDescription {
     /// place the file is decoded: `ConvertedFolder` calls it once per folder.
     ///
     /// Beyond the types, the values the app relies on are checked as the Python reader checks
-    /// them: sizes >= 1, `guidance.unet_batch` 1 or 2, `sampler.timesteps` non-empty and
-    /// decreasing, every component naming a `file` or `chunks`.
+    /// them: sizes >= 1, `guidance.unet_batch` 1 or 2, every component naming a `file` or
+    /// `chunks`; the sampler record as `firstInvalidSamplerValue` says. An unknown
+    /// `sampler.name` throws `PipelineDescriptionError.unsupportedSampler`.
     public static func decode(_ data: Data, source: String = fileName) throws -> PipelineDescription {
         struct VersionProbe: Decodable { var formatVersion: Int? }
         let decoder = JSONDecoder()
@@ -25,7 +26,7 @@ extension PipelineDescription {
         guard let version = probe.formatVersion else {
             throw PipelineDescriptionError.malformed(source, "missing key \"format_version\"")
         }
-        guard version == supportedFormatVersion else {
+        guard supportedFormatVersions.contains(version) else {
             throw PipelineDescriptionError.unsupportedFormatVersion(version, source)
         }
         let description: PipelineDescription
@@ -34,7 +35,10 @@ extension PipelineDescription {
         } catch let error as DecodingError {
             throw PipelineDescriptionError.malformed(source, Self.describe(error))
         }
-        if let problem = description.firstInvalidValue() {
+        if description.formatVersion >= 2, description.samplerName == nil {
+            throw PipelineDescriptionError.unsupportedSampler(description.sampler.name, source)
+        }
+        if let problem = description.firstInvalidValue() ?? description.firstInvalidSamplerValue() {
             throw PipelineDescriptionError.malformed(source, problem)
         }
         return description
@@ -73,10 +77,6 @@ extension PipelineDescription {
         guard guidance.unetBatch == 1 || guidance.unetBatch == 2 else {
             return "expected guidance.unet_batch 1 or 2, got \(guidance.unetBatch)"
         }
-        let timesteps = sampler.timesteps
-        guard !timesteps.isEmpty, zip(timesteps, timesteps.dropFirst()).allSatisfy({ $0 > $1 }), timesteps.last! >= 0 else {
-            return "expected sampler.timesteps as a non-empty list in decreasing order, got \(timesteps)"
-        }
         for name in ComponentName.allCases {
             guard let component = component(name) else { continue }
             if component.files.isEmpty {
@@ -88,6 +88,64 @@ extension PipelineDescription {
                         + Self.tensorDTypes.joined(separator: " or ") + ", got \(tensor.dtype)"
                 }
             }
+        }
+        return nil
+    }
+
+    /// "expected sampler.KEY ..., got ..." for the first sampler value the contract does not allow:
+    ///
+    /// - format_version 1: name "ddim", `eta`, `timestep_spacing`, `steps_offset` and
+    ///   `final_alpha_cumprod` present, `timesteps` non-empty, whole, >= 0 and decreasing;
+    /// - format_version 2: `timesteps` non-empty; sigma samplers (dpmsolver++, euler,
+    ///   euler_ancestral) with `sigmas` of one more value than `timesteps`; alpha samplers (ddim,
+    ///   pndm, lcm, tcd) with one `previous_timesteps` entry per timestep, pndm also with one
+    ///   `current_timesteps` entry per timestep; alpha samplers' timesteps whole numbers in
+    ///   [0, num_train_timesteps); `guidance.embedding` naming input
+    ///   "timestep_cond" with dim >= 1.
+    func firstInvalidSamplerValue() -> String? {
+        let timesteps = sampler.timesteps
+        guard formatVersion >= 2 else {
+            guard sampler.name == SamplerName.ddim.rawValue else {
+                return "expected sampler.name ddim in format_version 1, got \"\(sampler.name)\""
+            }
+            let required: [(String, Any?)] = [("eta", sampler.eta), ("timestep_spacing", sampler.timestepSpacing),
+                                              ("steps_offset", sampler.stepsOffset), ("final_alpha_cumprod", sampler.finalAlphaCumprod)]
+            if let (key, _) = required.first(where: { $0.1 == nil }) {
+                return "missing key \"sampler.\(key)\""
+            }
+            guard !timesteps.isEmpty, timesteps.allSatisfy({ $0 >= 0 && $0 == $0.rounded() }),
+                  zip(timesteps, timesteps.dropFirst()).allSatisfy({ $0 > $1 }) else {
+                return "expected sampler.timesteps as a non-empty list in decreasing order, got \(timesteps.map { Int(exactly: $0).map(String.init) ?? String($0) })"
+            }
+            return nil
+        }
+        guard !timesteps.isEmpty else { return "expected sampler.timesteps as a non-empty list, got []" }
+        guard let name = samplerName else { return nil }
+        func count<T>(_ key: String, _ list: [T]?, _ expected: Int, _ meaning: String) -> String? {
+            guard let list else { return "expected sampler.\(key) as a list of \(expected) values (\(meaning)), got none" }
+            return list.count == expected ? nil
+                : "expected sampler.\(key) as a list of \(expected) values (\(meaning)), got \(list.count)"
+        }
+        if name.usesSigmas, let problem = count("sigmas", sampler.sigmas, timesteps.count + 1,
+                                                 "one per timestep, then the final sigma") {
+            return problem
+        }
+        if name.usesPreviousTimesteps, let problem = count("previous_timesteps", sampler.previousTimesteps, timesteps.count,
+                                                            "one per timestep") {
+            return problem
+        }
+        let trainSteps = noiseSchedule.numTrainTimesteps
+        if !name.usesSigmas, let bad = timesteps.first(where: { $0 != $0.rounded() || $0 < 0 || $0 >= Double(trainSteps) }) {
+            return "expected sampler.timesteps as whole numbers in 0..<\(trainSteps) for sampler \(name.rawValue), got \(bad)"
+        }
+        if name == .pndm, let problem = count("current_timesteps", sampler.currentTimesteps, timesteps.count, "one per timestep") {
+            return problem
+        }
+        if let embedding = guidance.embedding {
+            guard embedding.input == ResourceNames.unetTimestepCond else {
+                return "expected guidance.embedding.input \"\(ResourceNames.unetTimestepCond)\", got \"\(embedding.input)\""
+            }
+            guard embedding.dim >= 1 else { return "expected guidance.embedding.dim >= 1, got \(embedding.dim)" }
         }
         return nil
     }

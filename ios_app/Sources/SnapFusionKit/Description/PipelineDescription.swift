@@ -1,6 +1,6 @@
 import Foundation
 
-/// pipeline.json, format_version 1 (docs/contracts.md section 2): everything the app needs to run
+/// pipeline.json, format_version 1 and 2 (docs/contracts.md sections 2 and 3): everything the app needs to run
 /// a converted folder and nothing it must guess. Unknown keys are ignored. The Python twin is
 /// snapfusion_coreml/pipeline_json.py (`PipelineManifest`); both read tests/golden/pipelines.json.
 ///
@@ -9,8 +9,8 @@ import Foundation
 /// let sampler = try folder.description.makeSampler(steps: folder.description.sampler.defaultSteps)
 /// ```
 public struct PipelineDescription: Codable, Equatable, Sendable {
-    /// The only format this reader understands.
-    public static let supportedFormatVersion = 1
+    /// The formats this reader understands: 1 (DDIM only) and 2 (the sampler record of section 3).
+    public static let supportedFormatVersions = [1, 2]
     /// The file name inside a converted folder.
     public static let fileName = ResourceNames.pipeline
     /// Pixels per latent cell along each side (the VAE's downsampling): image = 8 x latent.
@@ -79,15 +79,62 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var betaSchedule: BetaSchedule
     }
 
-    /// Sampler settings; `timesteps` is authoritative for `defaultSteps`.
+    /// The sampler record (docs/contracts.md section 3). format_version 2 lists everything the
+    /// sampler named by `name` uses (keys it does not use are nil); format_version 1 folders
+    /// hold DDIM's `timesteps`, `eta`, `timestep_spacing`, `steps_offset` and `final_alpha_cumprod`.
     public struct Sampler: Codable, Equatable, Sendable {
+        /// `SamplerName` raw value: ddim, pndm, dpmsolver++, euler, euler_ancestral, lcm, tcd.
         public var name: String
-        public var eta: Double
-        public var timestepSpacing: TimestepSpacing
-        public var stepsOffset: Int
+        /// The diffusers class whose arithmetic the sampler equals (informative).
+        public var schedulerClass: String?
+        /// ddim: 0; tcd: gamma.
+        public var eta: Double?
+        /// How the lists were planned (informative in format_version 2).
+        public var timestepSpacing: TimestepSpacing?
+        /// The offset added to leading-spaced timesteps (informative in format_version 2).
+        public var stepsOffset: Int?
+        /// The step count the lists were planned for.
         public var defaultSteps: Int
-        public var timesteps: [Int]
-        public var finalAlphaCumprod: Double
+        /// The UNet's `timestep` input, one per UNet call, in order (pndm: `steps + 1`, one repeated).
+        public var timesteps: [Double]
+        /// Alpha samplers: the timestep each call moves to (negative: the end).
+        public var previousTimesteps: [Int]?
+        /// pndm: the timestep each call moves from.
+        public var currentTimesteps: [Int]?
+        /// Sigma samplers: one per call, then the final sigma.
+        public var sigmas: [Double]?
+        /// Initial latents are `randn x init_noise_sigma` (nil: 1).
+        public var initNoiseSigma: Double?
+        /// Whether the UNet input is `z / sqrt(sigma^2 + 1)` (nil: false).
+        public var scaleModelInput: Bool?
+        /// alpha_cumprod of "the end" (alpha samplers).
+        public var finalAlphaCumprod: Double?
+        /// dpmsolver++: 1 or 2.
+        public var solverOrder: Int?
+        /// dpmsolver++: "midpoint" (or "heun").
+        public var solverType: String?
+        /// dpmsolver++: first-order last step under 15 steps.
+        public var lowerOrderFinal: Bool?
+        /// dpmsolver++: first-order last step always.
+        public var eulerAtFinal: Bool?
+        /// dpmsolver++: "zero" (the final sigma is 0) or "sigma_min".
+        public var finalSigmasType: String?
+        /// lcm, tcd: the distillation schedule the timesteps were picked from (informative).
+        public var originalInferenceSteps: Int?
+        /// lcm: the boundary-condition timestep scaling (10).
+        public var timestepScaling: Double?
+
+        /// A format_version 1 (DDIM) record.
+        public init(name: String = SamplerName.ddim.rawValue, eta: Double = 0, timestepSpacing: TimestepSpacing,
+                    stepsOffset: Int = 0, defaultSteps: Int, timesteps: [Double], finalAlphaCumprod: Double = 1) {
+            self.name = name
+            self.eta = eta
+            self.timestepSpacing = timestepSpacing
+            self.stepsOffset = stepsOffset
+            self.defaultSteps = defaultSteps
+            self.timesteps = timesteps
+            self.finalAlphaCumprod = finalAlphaCumprod
+        }
     }
 
     /// Classifier-free guidance defaults and how the UNet runs it.
@@ -95,6 +142,18 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var defaultScale: Double
         /// 2: one call with `[uncond, cond]`; 1: two calls.
         public var unetBatch: Int
+        /// Set for guidance-distilled UNets (full LCM models): the UNet takes the guidance scale
+        /// as an embedding and runs once per step on the conditional prompt alone, without
+        /// classifier-free guidance. nil (or null) for every other UNet.
+        public var embedding: GuidanceEmbeddingInput?
+    }
+
+    /// `guidance.embedding`: the UNet input that takes `GuidanceEmbedding.embedding(guidanceScale:dim:)`.
+    public struct GuidanceEmbeddingInput: Codable, Equatable, Sendable {
+        /// The UNet input's name: "timestep_cond".
+        public var input: String
+        /// The embedding size D (the UNet's `time_cond_proj_dim`).
+        public var dim: Int
     }
 
     /// Tokenizer files and ids.
@@ -165,20 +224,43 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
     public var noiseScheduleModel: NoiseSchedule {
         NoiseSchedule(numTrainTimesteps: noiseSchedule.numTrainTimesteps, betaStart: noiseSchedule.betaStart,
                       betaEnd: noiseSchedule.betaEnd, betaSchedule: noiseSchedule.betaSchedule,
-                      finalAlphaCumprod: sampler.finalAlphaCumprod)
+                      finalAlphaCumprod: sampler.finalAlphaCumprod ?? 1)
     }
 
-    /// The sampling timesteps for `steps`: the listed ones for the default step count, else the
-    /// folder's spacing rule (the model may not have been distilled for that count).
-    public func timesteps(steps: Int) throws -> [Int] {
+    /// The sampler `sampler.name` selects (format_version 1: DDIM).
+    public var samplerName: SamplerName? {
+        formatVersion == 1 ? .ddim : SamplerName(rawValue: sampler.name)
+    }
+
+    /// The UNet timesteps for `steps` sampling steps.
+    ///
+    /// format_version 1: the listed ones for the listed count, else the folder's spacing rule (the
+    /// model may not have been distilled for that count). format_version 2: the listed ones;
+    /// the lists were planned for `sampler.default_steps` only.
+    /// - Throws: `SamplerError.stepsFixedByFolder` for another count in a format_version 2 folder.
+    public func timesteps(steps: Int) throws -> [Double] {
+        if formatVersion >= 2 {
+            guard steps == sampler.defaultSteps else {
+                throw SamplerError.stepsFixedByFolder(requested: steps, planned: sampler.defaultSteps)
+            }
+            return sampler.timesteps
+        }
         if steps == sampler.timesteps.count { return sampler.timesteps }
-        return try sampler.timestepSpacing.timesteps(steps: steps, numTrainTimesteps: noiseSchedule.numTrainTimesteps,
-                                                     stepsOffset: sampler.stepsOffset)
+        return try (sampler.timestepSpacing ?? .trailing).timesteps(steps: steps, numTrainTimesteps: noiseSchedule.numTrainTimesteps,
+                                                                    stepsOffset: sampler.stepsOffset ?? 0).map(Double.init)
     }
 
-    /// A DDIM sampler for `steps` steps.
-    public func makeSampler(steps: Int) throws -> DDIMSampler {
-        DDIMSampler(schedule: noiseScheduleModel, predictionType: predictionType, timesteps: try timesteps(steps: steps))
+    /// The sampler for one generation of `steps` steps: DDIM over `timesteps(steps:)` for
+    /// format_version 1, the record's sampler for format_version 2 (`SamplerName.makeSampler`).
+    public func makeSampler(steps: Int) throws -> any SnapFusionKit.Sampler {
+        let timesteps = try timesteps(steps: steps)
+        guard formatVersion >= 2 else {
+            return DDIMSampler(schedule: noiseScheduleModel, predictionType: predictionType, timesteps: timesteps.map { Int($0) })
+        }
+        guard let name = samplerName else {
+            throw PipelineDescriptionError.unsupportedSampler(sampler.name, Self.fileName)
+        }
+        return try name.makeSampler(record: sampler, schedule: noiseScheduleModel, predictionType: predictionType)
     }
 
     /// Output image height in pixels: `image.height`, else `image_size`, else `vaeFactor` x the

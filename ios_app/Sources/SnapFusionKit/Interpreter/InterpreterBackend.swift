@@ -37,11 +37,18 @@ public final class InterpreterBackend: DiffusionBackend, @unchecked Sendable {
         return try call(.textEncoder, [ids], output: ResourceNames.textEncoderOutput)
     }
 
-    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
-        try call(.unet, [.init(name: ResourceNames.unetSample, float32: sample),
-                         .init(name: ResourceNames.unetTimestep, float32: Tensor(validShape: [timestep.count], scalars: timestep)),
-                         .init(name: ResourceNames.unetHiddenStates, float32: encoderHiddenStates)],
-                 output: ResourceNames.unetOutput)
+    /// Sends `timestep_cond` as one more named float32 input when given (the server passes every
+    /// input pipeline.json declares to the program).
+    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor, timestepCond: Tensor?) throws -> Tensor {
+        var inputs: [InterpreterProtocol.Payload] = [
+            .init(name: ResourceNames.unetSample, float32: sample),
+            .init(name: ResourceNames.unetTimestep, float32: Tensor(validShape: [timestep.count], scalars: timestep)),
+            .init(name: ResourceNames.unetHiddenStates, float32: encoderHiddenStates),
+        ]
+        if let timestepCond {
+            inputs.append(.init(name: ResourceNames.unetTimestepCond, float32: timestepCond))
+        }
+        return try call(.unet, inputs, output: ResourceNames.unetOutput)
     }
 
     public func decode(latents: Tensor) throws -> Tensor {

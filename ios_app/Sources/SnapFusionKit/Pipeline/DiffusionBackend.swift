@@ -13,11 +13,20 @@ public protocol DiffusionBackend: AnyObject, Sendable {
     /// Text encoder: ids `(1, 77)` -> `last_hidden_state` `(1, 77, D)`.
     func encodeText(tokenIDs: [Int32]) throws -> Tensor
     /// UNet: `sample` `(B, 4, h, w)`, `timestep` `(B,)`, `encoder_hidden_states` `(B, D, 1, 77)`
-    /// -> the raw prediction `(B, 4, h, w)` (v or epsilon).
-    func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor
+    /// and, for guidance-distilled UNets (pipeline.json `guidance.embedding`), `timestep_cond`
+    /// `(B, D')` -> the raw prediction `(B, 4, h, w)` (v or epsilon). `timestepCond` is nil for
+    /// every other UNet.
+    func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor, timestepCond: Tensor?) throws -> Tensor
     /// Decoder: `z` `(1, 4, h, w)` (already divided by the latent scale factor) -> image
     /// `(1, 3, 8h, 8w)` in [-1, 1].
     func decode(latents: Tensor) throws -> Tensor
+}
+
+extension DiffusionBackend {
+    /// The UNet of a model without a guidance embedding.
+    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
+        try predictNoise(sample: sample, timestep: timestep, encoderHiddenStates: encoderHiddenStates, timestepCond: nil)
+    }
 }
 
 /// A backend that can move one component to other compute units after it produced NaN or

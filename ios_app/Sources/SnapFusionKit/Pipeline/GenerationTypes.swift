@@ -3,9 +3,11 @@ import Foundation
 /// What to generate.
 public struct GenerationRequest: Equatable, Sendable {
     public var prompt: String
-    /// The unconditional prompt of classifier-free guidance ("" as in training).
+    /// The unconditional prompt of classifier-free guidance ("" as in training): encoded in
+    /// place of the empty prompt when guidance runs (w > 1 and no guidance embedding), ignored
+    /// otherwise, as diffusers' `negative_prompt`.
     public var negativePrompt: String
-    /// Sampling steps; nil uses pipeline.json's default.
+    /// Sampling steps; nil uses pipeline.json's default (format_version 2 folders take only that count).
     public var steps: Int?
     /// Guidance scale w (diffusers' convention, 1 = none); nil uses pipeline.json's default.
     public var guidanceScale: Double?
@@ -72,8 +74,8 @@ public struct GenerationResult: Sendable {
     /// The decoded image `(1, 3, H, W)` in [-1, 1].
     public var image: Tensor
     public var timings: StageTimings
-    /// The timesteps that were sampled.
-    public var timesteps: [Int]
+    /// The UNet timesteps of the generation, one per UNet step.
+    public var timesteps: [Double]
 }
 
 /// Errors while generating.

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Text to image over a `DiffusionBackend`: tokenize, encode the prompts, DDIM with
-/// classifier-free guidance from seeded noise, decode.
+/// Text to image over a `DiffusionBackend`: tokenize, encode the prompts, sample from seeded
+/// noise with the sampler pipeline.json selects (DDIM, PNDM, DPM-Solver++, Euler, Euler
+/// ancestral, LCM, TCD) and classifier-free guidance or a guidance embedding, decode.
 ///
 /// ```swift
 /// let folder = try ConvertedFolder(url: modelFolder)    // pipeline.json, read once
@@ -93,19 +94,24 @@ public final class Pipeline: Sendable {
     ///   or infinity in a model output, or the backend's errors.
     public func generate(_ request: GenerationRequest, cancellation: CancellationToken? = nil, previewEvery: Int = 0,
                          progress: ((GenerationProgress) -> Void)? = nil) throws -> GenerationResult {
-        let sampler = try description.makeSampler(steps: request.steps ?? description.sampler.defaultSteps)
+        var sampler = try description.makeSampler(steps: request.steps ?? description.sampler.defaultSteps)
         let scale = request.guidanceScale ?? description.guidance.defaultScale
-        let guided = Pipeline.usesGuidance(scale)
+        // Guidance-distilled UNets take w as an embedding and never run classifier-free guidance
+        // (diffusers: do_classifier_free_guidance needs time_cond_proj_dim None).
+        let timestepCond = description.guidance.embedding.map { GuidanceEmbedding.embedding(guidanceScale: scale, dim: $0.dim) }
+        let guided = timestepCond == nil && Pipeline.usesGuidance(scale)
         let unetBatch = description.guidance.unetBatch
         guard unetBatch == 1 || unetBatch == 2 else { throw PipelineError.invalidGuidanceBatch(unetBatch) }
         var timings = StageTimings()
-        let total = sampler.timesteps.count
+        let unetTimesteps = sampler.unetTimesteps
+        let total = unetTimesteps.count
         let start = clock.now()
         func check() throws {
             if cancellation?.isCancelled == true || Task.isCancelled { throw PipelineError.cancelled }
         }
 
-        // 1. tokenize
+        // 1. tokenize (the negative prompt is the unconditional one, used only with classifier-free
+        //    guidance, as in diffusers' encode_prompt)
         try check()
         let (ids, tokenizerMs) = clock.measure { (tokenizer.encode(request.prompt), guided ? tokenizer.encode(request.negativePrompt) : nil) }
         timings.tokenizerMs = tokenizerMs
@@ -119,16 +125,18 @@ public final class Pipeline: Sendable {
         try check()
         progress?(GenerationProgress(stage: .textEncoder, step: 0, totalSteps: total, timings: timings))
 
-        // 3. denoise from seeded noise (1, C, h, w); h != w is allowed
+        // 3. denoise from seeded noise (1, C, h, w) x init_noise_sigma; h != w is allowed. The
+        //    sampler's own noise continues the same random stream.
         var generator = TorchRandomSource(seed: request.seed)
-        var latents = generator.normalTensor(shape: description.latentShape)
-        for (index, t) in sampler.timesteps.enumerated() {
+        var latents = generator.normalTensor(shape: description.latentShape).scaled(by: Float(sampler.initNoiseSigma))
+        for (index, t) in unetTimesteps.enumerated() {
             try check()
+            let input = sampler.scaleModelInput(latents, index: index)
             let (prediction, stepMs) = try clock.measure {
-                try predict(latents, t: t, step: index + 1, hidden: hidden, guided: guided, scale: Float(scale), unetBatch: unetBatch)
+                try predict(input, t: Float(t), step: index + 1, hidden: hidden, guided: guided, scale: Float(scale),
+                            unetBatch: unetBatch, timestepCond: timestepCond)
             }
-            let stepped = try sampler.step(modelOutput: prediction, sample: latents, timestep: t,
-                                           previousTimestep: sampler.previousTimestep(after: index))
+            let stepped = try sampler.step(index: index, modelOutput: prediction, sample: latents, random: &generator)
             latents = stepped.previous
             timings.unetStepMs.append(stepMs)
             var preview: RGBAImage?
@@ -146,7 +154,7 @@ public final class Pipeline: Sendable {
         timings.decoderMs = decoderMs
         timings.endToEndMs = clock.now() - start
         progress?(GenerationProgress(stage: .done, step: total, totalSteps: total, timings: timings))
-        return GenerationResult(latents: latents, image: image, timings: timings, timesteps: sampler.timesteps)
+        return GenerationResult(latents: latents, image: image, timings: timings, timesteps: unetTimesteps)
     }
 
     /// Runs `body` (one model call) and applies the NaN/infinity policy to its output.
@@ -178,15 +186,16 @@ public final class Pipeline: Sendable {
         return try hidden.sequenceToChannelsFirst()
     }
 
-    /// The guided model prediction at `t`: one batch-2 call `[uncond, cond]`, two batch-1 calls,
-    /// or (no guidance) the conditional prediction alone, in the batch the UNet was converted for.
-    private func predict(_ z: Tensor, t: Int, step: Int, hidden: (cond: Tensor, uncond: Tensor?), guided: Bool,
-                         scale: Float, unetBatch: Int) throws -> Tensor {
-        let timestep = Float(t)
+    /// The guided model prediction at `timestep`: one batch-2 call `[uncond, cond]`, two batch-1
+    /// calls, or (no guidance, or a guidance embedding in `timestepCond` `(1, D)`) the conditional
+    /// prediction alone, in the batch the UNet was converted for.
+    private func predict(_ z: Tensor, t timestep: Float, step: Int, hidden: (cond: Tensor, uncond: Tensor?), guided: Bool,
+                         scale: Float, unetBatch: Int, timestepCond: Tensor?) throws -> Tensor {
         func call(_ sample: Tensor, _ states: Tensor) throws -> Tensor {
+            let cond = try timestepCond.map { try Tensor.concatenateBatch([Tensor](repeating: $0, count: sample.batch)) }
             let out = try finite(.unet, step: step) {
                 try backend.predictNoise(sample: sample, timestep: [Float](repeating: timestep, count: sample.batch),
-                                         encoderHiddenStates: states)
+                                         encoderHiddenStates: states, timestepCond: cond)
             }
             guard out.shape == sample.shape else {
                 throw PipelineError.unexpectedShape(what: "noise_pred", expected: sample.shape, got: out.shape)

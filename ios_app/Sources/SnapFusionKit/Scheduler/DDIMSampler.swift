@@ -1,31 +1,48 @@
 import Foundation
 
-/// Deterministic DDIM (eta = 0) over an explicit timestep list, in float64 as
+/// Deterministic DDIM (eta = 0) over explicit timestep lists, in float64; equals diffusers'
+/// `DDIMScheduler.step` with eta 0 (diffusers/schedulers/scheduling_ddim.py) and
 /// `snapfusion_coreml.schedule.ddim_step`:
 ///
 /// - v-prediction: `x = a z - s v`, `eps = s z + a v`; epsilon: `x = (z - s eps) / a`;
-/// - `z_prev = a_prev x + s_prev eps`, where the step after the last timestep is "the end"
-///   whose alpha_cumprod is `NoiseSchedule.finalAlphaCumprod`;
+/// - `z_prev = a_prev x + s_prev eps` with `t_prev = previousTimesteps[i]`; a negative `t_prev`
+///   is "the end" whose alpha_cumprod is `NoiseSchedule.finalAlphaCumprod`;
 /// - latents and model outputs are float32, the arithmetic is float64, the result is rounded
 ///   back to float32.
-public struct DDIMSampler: Sendable {
+public struct DDIMSampler: Sampler {
     /// The noise schedule the model was trained with.
     public let schedule: NoiseSchedule
     /// What the model's raw output means.
     public let predictionType: PredictionType
     /// Sampling timesteps, noisiest first (pipeline.json `sampler.timesteps`).
     public let timesteps: [Int]
+    /// The timestep each step moves to (-1: the end), one per entry of `timesteps`.
+    public let previousTimesteps: [Int]
 
-    /// A sampler over `timesteps`.
-    public init(schedule: NoiseSchedule, predictionType: PredictionType, timesteps: [Int]) {
+    /// A sampler over `timesteps`. Without `previousTimesteps` (format_version 1 folders) each
+    /// step moves to the next listed timestep, the last one to the end (-1).
+    public init(schedule: NoiseSchedule, predictionType: PredictionType, timesteps: [Int], previousTimesteps: [Int]? = nil) {
         self.schedule = schedule
         self.predictionType = predictionType
         self.timesteps = timesteps
+        self.previousTimesteps = previousTimesteps ?? (Array(timesteps.dropFirst()) + [-1])
     }
 
-    /// The timestep that follows step `index` (-1 after the last one).
+    /// The timestep that step `index` moves to (-1: the end).
     public func previousTimestep(after index: Int) -> Int {
-        index + 1 < timesteps.count ? timesteps[index + 1] : -1
+        index < previousTimesteps.count ? previousTimesteps[index] : -1
+    }
+
+    public var unetTimesteps: [Double] { timesteps.map(Double.init) }
+
+    public var initNoiseSigma: Double { 1 }
+
+    public mutating func step(index: Int, modelOutput: Tensor, sample: Tensor,
+                              random: inout TorchRandomSource) throws -> SamplerStep {
+        guard timesteps.indices.contains(index) else { throw SamplerError.stepOutOfRange(index, count: timesteps.count) }
+        let out = try step(modelOutput: modelOutput, sample: sample, timestep: timesteps[index],
+                           previousTimestep: previousTimestep(after: index))
+        return SamplerStep(previous: out.previous, predictedOriginal: out.predictedOriginal)
     }
 
     /// One DDIM step `t -> tPrev` for every element. Returns `(z_prev, x_hat)`.
@@ -44,16 +61,7 @@ public struct DDIMSampler: Sendable {
         for i in sample.scalars.indices {
             let z = Double(sample.scalars[i])
             let out = Double(modelOutput.scalars[i])
-            let x: Double
-            let eps: Double
-            switch predictionType {
-            case .vPrediction:
-                x = a * z - s * out
-                eps = s * z + a * out
-            case .epsilon:
-                eps = out
-                x = (z - s * out) / a
-            }
+            let (x, eps) = estimates(out, z, alpha: a, sigma: s, predictionType)
             previous.scalars[i] = Float(aPrev * x + sPrev * eps)
             original.scalars[i] = Float(x)
         }
@@ -72,17 +80,5 @@ public struct DDIMSampler: Sendable {
             out.scalars[i] = u + scale * (conditional.scalars[i] - u)
         }
         return out
-    }
-}
-
-/// Errors configuring the sampler.
-public enum SamplerError: LocalizedError, Equatable {
-    case invalidStepCount(Int, maximum: Int)
-
-    public var errorDescription: String? {
-        switch self {
-        case let .invalidStepCount(steps, maximum):
-            return "expected 1 <= steps <= \(maximum), got \(steps)"
-        }
     }
 }
