@@ -14,17 +14,17 @@ from ..config import TIMESTEP_SPACINGS
 from ..json_fields import JsonFields
 from .settings import SAMPLER_NAMES, SCHEDULER_CLASSES, SIGMA_SAMPLERS, SamplerSettings
 
-_OPTIONAL_SETTINGS = ("clip_sample", "use_karras_sigmas", "final_sigmas_type", "solver_order", "solver_type",
+_OPTIONAL_SETTINGS = ("eta", "clip_sample", "use_karras_sigmas", "final_sigmas_type", "solver_order", "solver_type",
                       "lower_order_final", "euler_at_final", "original_inference_steps", "timestep_scaling")
 _USED_BY = {  # settings keys written for each sampler (the rest are null)
-    "ddim": ("clip_sample",),
+    "ddim": ("eta", "clip_sample"),
     "pndm": (),
     "dpmsolver++": ("use_karras_sigmas", "final_sigmas_type", "solver_order", "solver_type", "lower_order_final",
                     "euler_at_final"),
     "euler": ("use_karras_sigmas", "final_sigmas_type"),
     "euler_ancestral": (),
     "lcm": ("clip_sample", "original_inference_steps", "timestep_scaling"),
-    "tcd": ("original_inference_steps", "timestep_scaling"),
+    "tcd": ("eta", "original_inference_steps"),
 }
 
 
@@ -66,7 +66,7 @@ class SamplerRecord:
             "current_timesteps": None if self.current_timesteps is None else list(self.current_timesteps),
             "sigmas": None if self.sigmas is None else list(self.sigmas),
             "init_noise_sigma": self.init_noise_sigma, "scale_model_input": self.scale_model_input,
-            "final_alpha_cumprod": self.final_alpha_cumprod, "eta": s.eta,
+            "final_alpha_cumprod": None if s.name in SIGMA_SAMPLERS else self.final_alpha_cumprod,
         }
         used = _USED_BY[s.name]
         for key in _OPTIONAL_SETTINGS:
@@ -82,7 +82,8 @@ class SamplerRecord:
         timesteps = _numbers(f, "timesteps", minimum=0)
         if not timesteps or any(b > a for a, b in zip(timesteps, timesteps[1:])):
             raise f.fail("timesteps", "a non-empty list in non-increasing order", list(timesteps))
-        final_alpha = f.number("final_alpha_cumprod", minimum=0)
+        # sigma samplers never reach alpha_cumprod 1: their record leaves it null
+        final_alpha = f.number("final_alpha_cumprod", minimum=0, **({"default": 1.0} if name in SIGMA_SAMPLERS else {}))
         settings = SamplerSettings(
             name, f.string("timestep_spacing", TIMESTEP_SPACINGS), f.integer("steps_offset", minimum=0),
             set_alpha_to_one=final_alpha == 1.0, clip_sample=f.number("clip_sample", minimum=0, default=None), eta=f.number("eta", minimum=0, default=0.0),
@@ -98,6 +99,8 @@ class SamplerRecord:
         if settings.eta > 1:
             raise f.fail("eta", "a number in [0, 1]", settings.eta)
         n = len(timesteps)
+        if name not in SIGMA_SAMPLERS and not all(t.is_integer() for t in timesteps):
+            raise f.fail("timesteps", f"whole numbers for {name} (it indexes alphas_cumprod)", list(timesteps))
         sigmas = previous = current = None
         if name in SIGMA_SAMPLERS:
             sigmas = _numbers(f, "sigmas", minimum=0)

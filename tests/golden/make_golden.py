@@ -275,8 +275,8 @@ def valid_pipeline() -> dict[str, Any]:
 
 SAMPLER_KEYS = ("name", "scheduler_class", "default_steps", "timestep_spacing", "steps_offset", "timesteps",
                 "previous_timesteps", "current_timesteps", "sigmas", "init_noise_sigma", "scale_model_input",
-                "final_alpha_cumprod", "eta", "solver_order", "solver_type", "lower_order_final", "euler_at_final",
-                "final_sigmas_type", "original_inference_steps", "timestep_scaling")
+                "final_alpha_cumprod", "eta", "clip_sample", "use_karras_sigmas", "solver_order", "solver_type",
+                "lower_order_final", "euler_at_final", "final_sigmas_type", "original_inference_steps", "timestep_scaling")
 
 
 def sampler_record(**fields: Any) -> dict[str, Any]:
@@ -302,9 +302,9 @@ V2_SAMPLERS = {
                                   sigmas=[14.614647, 7.9029446, 4.027746, 1.9103628, 0.8288717, 0.3211217, 0.10719939,
                                           0.029167535, 0.0],
                                   solver_order=2, solver_type="midpoint", lower_order_final=True, euler_at_final=False,
-                                  final_sigmas_type="zero"),
+                                  final_sigmas_type="zero", use_karras_sigmas=False),
     "euler": sampler_record(name="euler", scheduler_class="EulerDiscreteScheduler", default_steps=1, **TURBO_PLAN,
-                            timesteps=[999.0], sigmas=[14.614647, 0.0]),
+                            timesteps=[999.0], sigmas=[14.614647, 0.0], use_karras_sigmas=False, final_sigmas_type="zero"),
     "euler_ancestral": sampler_record(name="euler_ancestral", scheduler_class="EulerAncestralDiscreteScheduler",
                                       default_steps=2, **TURBO_PLAN, timesteps=[999.0, 499.0],
                                       sigmas=[14.614647, 1.612887, 0.0]),

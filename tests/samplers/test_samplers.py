@@ -124,3 +124,24 @@ def test_this_projects_folders_keep_trailing_ddim():
     assert record.timesteps == (999, 874, 749, 624, 499, 374, 249, 124)
     assert record.previous_timesteps == (874, 749, 624, 499, 374, 249, 124, -1)
     assert record.final_alpha_cumprod == 1.0 and record.settings.clip_sample is None
+
+
+def test_plan_writes_the_golden_records_swift_is_tested_on():
+    """tests/golden/samplers.json holds, per case, the record built from diffusers' scheduler object
+    (make_sampler_golden.py) and diffusers' trajectory that the Swift samplers reproduce: the record
+    `convert` writes for that scheduler config must be the same record."""
+    import json
+    from pathlib import Path
+
+    golden = json.loads((Path(__file__).parents[1] / "golden" / "samplers.json").read_text())
+    for case in golden["cases"]:
+        # the golden file spells diffusers' -Infinity (lambda_min_clipped) as a string
+        config = {**{k: float(v) if v in ("inf", "-inf") else v for k, v in case["config"].items()},
+                  "_class_name": case["scheduler_class"]}
+        settings = SamplerSettings.from_scheduler_config(config, case["name"]).with_eta(case["step_kwargs"].get("eta"))
+        record = plan(settings, SchedulerConfig(prediction_type=case["prediction_type"]), case["steps"]).to_dict()
+        expected = case["record"]
+        assert set(record) == set(expected), case["name"]
+        for key, value in expected.items():
+            assert record[key] == pytest.approx(value, rel=1e-7) if isinstance(value, (list, float)) else record[key] == value, \
+                (case["name"], key, record[key], value)

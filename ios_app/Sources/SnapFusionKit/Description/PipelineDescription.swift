@@ -89,6 +89,10 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var schedulerClass: String?
         /// ddim: 0; tcd: gamma.
         public var eta: Double?
+        /// ddim, lcm: the x estimate is clamped to [-clip_sample, clip_sample] (nil: not clamped).
+        public var clipSample: Double?
+        /// dpmsolver++, euler: whether the sigmas are Karras' (informative: `sigmas` holds them).
+        public var useKarrasSigmas: Bool?
         /// How the lists were planned (informative in format_version 2).
         public var timestepSpacing: TimestepSpacing?
         /// The offset added to leading-spaced timesteps (informative in format_version 2).

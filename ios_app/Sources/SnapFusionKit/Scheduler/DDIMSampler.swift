@@ -18,14 +18,19 @@ public struct DDIMSampler: Sampler {
     public let timesteps: [Int]
     /// The timestep each step moves to (-1: the end), one per entry of `timesteps`.
     public let previousTimesteps: [Int]
+    /// DDIMScheduler's `clip_sample`: the x estimate is clamped to [-r, r] (nil: not clamped);
+    /// eps is the unclamped estimate, as diffusers uses it.
+    public let clipSample: Double?
 
     /// A sampler over `timesteps`. Without `previousTimesteps` (format_version 1 folders) each
     /// step moves to the next listed timestep, the last one to the end (-1).
-    public init(schedule: NoiseSchedule, predictionType: PredictionType, timesteps: [Int], previousTimesteps: [Int]? = nil) {
+    public init(schedule: NoiseSchedule, predictionType: PredictionType, timesteps: [Int], previousTimesteps: [Int]? = nil,
+                clipSample: Double? = nil) {
         self.schedule = schedule
         self.predictionType = predictionType
         self.timesteps = timesteps
         self.previousTimesteps = previousTimesteps ?? (Array(timesteps.dropFirst()) + [-1])
+        self.clipSample = clipSample
     }
 
     /// The timestep that step `index` moves to (-1: the end).
@@ -61,7 +66,8 @@ public struct DDIMSampler: Sampler {
         for i in sample.scalars.indices {
             let z = Double(sample.scalars[i])
             let out = Double(modelOutput.scalars[i])
-            let (x, eps) = estimates(out, z, alpha: a, sigma: s, predictionType)
+            let (estimate, eps) = estimates(out, z, alpha: a, sigma: s, predictionType)
+            let x = clipSample.map { min(max(estimate, -$0), $0) } ?? estimate
             previous.scalars[i] = Float(aPrev * x + sPrev * eps)
             original.scalars[i] = Float(x)
         }

@@ -18,13 +18,16 @@ public struct LCMSampler: Sampler {
     public let previousTimesteps: [Int]
     /// The boundary-condition timestep scaling (10).
     public let timestepScaling: Double
+    /// LCMScheduler's `clip_sample`: the x estimate is clamped to [-r, r] (nil: not clamped).
+    public let clipSample: Double?
 
     public var unetTimesteps: [Double] { timesteps.map(Double.init) }
     public var initNoiseSigma: Double { 1 }
 
     /// An LCM sampler over the record's lists.
     public init(schedule: NoiseSchedule, predictionType: PredictionType, timesteps: [Int], previousTimesteps: [Int],
-                timestepScaling: Double = 10) {
+                timestepScaling: Double = 10, clipSample: Double? = nil) {
+        self.clipSample = clipSample
         self.schedule = schedule
         self.predictionType = predictionType
         self.timesteps = timesteps
@@ -51,7 +54,8 @@ public struct LCMSampler: Sampler {
         var denoised = sample
         for i in sample.scalars.indices {
             let z = Double(sample.scalars[i])
-            let (x, _) = estimates(Double(modelOutput.scalars[i]), z, alpha: a, sigma: s, predictionType)
+            let (estimate, _) = estimates(Double(modelOutput.scalars[i]), z, alpha: a, sigma: s, predictionType)
+            let x = clipSample.map { min(max(estimate, -$0), $0) } ?? estimate
             let d = cOut * x + cSkip * z
             denoised.scalars[i] = Float(d)
             previous.scalars[i] = last ? Float(d) : Float(aPrev * d + sPrev * Double(noise[i]))

@@ -77,7 +77,8 @@ public enum SamplerName: String, CaseIterable, Sendable {
         switch self {
         case .ddim:
             return DDIMSampler(schedule: schedule, predictionType: predictionType, timesteps: try integers(timesteps, "timesteps"),
-                               previousTimesteps: try list(record.previousTimesteps, "previous_timesteps"))
+                               previousTimesteps: try list(record.previousTimesteps, "previous_timesteps"),
+                               clipSample: record.clipSample)
         case .pndm:
             return PNDMSampler(schedule: schedule, predictionType: predictionType, timesteps: timesteps,
                                currentTimesteps: try list(record.currentTimesteps, "current_timesteps"),
@@ -97,7 +98,7 @@ public enum SamplerName: String, CaseIterable, Sendable {
         case .lcm:
             return LCMSampler(schedule: schedule, predictionType: predictionType, timesteps: try integers(timesteps, "timesteps"),
                               previousTimesteps: try list(record.previousTimesteps, "previous_timesteps"),
-                              timestepScaling: record.timestepScaling ?? 10)
+                              timestepScaling: record.timestepScaling ?? 10, clipSample: record.clipSample)
         case .tcd:
             return TCDSampler(schedule: schedule, predictionType: predictionType, timesteps: try integers(timesteps, "timesteps"),
                               previousTimesteps: try list(record.previousTimesteps, "previous_timesteps"),
