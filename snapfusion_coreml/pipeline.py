@@ -108,7 +108,7 @@ def generate_image(backend: DiffusionBackend, tokenizer, sampling: SamplingPlan,
 
         if backend.unet_batch == 1:
             cond = call(1, context[1:])
-            return guided_prediction(cond, call(1, context[:1]) if guided else None, w)
+            return guided_prediction(cond, call(1, context[:1]), w) if guided else cond
         if not guided and backend.unet_batch is None:
             return call(1, context[1:])
         uncond, cond = call(2, context).chunk(2)

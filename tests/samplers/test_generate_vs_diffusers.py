@@ -28,6 +28,7 @@ SCHEDULERS = [
     ("dpmsolver++", "DPMSolverMultistepScheduler", {"steps_offset": 1}, 12, 7.5),
     ("dpmsolver++-karras", "DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, 10, 7.5),
     ("euler", "EulerDiscreteScheduler", {"steps_offset": 1, "timestep_spacing": "leading"}, 10, 7.5),
+    ("euler-turbo", "EulerDiscreteScheduler", {"timestep_spacing": "trailing"}, 1, 0.0),
     ("euler_ancestral-turbo", "EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"}, 4, 0.0),
     ("lcm-lora", "LCMScheduler", {"steps_offset": 1}, 4, 1.0),
     ("tcd", "TCDScheduler", {}, 4, 1.5),
@@ -183,5 +184,34 @@ def test_generate_out_equals_the_model_image(case, converted_sd, diffusers_folde
     load_package_pipeline(out, "fp16").generate(PROMPT, steps, guidance, SEED, negative_prompt=NEGATIVE,
                                                 on_step=lambda i, t, z: latents.append(z.clone()))
     assert len(latents) == len(reference)
+    for i, (theirs, ours) in enumerate(zip(reference, latents)):
+        assert psnr(theirs.numpy(), ours.numpy()) >= 30.0, (i, psnr(theirs.numpy(), ours.numpy()))
+
+
+def test_converted_lcm_unet_takes_the_guidance_embedding(lcm_unet_folder, tmp_path, one_thread):
+    """A full LCM UNet converts with a `timestep_cond` input, unet_batch 1 and no CFG; `verify`
+    checks it against PyTorch and `generate OUT` (interpreter, fp16) follows the model per step."""
+    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+    from snapfusion_coreml.interpret.backend import load_package_pipeline
+    from snapfusion_coreml.modeling.attention import AttentionImpl
+    from snapfusion_coreml.modeling.loading import load_pipeline
+    from snapfusion_coreml.verify.check import verify_folder
+
+    root = lcm_unet_folder[0]
+    out = tmp_path / "out"
+    manifest = convert_pipeline(str(root), ConvertOptions(out=out)).pipeline_manifest
+    assert (manifest.sampler.name, manifest.sampler.default_steps, manifest.guidance.default_scale) == ("lcm", 4, 8.5)
+    assert (manifest.guidance.unet_batch, manifest.guidance.embedding_dim) == (1, 16)
+    assert [t.name for t in manifest.component("unet").inputs][-1] == "timestep_cond"
+    assert manifest.component("unet").input("timestep_cond").shape == (1, 16)
+    report = verify_folder(out, modes=("fp16",))
+    assert report.ok and any(c.component == "unet" for c in report.checks), report.failures()
+
+    reference: list[torch.Tensor] = []
+    load_pipeline(root, attention=AttentionImpl.ORIGINAL).generate(PROMPT, seed=SEED,
+                                                                  on_step=lambda i, t, z: reference.append(z.clone()))
+    latents: list[torch.Tensor] = []
+    load_package_pipeline(out, "fp16").generate(PROMPT, seed=SEED, on_step=lambda i, t, z: latents.append(z.clone()))
+    assert len(latents) == len(reference) == 4
     for i, (theirs, ours) in enumerate(zip(reference, latents)):
         assert psnr(theirs.numpy(), ours.numpy()) >= 30.0, (i, psnr(theirs.numpy(), ours.numpy()))
