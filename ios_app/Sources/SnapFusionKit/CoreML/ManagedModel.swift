@@ -47,9 +47,11 @@ public final class ManagedModel: LoadableModel, @unchecked Sendable {
         queue.sync { compiledURL = url }
     }
 
-    /// Releases the model.
+    /// Releases the model without waiting: a load or prediction in progress on this model
+    /// finishes first, then the model is released (the release is queued behind it), so this
+    /// can be called from the main thread during a minute-long first load.
     public func unload() {
-        queue.sync { model = nil }
+        queue.async { self.model = nil }
     }
 
     /// Releases the model and loads it on `units` from now on. Returns false when it already
