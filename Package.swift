@@ -12,7 +12,9 @@ let package = Package(
         .library(name: "SnapFusionKit", targets: ["SnapFusionKit"]),
     ],
     targets: [
-        .target(name: "SnapFusionKit", path: "ios_app/Sources/SnapFusionKit"),
+        .target(name: "SnapFusionKit", path: "ios_app/Sources/SnapFusionKit",
+                // The privacy manifest of the required-reason APIs the library calls (file timestamps).
+                resources: [.copy("PrivacyInfo.xcprivacy")]),
     ],
     swiftLanguageModes: [.v6]
 )

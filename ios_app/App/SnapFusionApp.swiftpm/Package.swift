@@ -40,7 +40,7 @@ let package = Package(
             path: "Sources",
             // Put a converted folder's files (pipeline.json, *.mlpackage or *.mlmodelc, vocab.json,
             // merges.txt) into Sources/Model to ship it inside the app; see Model/README.md.
-            resources: [.copy("Model")]
+            resources: [.copy("Model"), .copy("PrivacyInfo.xcprivacy")]
         ),
     ]
 )
