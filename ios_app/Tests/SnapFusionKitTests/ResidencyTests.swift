@@ -188,6 +188,39 @@ final class GatedLoadable: LoadableModel, @unchecked Sendable {
         #expect(ledger.resident.isEmpty && ledger.loads == ["text"])
     }
 
+    /// Models whose `unload()` only queues the release: reduce memory must still never hold two
+    /// components, so stage switches and prewarm use `unloadNow()`; `unload()` stays non-blocking.
+    @Test func stageSwitchesWaitForTheRelease() throws {
+        final class QueuedRelease: LoadableModel, @unchecked Sendable {
+            let name: String
+            let ledger: GatedLoadable.Ledger
+            var pending = false  // a release queued by unload(), not done yet
+            init(_ name: String, _ ledger: GatedLoadable.Ledger) { (self.name, self.ledger) = (name, ledger) }
+            var isLoaded: Bool { ledger.resident.contains(name) }
+            func load() throws {
+                pending = false
+                if !isLoaded { ledger.loaded(name) }
+            }
+            func unload() { pending = true }
+            func unloadNow() {
+                pending = false
+                ledger.released(name)
+            }
+        }
+        let ledger = GatedLoadable.Ledger()
+        let models = ["text", "unet", "decoder"].map { QueuedRelease($0, ledger) }
+        let residency = ModelResidency(components: [(.textEncoder, [models[0]]), (.unet, [models[1]]), (.decoder, [models[2]])],
+                                       reduceMemory: true)
+        try residency.prewarm()
+        #expect(ledger.resident == ["text"])
+        for stage in [PipelineDescription.ComponentName.unet, .decoder, .textEncoder, .unet] {
+            try residency.prepare(stage)
+            #expect(ledger.resident.count == 1)
+        }
+        residency.unload()
+        #expect(models.allSatisfy { $0.pending || !$0.isLoaded })  // queued, not waited for
+    }
+
     @Test func errorIsOneClearLine() {
         let message = ModelResidencyError.unloadedWhileLoading.localizedDescription
         #expect(message.contains("released while loading") && !message.contains("\n"))

@@ -54,6 +54,11 @@ public final class ManagedModel: LoadableModel, @unchecked Sendable {
         queue.async { self.model = nil }
     }
 
+    /// Releases the model and returns once it is released (after a prediction in progress).
+    public func unloadNow() {
+        queue.sync { model = nil }
+    }
+
     /// Releases the model and loads it on `units` from now on. Returns false when it already
     /// uses them.
     public func switchComputeUnits(to units: MLComputeUnits) -> Bool {

@@ -11,6 +11,15 @@ public protocol LoadableModel: AnyObject, Sendable {
     /// prediction of this model in progress: it releases the model when that ends (the Core ML
     /// model queues the release behind it), so it can be called from the main thread.
     func unload()
+    /// Releases the model and returns once its memory is released (after a prediction in
+    /// progress). Used between stages in reduce-memory mode and by `prewarm()`, so two
+    /// components are never resident together; never called from `ModelResidency.unload()`.
+    func unloadNow()
+}
+
+extension LoadableModel {
+    /// For models whose `unload()` releases at once.
+    public func unloadNow() { unload() }
 }
 
 /// Which models of a pipeline are in memory, in one of two modes.
@@ -64,7 +73,7 @@ public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
         try exclusive { ticket in
             for model in allModels where !model.isLoaded {
                 try model.load()
-                model.unload()
+                model.unloadNow()
                 try checkpoint(ticket)
             }
             try loadLocked(ticket)
@@ -104,7 +113,7 @@ public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
 
     private func prepareLocked(_ component: PipelineDescription.ComponentName, _ ticket: Int) throws {
         if reduceMemory {
-            for entry in components where entry.name != component { entry.models.forEach { $0.unload() } }
+            for entry in components where entry.name != component { entry.models.forEach { $0.unloadNow() } }
         }
         for model in models(of: component) {
             try model.load()
