@@ -1,7 +1,9 @@
 """Files written by the Swift harness (ios_app, fake backend) read by the Python side.
 
-tests/golden/swift/*.json are produced by `SNAPFUSION_WRITE_GOLDEN=1 swift test` in ios_app
-(BenchmarkTests.goldenOutputsForPython) and committed; these tests check that the training code's
+tests/golden/swift/benchmark.json and latency_table.json are produced by
+`SNAPFUSION_WRITE_GOLDEN=1 swift test` in ios_app (BenchmarkTests.goldenOutputsForPython) and committed;
+benchmark_v1.json is the same fake benchmark as the harness wrote it in format version 1 (before
+format 2), kept unchanged so that the reader is shown to accept files of older apps; these tests check that the training code's
 latency-table reader and the report aggregator accept them, and that the Swift percentiles agree
 with numpy.
 """
