@@ -1,6 +1,7 @@
 // swift-tools-version: 6.0
 // SnapFusionKit for apps: add this repository with Xcode's "Add Package Dependency" or
-// `.package(url: "<this repository>", from: "0.2.0")`. The sources live in ios_app/ (the
+// `.package(url: "<this repository>", branch: "main")` (a revision, or `from:` a version once
+// one is tagged: docs/releasing.md). Needs Xcode 16.0 or later. The sources live in ios_app/ (the
 // development package there adds the snapfusion-cli executable and the tests); this manifest
 // only exposes the library. The Core ML backend compiles where Core ML exists (iOS 16+, macOS 13+).
 import PackageDescription
@@ -12,7 +13,9 @@ let package = Package(
         .library(name: "SnapFusionKit", targets: ["SnapFusionKit"]),
     ],
     targets: [
-        .target(name: "SnapFusionKit", path: "ios_app/Sources/SnapFusionKit"),
+        .target(name: "SnapFusionKit", path: "ios_app/Sources/SnapFusionKit",
+                // The privacy manifest of the required-reason APIs the library calls (file timestamps).
+                resources: [.copy("PrivacyInfo.xcprivacy")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -14,7 +14,9 @@ let package = Package(
         .executable(name: "snapfusion-cli", targets: ["snapfusion-cli"]),
     ],
     targets: [
-        .target(name: "SnapFusionKit", path: "Sources/SnapFusionKit"),
+        .target(name: "SnapFusionKit", path: "Sources/SnapFusionKit",
+                // The privacy manifest of the required-reason APIs the library calls (file timestamps).
+                resources: [.copy("PrivacyInfo.xcprivacy")]),
         .executableTarget(name: "snapfusion-cli", dependencies: ["SnapFusionKit"], path: "Sources/snapfusion-cli"),
         .testTarget(name: "SnapFusionKitTests", dependencies: ["SnapFusionKit"], path: "Tests/SnapFusionKitTests"),
     ],

@@ -32,5 +32,5 @@ def test_python_swift_and_app_versions_agree():
 def test_root_package_manifest_exposes_the_library_from_ios_app():
     manifest = (ROOT / "Package.swift").read_text(encoding="utf-8")
     assert '.library(name: "SnapFusionKit"' in manifest
-    match = re.search(r'\.target\(name: "SnapFusionKit", path: "([^"]+)"\)', manifest)
+    match = re.search(r'\.target\(name: "SnapFusionKit", path: "([^"]+)"[,)]', manifest)
     assert match and (ROOT / match.group(1) / "Pipeline/Pipeline.swift").is_file(), "root Package.swift must point at ios_app sources"

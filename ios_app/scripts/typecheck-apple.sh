@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Type-checks the Core ML backend and every `#if canImport(CoreML)` path of SnapFusionKit and
-# snapfusion-cli on Linux, against stub modules (scripts/apple-stubs) that declare exactly the
-# Core ML and CoreGraphics API the code calls, each signature copied from Apple's documentation
-# page cited next to it. Swift 6 language mode; warnings are errors. On macOS the real SDK is
-# used by `swift build`, so this check is only needed (and only run) where Core ML is missing.
+# Type-checks the Core ML backend and every `#if canImport(CoreML)` and `#if canImport(Darwin)`
+# path of SnapFusionKit and snapfusion-cli on Linux, against stub modules (scripts/apple-stubs)
+# that declare exactly the Core ML, CoreGraphics and Darwin API the code calls, each signature
+# copied from Apple's documentation page or SDK header cited next to it. Swift 6 language mode;
+# warnings are errors, so the "0 warnings" of an Apple build holds for these branches too. The
+# Darwin stub declares `mach_task_self_` as SDKs before Xcode 16.3 do, so code that only builds
+# with newer SDKs fails here. On macOS the real SDK is used by `swift build`, so this check is
+# only needed (and only run) where Core ML is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,18 +20,21 @@ flags=(-swift-version 6 -warnings-as-errors -I "$work")
 
 # 1. the stub modules (library evolution: enums are non-frozen, like Objective-C NS_ENUMs)
 stub_flags=(-swift-version 6 -I "$work" -suppress-warnings)  # Foundation itself lacks library evolution
+# Darwin in Swift 5 mode: a C global is declared without concurrency checks, as imported headers are
+swiftc -emit-module -parse-as-library -enable-library-evolution -swift-version 5 -I "$work" -suppress-warnings -module-name Darwin \
+    scripts/apple-stubs/Darwin.swift -emit-module-path "$work/Darwin.swiftmodule"
 swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]}" -module-name CoreGraphics \
     scripts/apple-stubs/CoreGraphics.swift -emit-module-path "$work/CoreGraphics.swiftmodule"
 swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]}" -module-name CoreML \
     scripts/apple-stubs/CoreML.swift -emit-module-path "$work/CoreML.swiftmodule"
 
-# 2. SnapFusionKit with canImport(CoreML) and canImport(CoreGraphics) true
+# 2. SnapFusionKit with canImport(CoreML), canImport(CoreGraphics) and canImport(Darwin) true
 kit=()
 while IFS= read -r -d '' file; do kit+=("$file"); done < <(find Sources/SnapFusionKit -name '*.swift' -print0 | sort -z)
 swiftc -emit-module -parse-as-library "${flags[@]}" -module-name SnapFusionKit "${kit[@]}" \
     -emit-module-path "$work/SnapFusionKit.swiftmodule"
 
-# 3. snapfusion-cli's Core ML branches (generate, benchmark, latency-table)
+# 3. snapfusion-cli's Core ML and Darwin branches (generate, benchmark, latency-table, the interpreter pipe)
 cli=()
 while IFS= read -r -d '' file; do cli+=("$file"); done < <(find Sources/snapfusion-cli -name '*.swift' -print0 | sort -z)
 swiftc -typecheck "${flags[@]}" -module-name snapfusion_cli "${cli[@]}"
@@ -45,4 +51,23 @@ if swiftc -typecheck "${flags[@]}" "$work/control.swift" >"$work/control.log" 2>
     exit 1
 fi
 
-echo "typecheck-apple: SnapFusionKit (${#kit[@]} files) and snapfusion-cli (${#cli[@]} files) type-check against the Core ML and CoreGraphics stubs"
+# 5. negative controls for the Darwin branches: reading `mach_task_self_` (rejected in Swift 6 by
+#    SDKs before Xcode 16.3) and `String(cString:)` on an array (deprecated in Swift 6) must fail
+cat > "$work/control_task.swift" <<'SWIFT'
+import Darwin
+func control() -> mach_port_t { mach_task_self_ }
+SWIFT
+cat > "$work/control_cstring.swift" <<'SWIFT'
+import Darwin
+func control(_ buffer: [CChar]) -> String { String(cString: buffer) }
+SWIFT
+for control in control_task control_cstring; do
+    if swiftc -typecheck "${flags[@]}" "$work/$control.swift" >"$work/$control.log" 2>&1; then
+        echo "error: $control.swift type-checked against the Darwin stub; the check of the Darwin branches proves nothing" >&2
+        exit 1
+    fi
+done
+grep -q "not concurrency-safe" "$work/control_task.log" || { cat "$work/control_task.log" >&2; exit 1; }
+grep -q "deprecated" "$work/control_cstring.log" || { cat "$work/control_cstring.log" >&2; exit 1; }
+
+echo "typecheck-apple: SnapFusionKit (${#kit[@]} files) and snapfusion-cli (${#cli[@]} files) type-check against the Core ML, CoreGraphics and Darwin stubs (Darwin negative controls rejected)"

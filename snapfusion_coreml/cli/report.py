@@ -14,13 +14,18 @@ def register(app: typer.Typer) -> None:
     def report(
         files: list[Path] = typer.Argument(..., help="benchmark JSON files written by `snapfusion-cli benchmark` or the app"),
         output: Path = typer.Option(..., "-o", "--output", help="folder for report.md and report.png"),
+        estimate: list[Path] = typer.Option([], "--estimate", help="JSON printed by `latency estimate --json` to set "
+                                            "next to the device numbers (repeatable); differences in device, steps, "
+                                            "size or batch are named"),
         as_json: bool = typer.Option(False, "--json", help="Print the written files as JSON"),
     ) -> None:
         """Aggregate device benchmarks into a markdown table and a plot against published figures."""
         from ..report import write_report
 
-        written = write_report(files, output)
+        written = write_report(files, output, estimate)
         if as_json:
-            print_json({"markdown": written.markdown, "plot": written.plot, "benchmarks": len(written.results)})
+            print_json({"markdown": written.markdown, "plot": written.plot, "benchmarks": len(written.results),
+                        "estimates": len(written.estimates)})
             return
-        typer.echo(f"wrote {written.markdown} and {written.plot} ({len(written.results)} benchmark files)")
+        extra = f", {len(written.estimates)} estimates" if written.estimates else ""
+        typer.echo(f"wrote {written.markdown} and {written.plot} ({len(written.results)} benchmark files{extra})")

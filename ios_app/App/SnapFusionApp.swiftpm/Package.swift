@@ -1,6 +1,7 @@
 // swift-tools-version: 5.9
-// The SnapFusion sample app as an app package: open this folder in Xcode (or Swift Playgrounds)
-// and run it on an iPhone; no project file is needed. It uses SnapFusionKit from ../.. by path.
+// The SnapFusion sample app as an app package: open this folder in Xcode 16 or later and run it
+// on an iPhone; no project file is needed. It uses SnapFusionKit from ../.. by path, which Swift
+// Playgrounds does not resolve (it opens only self-contained app packages), so Xcode is required.
 import AppleProductTypes
 import PackageDescription
 
@@ -40,7 +41,7 @@ let package = Package(
             path: "Sources",
             // Put a converted folder's files (pipeline.json, *.mlpackage or *.mlmodelc, vocab.json,
             // merges.txt) into Sources/Model to ship it inside the app; see Model/README.md.
-            resources: [.copy("Model")]
+            resources: [.copy("Model"), .copy("PrivacyInfo.xcprivacy")]
         ),
     ]
 )

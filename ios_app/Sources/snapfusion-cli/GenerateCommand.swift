@@ -28,7 +28,8 @@ enum GenerateCommand: Command {
       --python-command CMD   interpreter: the command that runs the Python CLI (default snapfusion-coreml;
                              e.g. ".venv/bin/python -m snapfusion_coreml")
       --precision P          interpreter: fp16 (as on device, default) | fp32
-      --compute-units U      coreml: cpuOnly | cpuAndGPU | cpuAndNeuralEngine | all (default cpuAndNeuralEngine)
+      --compute-units U      coreml: cpuOnly | cpuAndGPU | cpuAndNeuralEngine | all (default: what the folder's
+                             attention was converted for: original -> cpuAndGPU, else cpuAndNeuralEngine)
       --reduce-memory        coreml: keep one model in memory at a time
       --retry-on-gpu         coreml: rerun a component on cpuAndGPU when it returns NaN or infinity
       -o, --output FILE      PNG to write (default image.png)
@@ -88,9 +89,9 @@ enum GenerateCommand: Command {
     }
 }
 
-/// Parses `--compute-units`.
-func computeUnits(_ args: Arguments) throws -> ComputeUnits {
-    guard let raw = args.string("--compute-units") else { return .cpuAndNeuralEngine }
+/// Parses `--compute-units`; nil when not given.
+func computeUnits(_ args: Arguments) throws -> ComputeUnits? {
+    guard let raw = args.string("--compute-units") else { return nil }
     guard let units = ComputeUnits(argument: raw) else {
         throw CLIError.usage("expected --compute-units one of \(ComputeUnits.allCases.map(\.rawValue).joined(separator: ", ")), got \(raw.debugDescription)")
     }

@@ -25,7 +25,7 @@ enum LatencyTableCommand: Command {
                                  flags: [], aliases: ["-o": "--output"])
         guard args.positionals.isEmpty else { throw CLIError.usage("unexpected argument \(args.positionals[0].debugDescription)") }
         let folder = fileURL(try args.required("--blocks"))
-        let units = try computeUnits(args)
+        let units = try computeUnits(args) ?? .cpuAndNeuralEngine
         let warmup = try args.int("--warmup") ?? 3
         let runs = try args.int("--runs") ?? 20
         let output = fileURL(args.string("--output") ?? "latency_table.json")

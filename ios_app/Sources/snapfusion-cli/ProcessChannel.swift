@@ -1,9 +1,9 @@
 import Foundation
 import SnapFusionKit
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
+#if canImport(Darwin)
 import Darwin
+#elseif canImport(Glibc)
+import Glibc
 #endif
 
 /// The interpreter server as a child process: `<python command> interpret FOLDER --precision P`
@@ -87,10 +87,10 @@ final class ProcessChannel: InterpreterChannel, @unchecked Sendable {
     }
 
     private func systemRead(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
-        #if canImport(Glibc)
-        return Glibc.read(descriptor, buffer, count)
-        #else
+        #if canImport(Darwin)
         return Darwin.read(descriptor, buffer, count)
+        #else
+        return Glibc.read(descriptor, buffer, count)
         #endif
     }
 

@@ -183,6 +183,40 @@ final class MemoryFileSystem: CacheFileSystem, @unchecked Sendable {
                                                 "VAEDecoder-\(String(repeating: "1", count: 64))"])
     }
 
+    /// Eviction and `clear()` touch only names the store writes: another library's files, a
+    /// user's folder or a name that merely looks similar stay, even beyond `maxEntries`.
+    @Test func evictionTouchesOnlyItsOwnEntries() throws {
+        let (store, fs, compiler) = Self.setUp(maxEntries: 1)
+        let foreign = ["notes.txt", "OtherLibrary/model.bin", "Unet-not-a-hash/Unet.mlmodelc/model.mil",
+                       "Unet-\(String(repeating: "A", count: 64))/x", ".staging/x", "-path_x-1/x", "stagingless"]
+        for path in foreign { fs.touch("/cache/\(path)") }
+        fs.touch("/cache/Unet-\(Self.otherSha)")  // this store's layout without its compiled model: incomplete
+        fs.clock += 7200
+        for name in ["A", "B", "C"] {
+            fs.clock += 10
+            _ = try store.compiledModel(for: URL(fileURLWithPath: "/models/\(name).mlpackage"), sha256: Self.sha,
+                                        compile: compiler.compile)
+        }
+        let own = ["C-\(Self.sha)"]
+        #expect(fs.contents(of: Self.cache) == (own + foreign.map { String($0.prefix { $0 != "/" }) }).sorted())
+        try store.clear()
+        #expect(fs.contents(of: Self.cache) == foreign.map { String($0.prefix { $0 != "/" }) }.sorted())
+    }
+
+    @Test(arguments: [
+        ("Unet-" + String(repeating: "ab", count: 32), CompiledModelStore.Kind.entry(stem: "Unet")),
+        ("Unet-Chunk-1-" + String(repeating: "0", count: 64), .entry(stem: "Unet-Chunk-1")),
+        ("VAEDecoder-path_models_VAEDecoder_mlpackage-1700000000", .entry(stem: "VAEDecoder")),
+        (String(repeating: "0", count: 64) + "-Unet", .earlierLayout),
+        (".staging-1234", .staging),
+        ("Unet-" + String(repeating: "AB", count: 32), .foreign),
+        ("Unet-path_a-b", .foreign),
+        ("README.md", .foreign),
+    ])
+    func namesAreRecognised(name: String, kind: CompiledModelStore.Kind) {
+        #expect(CompiledModelStore.kind(of: name) == kind)
+    }
+
     @Test func aHitMarksTheEntryAsRecentlyUsed() throws {
         let (store, fs, compiler) = Self.setUp(maxEntries: 2)
         let a = URL(fileURLWithPath: "/models/A.mlpackage"), b = URL(fileURLWithPath: "/models/B.mlpackage")

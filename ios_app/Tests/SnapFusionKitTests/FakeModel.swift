@@ -27,7 +27,7 @@ enum FakeModel {
 ///
 /// `poisoned` components return NaN in their first value (an fp16 overflow on the Neural
 /// Engine) until `fallBackToCPUAndGPU` moved them, if `canFallBack` allows it.
-final class FakeBackend: ComputeUnitFallback, @unchecked Sendable {
+final class FakeBackend: ComputeUnitFallback, ComputeUnitReporting, @unchecked Sendable {
     let hiddenSize: Int
     var clock: FakeClock?
     var costs = (load: 120.0, textEncoder: 4.0, unetPerSample: 115.0, decoder: 116.0)
@@ -51,6 +51,13 @@ final class FakeBackend: ComputeUnitFallback, @unchecked Sendable {
     private(set) var fellBack: [PipelineDescription.ComponentName] = []
     private(set) var decodeCalls = 0
 
+    /// What the models start on (a fallback moves a component to `.cpuAndGPU`).
+    var computeUnits = ComputeUnits.cpuAndNeuralEngine
+
+    func computeUnitsInUse(_ component: PipelineDescription.ComponentName) -> ComputeUnits? {
+        fellBack.contains(component) ? .cpuAndGPU : computeUnits
+    }
+
     func fallBackToCPUAndGPU(_ component: PipelineDescription.ComponentName) throws -> Bool {
         guard canFallBack, !fellBack.contains(component) else { return false }
         fellBack.append(component)
@@ -69,7 +76,9 @@ final class FakeBackend: ComputeUnitFallback, @unchecked Sendable {
         self.clock = clock
     }
 
+    /// Loads when not loaded (a no-op otherwise, like the real backends).
     func load() throws {
+        guard !isLoaded else { return }
         loads += 1
         // The first load of the process pays compilation, later ones do not.
         clock?.advance(loads == 1 ? costs.load * 10 : costs.load)
@@ -134,15 +143,71 @@ final class FakeClock: MillisecondClock, @unchecked Sendable {
     func advance(_ milliseconds: Double) { time += milliseconds }
 }
 
-/// A peak memory that grows by `step` bytes at every reading.
-final class FakeMemoryProbe: MemoryProbe {
-    var bytes: Int64 = 1_200_000_000
-    var step: Int64 = 0
+/// A process footprint that follows `readings` (one value per `currentBytes()` call, the last
+/// one repeated), or grows by `step` bytes at every reading; the peak is the largest reading.
+final class FakeMemoryProbe: MemoryProbe, @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: Int64 = 1_200_000_000
+    private var step: Int64 = 0
+    private var readings: [Int64] = []
+    private var peak: Int64 = 0
+    private(set) var count = 0
 
     init(step: Int64 = 0) { self.step = step }
 
+    init(readings: [Int64]) { self.readings = readings }
+
+    func currentBytes() -> Int64? {
+        lock.lock()
+        defer { lock.unlock() }
+        let value: Int64
+        if readings.isEmpty {
+            value = bytes
+            bytes += step
+        } else {
+            value = readings[min(count, readings.count - 1)]
+        }
+        count += 1
+        peak = max(peak, value)
+        return value
+    }
+
     func peakBytes() -> Int64? {
-        defer { bytes += step }
-        return bytes
+        lock.lock()
+        defer { lock.unlock() }
+        return peak
+    }
+}
+
+/// A thermal state that cools one level per second of `sleep` (see `BenchmarkTests`).
+final class FakeThermalProbe: ThermalProbe, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: ThermalState
+    private(set) var readings = 0
+
+    init(_ state: ThermalState) { current = state }
+
+    func state() -> ThermalState {
+        lock.lock()
+        defer { lock.unlock() }
+        readings += 1
+        return current
+    }
+
+    func set(_ state: ThermalState) {
+        lock.lock()
+        current = state
+        lock.unlock()
+    }
+
+    /// One level cooler (nominal stays nominal).
+    func cool() {
+        lock.lock()
+        switch current {
+        case .critical: current = .serious
+        case .serious: current = .fair
+        case .fair, .nominal, .unavailable: current = .nominal
+        }
+        lock.unlock()
     }
 }

@@ -12,8 +12,12 @@ struct BenchmarkView: View {
                 TextField("Prompt", text: $model.prompt)
                 Stepper("Measured runs: \(model.runs)", value: $model.runs, in: 1...50)
                 Stepper("Warm-up runs: \(model.warmup)", value: $model.warmup, in: 0...10)
+                Stepper(model.coolDownSeconds == 0 ? "Cool-down: off" : "Cool-down: \(model.coolDownSeconds) s, then until fair",
+                        value: $model.coolDownSeconds, in: 0...120, step: 10)
             } footer: {
-                Text("Cold load is only cold in a fresh launch of the app. End to end excludes loading.")
+                Text("Cold load is measured after releasing the models; only the first load after launching the app "
+                     + "includes the device's first specialization. End to end excludes loading (in Reduce memory mode "
+                     + "the stage times include it). Run a Release build: Debug builds are about 20x slower.")
             }
             Section {
                 if model.isRunning {
@@ -21,7 +25,10 @@ struct BenchmarkView: View {
                     Button("Cancel", role: .destructive) { model.cancel() }
                 } else {
                     Button("Run benchmark") { model.run(store: store) }
-                        .disabled(store.folder == nil)
+                        .disabled(store.folder == nil || store.activity == .generating)
+                    if store.activity == .generating {
+                        Text("Generate is using the models.").font(.footnote).foregroundStyle(.secondary)
+                    }
                 }
                 if let error = model.error {
                     Text(error).foregroundStyle(.red)
@@ -36,6 +43,11 @@ struct BenchmarkView: View {
                     row("End to end", report.summary.endToEndMs)
                     LabeledContent("Peak memory", value: ByteCountFormatter.string(fromByteCount: Int64(report.summary.peakMemoryBytes.p95), countStyle: .memory))
                     LabeledContent("Device", value: "\(report.environment.deviceModel), \(report.environment.os)")
+                    LabeledContent("Thermal state (hottest)", value: report.runs.compactMap { $0.thermalState?.end }.max()?.rawValue ?? "-")
+                    LabeledContent("Compute units", value: Self.unitsUsed(report))
+                    if report.environment.buildConfiguration == "debug" {
+                        Text("Debug build: these numbers are not the device's.").foregroundStyle(.orange)
+                    }
                     if let url = model.fileURL {
                         ShareLink(item: url) { Label("Share JSON", systemImage: "square.and.arrow.up") }
                     }
@@ -49,6 +61,19 @@ struct BenchmarkView: View {
                 }
             }
         }
+    }
+
+    /// The requested units, and any component that ran elsewhere (a NaN fallback to the GPU).
+    static func unitsUsed(_ report: BenchmarkReport) -> String {
+        let requested = report.environment.computeUnits
+        var moved: [String] = []
+        for run in report.runs {
+            guard let used = run.computeUnits else { continue }
+            for (name, units) in [("text encoder", used.textEncoder), ("UNet", used.unet), ("decoder", used.decoder)] {
+                if let units, units != requested, !moved.contains("\(name): \(units.rawValue)") { moved.append("\(name): \(units.rawValue)") }
+            }
+        }
+        return moved.isEmpty ? requested.rawValue : "\(requested.rawValue); \(moved.joined(separator: ", ")) after NaN"
     }
 
     private func row(_ title: String, _ stats: Statistics) -> some View {

@@ -50,11 +50,27 @@ struct ContentView: View {
                 } label: {
                     Label("Choose model folder", systemImage: "folder")
                 }
-                .disabled(store.importProgress != nil)
+                .disabled(store.importProgress != nil || store.activity != nil)
                 Picker("Compute units", selection: $store.computeUnits) {
-                    ForEach(ComputeUnits.allCases, id: \.self) { Text($0.rawValue).tag($0) }
+                    Text("Automatic (\(store.description.map { ModelCompatibility.recommendedComputeUnits(for: $0).rawValue } ?? "from the model"))")
+                        .tag(ComputeUnits?.none)
+                    ForEach(ComputeUnits.allCases, id: \.self) { Text($0.rawValue).tag(ComputeUnits?.some($0)) }
                 }
+                .disabled(store.activity != nil)
                 Toggle("Reduce memory", isOn: $store.reduceMemory)
+                    .disabled(store.activity != nil)
+                if !store.imported.isEmpty {
+                    Menu("Imported models") {
+                        ForEach(store.imported, id: \.self) { url in
+                            Menu(url.lastPathComponent + (store.isInUse(url) ? " (in use)" : "")) {
+                                Button("Use") { store.select(url) }
+                                    .disabled(store.isInUse(url))
+                                Button("Delete", role: .destructive) { store.deleteImported(url) }
+                            }
+                        }
+                    }
+                    .disabled(store.activity != nil)
+                }
                 if let folder = store.folder {
                     Text("Model: \(folder.lastPathComponent)")
                 }

@@ -35,10 +35,22 @@ struct GenerateView: View {
             Section {
                 if model.isRunning {
                     ProgressView(value: model.fraction) { Text(model.status) }
+                    if let preview = model.preview {
+                        // The pipeline's estimate of the final image at this step.
+                        Image(decorative: preview, scale: 1)
+                            .resizable()
+                            .interpolation(.none)
+                            .scaledToFit()
+                            .frame(maxHeight: 160)
+                            .accessibilityLabel("Preview of the image being generated")
+                    }
                     Button("Cancel", role: .destructive) { model.cancel() }
                 } else {
                     Button("Generate") { model.generate(store: store) }
-                        .disabled(store.folder == nil || model.prompt.isEmpty)
+                        .disabled(store.folder == nil || model.prompt.isEmpty || store.activity == .benchmarking)
+                    if store.activity == .benchmarking {
+                        Text("The benchmark is using the models.").font(.footnote).foregroundStyle(.secondary)
+                    }
                 }
                 if let error = model.error {
                     Text(error).foregroundStyle(.red)

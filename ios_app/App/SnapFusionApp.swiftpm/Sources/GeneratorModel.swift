@@ -2,9 +2,9 @@ import CoreGraphics
 import Foundation
 import SnapFusionKit
 
-/// State of the Generate screen: settings, progress, the image (and its PNG bytes, encoded once
-/// off the main thread) and its stage timings. Lives as long as the app, so switching tabs never
-/// resets the settings.
+/// State of the Generate screen: settings, progress with the pipeline's previews, the image (and
+/// its PNG bytes, encoded once off the main thread) and its stage timings. Lives as long as the
+/// app, so switching tabs never resets the settings.
 @MainActor
 final class GeneratorModel: ObservableObject {
     @Published var prompt = "a red circle on a blue background"  // the bundled default model's grammar
@@ -14,12 +14,16 @@ final class GeneratorModel: ObservableObject {
     @Published private(set) var isRunning = false
     @Published private(set) var status = ""
     @Published private(set) var fraction = 0.0
+    /// The pipeline's estimate of the final image while the UNet runs (every `previewEvery` steps).
+    @Published private(set) var preview: CGImage?
     @Published private(set) var image: CGImage?
     /// The image as PNG, for saving to Files.
     @Published private(set) var png: Data?
     @Published private(set) var timings: StageTimings?
     @Published var error: String?
 
+    /// Decode a preview every this many steps (each costs one decoder call).
+    private let previewEvery = 2
     private var task: Task<Void, Never>?
     /// Counts generations, so a cancelled one that ends late does not touch its successor.
     private var generation = 0
@@ -36,31 +40,33 @@ final class GeneratorModel: ObservableObject {
 
     func generate(store: ModelStore) {
         guard !isRunning else { return }
-        let shared: (pipeline: Pipeline, backend: CoreMLBackend)
-        do {
-            shared = try store.pipeline()
-        } catch {
-            self.error = error.localizedDescription
+        guard store.begin(.generating) else {
+            error = store.busyMessage
             return
         }
         let request = GenerationRequest(prompt: prompt, steps: steps, guidanceScale: guidance, seed: seed)
         isRunning = true
         error = nil
         fraction = 0
+        preview = nil
         status = "Loading models (the first launch compiles them; later loads are fast)…"
         generation += 1
         let id = generation
+        let previewEvery = self.previewEvery
         task = Task { [weak self] in
+            defer { store.end(.generating) }
             do {
-                // 1. compile (Core ML's asynchronous compiler) and load, off the main thread
+                // 1. the shared pipeline (built off the main actor), compile (Core ML's asynchronous
+                //    compiler) and load, off the main thread
+                let shared = try await store.pipeline()
                 try await shared.backend.compile()
                 try Task.checkCancellation()
                 try await Task.detached(priority: .userInitiated) { try shared.backend.load() }.value
                 try Task.checkCancellation()
-                // 2. generate, following the progress stream
-                let run = shared.pipeline.start(request)
+                // 2. generate, following the progress stream and its previews
+                let run = shared.pipeline.start(request, previewEvery: previewEvery)
                 let result = try await withTaskCancellationHandler {
-                    for await progress in run.progress { self?.show(progress) }
+                    for await progress in run.progress { self?.show(progress, id: id) }
                     return try await run.result
                 } onCancel: {
                     run.cancel()
@@ -90,19 +96,22 @@ final class GeneratorModel: ObservableObject {
         finish(error: nil)
     }
 
-    private func show(_ progress: GenerationProgress) {
-        guard isRunning else { return }
+    private func show(_ progress: GenerationProgress, id: Int) {
+        guard isRunning, generation == id else { return }
         switch progress.stage {
         case .textEncoder: status = "Encoding the prompt…"
         case .unet: status = "Step \(progress.step) of \(progress.totalSteps)"
         case .decoder, .done: status = "Decoding…"
         }
         fraction = Double(progress.step) / Double(max(progress.totalSteps, 1))
+        // A preview is a small RGBA image (the model's size); converting it here is cheap.
+        if let pixels = progress.preview, let image = pixels.cgImage { preview = image }
     }
 
     private func finish(error: Error?) {
         isRunning = false
         status = ""
+        preview = nil
         if let error, !(error is CancellationError), (error as? PipelineError) != .cancelled {
             self.error = error.localizedDescription
         }

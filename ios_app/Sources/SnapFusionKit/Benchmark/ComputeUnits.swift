@@ -17,3 +17,11 @@ public enum ComputeUnits: String, CaseIterable, Codable, Sendable {
         }
     }
 }
+
+/// A backend that can say which compute units each component runs on now, so a benchmark
+/// records what was used rather than what was asked for (a component moves to `.cpuAndGPU`
+/// after NaN on the Neural Engine, `ComputeUnitFallback`).
+public protocol ComputeUnitReporting: AnyObject {
+    /// The compute units `component` runs on now; nil when unknown.
+    func computeUnitsInUse(_ component: PipelineDescription.ComponentName) -> ComputeUnits?
+}

@@ -14,12 +14,27 @@ public struct CompiledModelCache: Sendable {
     /// The file logic.
     public let store: CompiledModelStore
 
-    /// A cache under `directory`, by default `Library/Caches/SnapFusionKit/CompiledModels`
-    /// (the system may purge it; models are then compiled again).
+    /// A cache under `directory`, by default `defaultDirectory`.
     public init(directory: URL? = nil, maxEntries: Int = 6) {
-        let directory = directory ?? FileManager.default.urls(for: .cachesDirectory, in: .userDomainMask)[0]
-            .appendingPathComponent("SnapFusionKit/CompiledModels", isDirectory: true)
-        store = CompiledModelStore(directory: directory, maxEntries: maxEntries)
+        store = CompiledModelStore(directory: directory ?? Self.defaultDirectory, maxEntries: maxEntries)
+    }
+
+    /// `Library/Application Support/SnapFusionKit/CompiledModels`, excluded from backups.
+    ///
+    /// Not `Library/Caches`: iOS purges Caches when storage runs low, and a purged entry costs the
+    /// next launch a compilation plus the Neural Engine's first specialization (up to a minute for
+    /// a large UNet), at the moment the user wants an image. Application Support is never purged;
+    /// the store bounds the size instead (`maxEntries`, least recently used evicted), and the
+    /// entries are excluded from iCloud and computer backups because they are rebuilt from the
+    /// packages.
+    public static var defaultDirectory: URL {
+        let base = FileManager.default.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
+        var url = base.appendingPathComponent("SnapFusionKit/CompiledModels", isDirectory: true)
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        var values = URLResourceValues()
+        values.isExcludedFromBackup = true
+        try? url.setResourceValues(values)
+        return url
     }
 
     /// The compiled model for `url`: `url` itself for a `.mlmodelc`, else the cached compilation
@@ -51,7 +66,7 @@ public struct CompiledModelCache: Sendable {
         }
     }
 
-    /// Removes every cached compilation.
+    /// Removes every cached compilation (only the store's own entries).
     public func clear() throws {
         try store.clear()
     }

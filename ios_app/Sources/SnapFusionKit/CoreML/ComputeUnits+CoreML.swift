@@ -11,5 +11,16 @@ extension ComputeUnits {
         case .all: return .all
         }
     }
+
+    /// The value of a Core ML setting (nil for a case this version does not know).
+    public init?(_ units: MLComputeUnits) {
+        switch units {
+        case .cpuOnly: self = .cpuOnly
+        case .cpuAndGPU: self = .cpuAndGPU
+        case .cpuAndNeuralEngine: self = .cpuAndNeuralEngine
+        case .all: self = .all
+        @unknown default: return nil
+        }
+    }
 }
 #endif

@@ -17,10 +17,12 @@ import Foundation
 ///
 /// Memory: see `ModelResidency` (normal mode keeps all three models resident after `load()`;
 /// reduce-memory mode keeps one component at a time).
-public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
+public final class CoreMLBackend: ComputeUnitFallback, ComputeUnitReporting, @unchecked Sendable {
     /// How models are loaded.
     public struct Configuration: Sendable {
-        public var computeUnits: ComputeUnits
+        /// nil: the units the folder was converted for, `ModelCompatibility.recommendedComputeUnits(for:)`
+        /// (`attention: "original"` -> `.cpuAndGPU`, else `.cpuAndNeuralEngine`).
+        public var computeUnits: ComputeUnits?
         /// Keep at most one component in memory: each is loaded when its stage starts and the
         /// others are released (the UNet stays loaded for all steps). Slower, but fits
         /// low-memory devices.
@@ -28,8 +30,9 @@ public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
         /// Where compiled `.mlpackage`s are cached.
         public var cache: CompiledModelCache
 
-        /// Defaults: CPU + Neural Engine, everything resident, the standard cache.
-        public init(computeUnits: ComputeUnits = .cpuAndNeuralEngine, reduceMemory: Bool = false,
+        /// Defaults: the compute units the folder's attention was converted for, everything
+        /// resident, the standard cache.
+        public init(computeUnits: ComputeUnits? = nil, reduceMemory: Bool = false,
                     cache: CompiledModelCache = CompiledModelCache()) {
             self.computeUnits = computeUnits
             self.reduceMemory = reduceMemory
@@ -39,6 +42,9 @@ public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
 
     public let configuration: Configuration
     public let description: PipelineDescription
+    /// The compute units every model loads with at first (a component may later move to
+    /// `.cpuAndGPU` after NaN, `computeUnitsInUse(_:)`).
+    public let computeUnits: ComputeUnits
     /// Which models are in memory.
     public let residency: ModelResidency<ManagedModel>
     private var textEncoder: ManagedModel { residency.models(of: .textEncoder)[0] }
@@ -47,13 +53,19 @@ public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
     private var decoder: ManagedModel { residency.models(of: .decoder)[0] }
 
     /// Prepares the models of an opened folder (resolves each component's files; loads nothing).
+    ///
+    /// - Throws: `ModelCompatibilityError.deploymentTargetTooNew` when a component was converted
+    ///   for a newer OS than this one, before anything is compiled or loaded.
     public init(folder: ConvertedFolder, configuration: Configuration = .init()) throws {
+        try ModelCompatibility.check(folder.description)
         self.description = folder.description
         self.configuration = configuration
+        let units = configuration.computeUnits ?? ModelCompatibility.recommendedComputeUnits(for: folder.description)
+        self.computeUnits = units
         func managed(_ name: PipelineDescription.ComponentName) throws -> [ManagedModel] {
             let sha256 = folder.description.component(name)?.sha256
             return try folder.modelURLs(name).map { url in
-                ManagedModel(url: url, sha256: sha256, computeUnits: configuration.computeUnits.mlComputeUnits,
+                ManagedModel(url: url, sha256: sha256, computeUnits: units.mlComputeUnits,
                              cache: configuration.cache)
             }
         }
@@ -83,6 +95,11 @@ public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
     /// its specialized program, so later loads are fast), then leaves the models as `load()`.
     public func prewarm() throws {
         try residency.prewarm()
+    }
+
+    /// The compute units `component` loads with now (after a NaN fallback: `.cpuAndGPU`).
+    public func computeUnitsInUse(_ component: PipelineDescription.ComponentName) -> ComputeUnits? {
+        residency.models(of: component).first.flatMap { ComputeUnits($0.currentComputeUnits) }
     }
 
     /// Moves `component` to `.cpuAndGPU` for the rest of this backend's life.

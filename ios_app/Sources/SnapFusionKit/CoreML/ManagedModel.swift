@@ -47,8 +47,15 @@ public final class ManagedModel: LoadableModel, @unchecked Sendable {
         queue.sync { compiledURL = url }
     }
 
-    /// Releases the model.
+    /// Releases the model without waiting: a load or prediction in progress on this model
+    /// finishes first, then the model is released (the release is queued behind it), so this
+    /// can be called from the main thread during a minute-long first load.
     public func unload() {
+        queue.async { self.model = nil }
+    }
+
+    /// Releases the model and returns once it is released (after a prediction in progress).
+    public func unloadNow() {
         queue.sync { model = nil }
     }
 

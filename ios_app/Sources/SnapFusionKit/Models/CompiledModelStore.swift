@@ -9,9 +9,11 @@ import Foundation
 /// to the entry's name in one atomic rename. A crash, a full disk or a second process compiling
 /// the same model never leaves an entry that looks complete but is not.
 ///
-/// Eviction, after every install: staging folders older than an hour (an interrupted install),
-/// folders that are not entries of this layout (older cache versions), and the least recently
-/// used entries beyond `maxEntries` (a hit marks an entry as used).
+/// Eviction, after every install, touches only what this store wrote, recognised by name:
+/// staging folders older than an hour (an interrupted install), entries without their compiled
+/// model (incomplete), entries of the earlier `<sha256>-<Name>` layout, and the least recently
+/// used entries beyond `maxEntries` (a hit marks an entry as used). Anything else in `directory`
+/// (another library's files, a user's folder) is left alone.
 public struct CompiledModelStore: Sendable {
     /// Where entries live.
     public let directory: URL
@@ -104,19 +106,27 @@ public struct CompiledModelStore: Sendable {
         return try install(try await compile(package), for: package, sha256: sha256)
     }
 
-    /// Removes stale staging folders, unknown folders and the least recently used entries
-    /// beyond `maxEntries`; never `keeping`.
+    /// Removes this store's stale staging folders, incomplete entries, entries of the earlier
+    /// layout and the least recently used entries beyond `maxEntries`; never `keeping`, and
+    /// never a name this store does not write.
     public func evict(keeping: String? = nil) {
         var entries: [(name: String, used: Date)] = []
         for name in fileSystem.contents(of: directory) where name != keeping {
             let url = directory.appendingPathComponent(name)
             let modified = fileSystem.modificationDate(of: url) ?? .distantPast
-            if name.hasPrefix(Self.stagingPrefix) {
+            switch Self.kind(of: name) {
+            case .staging:
                 if now().timeIntervalSince(modified) > Self.stagingMaxAge { try? fileSystem.remove(url) }
-            } else if isEntry(name) {
-                entries.append((name, modified))
-            } else {
+            case let .entry(stem):
+                if fileSystem.exists(url.appendingPathComponent(stem + ".mlmodelc")) {
+                    entries.append((name, modified))
+                } else {
+                    try? fileSystem.remove(url)
+                }
+            case .earlierLayout:
                 try? fileSystem.remove(url)
+            case .foreign:
+                continue
             }
         }
         let keep = maxEntries - (keeping == nil ? 0 : 1)
@@ -125,17 +135,46 @@ public struct CompiledModelStore: Sendable {
         }
     }
 
-    /// Removes every entry.
+    /// Removes every entry (and staging folder) of this store; other files stay.
     public func clear() throws {
-        if fileSystem.exists(directory) { try fileSystem.remove(directory) }
+        for name in fileSystem.contents(of: directory) where Self.kind(of: name) != .foreign {
+            try fileSystem.remove(directory.appendingPathComponent(name))
+        }
     }
 
-    /// Whether `name` is an entry folder of this layout: it holds `<Name>.mlmodelc` for its
-    /// `<Name>-...` prefix.
-    private func isEntry(_ name: String) -> Bool {
-        fileSystem.contents(of: directory.appendingPathComponent(name)).contains {
-            $0.hasSuffix(".mlmodelc") && name.hasPrefix(String($0.dropLast(".mlmodelc".count)) + "-")
+    /// What a name in `directory` is, judged by the names this store writes.
+    enum Kind: Equatable {
+        /// `.staging-<UUID>`.
+        case staging
+        /// `<Name>-<sha256>` or `<Name>-path<path>-<mtime>` (`key(for:sha256:)`), holding `<Name>.mlmodelc`.
+        case entry(stem: String)
+        /// `<sha256>-<Name>`: the layout before entries were named by model first.
+        case earlierLayout
+        /// Not written by this store.
+        case foreign
+    }
+
+    static func kind(of name: String) -> Kind {
+        func isSHA256(_ text: Substring) -> Bool {
+            text.count == 64 && text.allSatisfy { $0.isHexDigit && !$0.isUppercase }
         }
+        if name.hasPrefix(stagingPrefix), name.count > stagingPrefix.count { return .staging }
+        if name.count > 65, let dash = name.index(name.endIndex, offsetBy: -65, limitedBy: name.startIndex),
+           name[dash] == "-", isSHA256(name[name.index(after: dash)...]) {
+            return .entry(stem: String(name[..<dash]))
+        }
+        // <Name>-path<letters, digits, _>-<digits>
+        if let last = name.lastIndex(of: "-"), !name[name.index(after: last)...].isEmpty,
+           name[name.index(after: last)...].allSatisfy(\.isASCII), Int(name[name.index(after: last)...]) != nil,
+           let path = name[..<last].range(of: "-path", options: .backwards),
+           name[path.upperBound..<last].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }),
+           path.lowerBound > name.startIndex {
+            return .entry(stem: String(name[..<path.lowerBound]))
+        }
+        if name.count > 65, isSHA256(name.prefix(64)), name[name.index(name.startIndex, offsetBy: 64)] == "-" {
+            return .earlierLayout
+        }
+        return .foreign
     }
 
     private func compiledName(_ package: URL) -> String {

@@ -7,8 +7,19 @@ public protocol LoadableModel: AnyObject, Sendable {
     var isLoaded: Bool { get }
     /// Brings the model into memory (no-op when loaded).
     func load() throws
-    /// Releases the model's memory (no-op when not loaded).
+    /// Releases the model's memory (no-op when not loaded). Must not wait for a load or a
+    /// prediction of this model in progress: it releases the model when that ends (the Core ML
+    /// model queues the release behind it), so it can be called from the main thread.
     func unload()
+    /// Releases the model and returns once its memory is released (after a prediction in
+    /// progress). Used between stages in reduce-memory mode and by `prewarm()`, so two
+    /// components are never resident together; never called from `ModelResidency.unload()`.
+    func unloadNow()
+}
+
+extension LoadableModel {
+    /// For models whose `unload()` releases at once.
+    public func unloadNow() { unload() }
 }
 
 /// Which models of a pipeline are in memory, in one of two modes.
@@ -24,12 +35,24 @@ public protocol LoadableModel: AnyObject, Sendable {
 /// `prewarm()` loads and releases every model once, one at a time (the device specializes and
 /// caches each program on first load, Apple's prewarm pattern for the Neural Engine), and then
 /// leaves the models as `load()` does: ready to generate, never empty.
+///
+/// `unload()` never waits: loads are serialized by a lock that `unload()` does not take. It
+/// marks every load that started before it as abandoned and releases the models; a load waiting
+/// for the lock is skipped, a load in progress releases what it loaded as soon as its current
+/// model is in memory (one model load cannot be interrupted), and both throw
+/// `ModelResidencyError.unloadedWhileLoading`. A load that starts after `unload()` proceeds.
 public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
     /// Keep one component in memory at a time.
     public let reduceMemory: Bool
     /// The models of each component, in stage order (text encoder, UNet chunks, decoder).
     public let components: [(name: PipelineDescription.ComponentName, models: [Model])]
+    /// Serializes loads (held across them, possibly for a minute); `unload()` never takes it.
     private let lock = NSRecursiveLock()
+    /// Guards `unloads`; held for a few instructions only.
+    private let counter = NSLock()
+    /// How many times `unload()` was called: a load remembers the count when it is called and is
+    /// abandoned when the count has moved on.
+    private var unloads = 0
 
     /// Residency over `components` (stage order).
     public init(components: [(name: PipelineDescription.ComponentName, models: [Model])], reduceMemory: Bool) {
@@ -42,35 +65,34 @@ public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
 
     /// Normal mode: loads every model. Reduce memory: loads the first component only.
     public func load() throws {
-        try locked {
-            if reduceMemory {
-                if let first = components.first { try prepareLocked(first.name) }
-            } else {
-                for model in allModels { try model.load() }
-            }
-        }
+        try exclusive { ticket in try loadLocked(ticket) }
     }
 
     /// Loads and releases each model that is not in memory, one at a time, then `load()`.
     public func prewarm() throws {
-        try locked {
+        try exclusive { ticket in
             for model in allModels where !model.isLoaded {
                 try model.load()
-                model.unload()
+                model.unloadNow()
+                try checkpoint(ticket)
             }
-            try load()
+            try loadLocked(ticket)
         }
     }
 
-    /// Releases every model.
+    /// Releases every model without waiting for loads or predictions in progress (see the type's
+    /// documentation); safe to call from the main thread.
     public func unload() {
-        locked { allModels.forEach { $0.unload() } }
+        counter.lock()
+        unloads += 1
+        counter.unlock()
+        allModels.forEach { $0.unload() }
     }
 
     /// Makes `component` resident before its stage runs; in reduce-memory mode every other
     /// component is released first, so two are never resident together.
     public func prepare(_ component: PipelineDescription.ComponentName) throws {
-        try locked { try prepareLocked(component) }
+        try exclusive { ticket in try prepareLocked(component, ticket) }
     }
 
     /// The models of `component` (empty if the pipeline has none).
@@ -78,16 +100,65 @@ public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
         components.first { $0.name == component }?.models ?? []
     }
 
-    private func prepareLocked(_ component: PipelineDescription.ComponentName) throws {
+    private func loadLocked(_ ticket: Int) throws {
         if reduceMemory {
-            for entry in components where entry.name != component { entry.models.forEach { $0.unload() } }
+            if let first = components.first { try prepareLocked(first.name, ticket) }
+        } else {
+            for model in allModels {
+                try model.load()
+                try checkpoint(ticket)
+            }
         }
-        for model in models(of: component) { try model.load() }
     }
 
-    private func locked<R>(_ body: () throws -> R) rethrows -> R {
+    private func prepareLocked(_ component: PipelineDescription.ComponentName, _ ticket: Int) throws {
+        if reduceMemory {
+            for entry in components where entry.name != component { entry.models.forEach { $0.unloadNow() } }
+        }
+        for model in models(of: component) {
+            try model.load()
+            try checkpoint(ticket)
+        }
+    }
+
+    private var unloadCount: Int {
+        counter.lock()
+        defer { counter.unlock() }
+        return unloads
+    }
+
+    /// Throws (after releasing everything) when `unload()` was called since `ticket` was taken.
+    private func checkpoint(_ ticket: Int) throws {
+        guard unloadCount == ticket else {
+            allModels.forEach { $0.unload() }
+            throw ModelResidencyError.unloadedWhileLoading
+        }
+    }
+
+    /// Runs `body` holding the load lock, with the unload count at the time of the call; a call
+    /// that waited for the lock while `unload()` ran is skipped.
+    private func exclusive<R>(_ body: (_ ticket: Int) throws -> R) throws -> R {
+        let ticket = unloadCount
         lock.lock()
         defer { lock.unlock() }
-        return try body()
+        guard unloadCount == ticket else { throw ModelResidencyError.unloadedWhileLoading }
+        let result = try body(ticket)
+        try checkpoint(ticket)
+        return result
+    }
+}
+
+/// Errors of `ModelResidency`.
+public enum ModelResidencyError: LocalizedError, Equatable {
+    /// `unload()` ran while this load waited or was in progress (a memory warning, the app going
+    /// to the background); the models were released.
+    case unloadedWhileLoading
+
+    public var errorDescription: String? {
+        switch self {
+        case .unloadedWhileLoading:
+            return "the models were released while loading (a memory warning or the app went to the background); "
+                + "start again to load them"
+        }
     }
 }
