@@ -31,7 +31,7 @@ def estimate_command(
     """Estimated iPhone 14 Pro latency: per-block table and end to end (text encoder + UNet calls + decoder)."""
     from ..errors import UserError
     from ..image_size import ImageSize
-    from ..latency.cost_model import ESTIMATE_DEVICE_MODEL, ESTIMATE_UNET_BATCH
+    from ..latency.cost_model import ESTIMATE_DEVICE_MODEL
     from ..latency.estimate import estimate, shapes_from_model, shapes_from_preset
 
     if (model is None) == (layout is None):
@@ -45,7 +45,7 @@ def estimate_command(
                     "guidance": plan.guidance, "cfg": plan.cfg, "unet_batch": 2 if plan.cfg else 1,
                     "unet_calls": plan.unet_calls, "unet_evaluations": plan.unet_evaluations,
                     "image_size": image_size or shapes.defaults.image_size,
-                    "device_model": ESTIMATE_DEVICE_MODEL, "unet_batch": ESTIMATE_UNET_BATCH,
+                    "device_model": ESTIMATE_DEVICE_MODEL,
                     "unet_step_ms": result.unet_step_ms, "unet_other_ms": result.unet_other_ms,
                     "text_encoder_ms": result.text_encoder_ms, "text_encoder_runs": result.text_encoder_runs,
                     "decoder_ms": result.decoder_ms, "end_to_end_ms": result.end_to_end_ms,

@@ -44,9 +44,8 @@ OP_OVERHEAD_S = 0.0  # per-op dispatch cost in seconds (fitted: no measurable be
 
 ESTIMATE_DEVICE = {"model": "iPhone15,2 (iPhone 14 Pro), estimated", "os": "cost model", "compute_units": "cpuAndNeuralEngine"}
 # What `latency estimate --json` estimates for: the device the constants are calibrated on (its
-# `hw.machine`, as device benchmark JSON records it) and the UNet batch of classifier-free guidance.
+# `hw.machine`, as device benchmark JSON records it).
 ESTIMATE_DEVICE_MODEL = "iPhone15,2"
-ESTIMATE_UNET_BATCH = 2
 
 # SnapFusion paper Tables 1 and 4, iPhone 14 Pro (ms): what the constants are calibrated on
 CALIBRATION_MS = {"unet:sd-v1.5": 1700.0, "unet:snapfusion": 230.0, "decoder:1.0": 369.0, "decoder:0.5": 116.0,
