@@ -9,12 +9,13 @@ ml-stable-diffusion SD-2.1-base figures (20 steps, end to end excluding load).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .io import read_json
+from .io import check_separate, read_json, temporary_sibling, write_text
 from .optional import require
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"
@@ -184,7 +185,7 @@ def plot(results: list[BenchmarkResult], path: Path) -> None:
     ax.set_xlim(0, max(finite) * 1.18 if finite else 1)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -206,9 +207,10 @@ def write_report(files: list[Path], out_dir: Path) -> ReportFiles:
         raise UserError(f"expected an output folder, got an existing file: {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / MARKDOWN_NAME
-    tmp = markdown.with_name(markdown.name + ".tmp")
-    tmp.write_text("# Device benchmarks\n\n" + markdown_table(results) + f"\n![latency]({PLOT_NAME})\n")
-    tmp.replace(markdown)
+    write_text(markdown, "# Device benchmarks\n\n" + markdown_table(results) + f"\n![latency]({PLOT_NAME})\n")
     png = out_dir / PLOT_NAME
-    plot(results, png)
+    check_separate(png, what="an output file")
+    with temporary_sibling(png) as tmp:  # never through a link planted at the name
+        plot(results, tmp)
+        os.replace(tmp, png)
     return ReportFiles(markdown, png, tuple(results))

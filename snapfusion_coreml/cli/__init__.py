@@ -5,10 +5,16 @@ Exit codes (README "Exit codes and scripting"): 0 success, 1 a check failed (`ve
 input (one line "error: ..."), 130 interrupted by SIGINT, 143 stopped by SIGTERM; an interrupted
 run removes its temporary output and leaves OUT as it was. Importing this package does not import
 torch, so `--help` and `--version` answer at once.
+
+Every parameter of every command that names an existing file or folder, except the outputs in
+OUTPUT_PARAMS and the free text in TEXT_PARAMS, is declared an input before the command runs
+(`io.declare_inputs`): no output may be, hold or lie inside it, whichever option named it.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import importlib
 import logging
 import os
@@ -43,6 +49,46 @@ COMMAND_MODULES = ("convert", "inspect", "verify", "generate", "export_blocks", 
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
+
+# Parameter names of what a command writes, and of free text that is never a path; every other
+# parameter naming an existing path is an input.
+OUTPUT_PARAMS = frozenset({"out", "output", "run_dir"})
+TEXT_PARAMS = frozenset({"prompt", "negative_prompt"})
+
+
+def input_paths(params: dict) -> list:
+    """The values of `params` (a command's parsed parameters) that may name input files or folders."""
+    values = []
+    for name, value in params.items():
+        if name in OUTPUT_PARAMS or name in TEXT_PARAMS:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, (str, os.PathLike)) and not isinstance(item, enum.Enum):
+                values.append(item)
+    return values
+
+
+def _declaring_inputs(callback):
+    @functools.wraps(callback)
+    def run(*args, **params):
+        from ..io import declare_inputs
+
+        declare_inputs(input_paths(params))
+        return callback(*args, **params)
+
+    return run
+
+
+def command_tree():
+    """The click command of `app` with every command's callback declaring its inputs first."""
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        command = stack.pop()
+        if command.callback is not None:
+            command.callback = _declaring_inputs(command.callback)
+        stack.extend(getattr(command, "commands", {}).values())
+    return root
 
 
 def _show_version(value: bool) -> None:
@@ -127,8 +173,11 @@ def main() -> None:
 
 
 def _run() -> None:
+    from ..io import DECLARED_INPUTS
+
+    DECLARED_INPUTS.clear()  # a Python caller may run several commands in one process
     try:
-        code = app(standalone_mode=False)
+        code = command_tree()(standalone_mode=False)
     except UserError as exc:
         _print_error(str(exc))
         sys.exit(exc.exit_code)
