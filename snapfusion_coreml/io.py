@@ -93,6 +93,14 @@ def _resolved(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
+def recorded_path(text: str) -> str:
+    """How an input is recorded for later commands (pipeline.json source.model, LoRA paths): an
+    existing local path as an absolute path, so `verify` finds it from any folder; anything
+    else (a hub id) as typed."""
+    path = Path(text)
+    return os.path.abspath(path) if _exists(path) else text
+
+
 def check_separate(out: Path, inputs: Iterable[str | Path | None] = (), what: str = "an output folder") -> None:
     """Refuse an OUT that is an input, lies inside one, or contains one (replacing it would delete
     it): `inputs` and every path declared with `declare_inputs`."""

@@ -68,11 +68,25 @@ def input_paths(params: dict) -> list:
     return values
 
 
+def check_text(params: dict) -> None:
+    """Free text (a prompt) must be UTF-8: bytes that are not arrive as lone surrogates, which no
+    tokenizer or JSON file can hold."""
+    for name in TEXT_PARAMS & params.keys():
+        value = params[name]
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise UserError(f"expected --{name.replace('_', '-')} as UTF-8 text, got bytes that are not UTF-8 "
+                                f"at character {exc.start}") from None
+
+
 def _declaring_inputs(callback):
     @functools.wraps(callback)
     def run(*args, **params):
         from ..io import declare_inputs
 
+        check_text(params)
         declare_inputs(input_paths(params))
         return callback(*args, **params)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..image_size import VAE_FACTOR, ImageSize
+from ..io import recorded_path
 from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Sampler, Source, TensorSpec, Tokenizer
 from ..schedule import FINAL_ALPHA_CUMPROD, timesteps
 from .options import ConvertOptions
@@ -36,7 +37,7 @@ def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, 
         )
     return PipelineManifest(
         tool_version=__version__,
-        source=Source(model=source.source, unet_layout=layout.name, unet_parameters=unet_parameters(layout),
+        source=Source(model=recorded_path(source.source), unet_layout=layout.name, unet_parameters=unet_parameters(layout),
                       base=_base(options), loras=tuple(LoraRecord(**lora.record()) for lora in source.loras)),
         prediction_type=sched.prediction_type,
         image=ImageSize(height * VAE_FACTOR, width * VAE_FACTOR),

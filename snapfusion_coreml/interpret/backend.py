@@ -97,6 +97,7 @@ class PackagePipeline:
 def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePipeline:
     """The converted folder `out` as a pipeline run by the interpreter in `precision`."""
     folder = ConvertedFolder(out, precision)
+    folder.check_digests()
     pipeline_manifest = folder.pipeline_manifest
     timesteps = list(pipeline_manifest.sampler.timesteps)  # decreasing: checked when read
     defaults = PipelineDefaults(steps=len(timesteps), guidance_scale=float(pipeline_manifest.guidance.default_scale),

@@ -33,7 +33,7 @@ import torch
 
 from ..convert_spec import LoraSpec
 from ..errors import UserError
-from ..io import tree_sha256
+from ..io import recorded_path, tree_sha256
 
 UNET, TEXT_ENCODER = "unet", "text_encoder"
 METADATA_KEY = "lora_adapter_metadata"  # diffusers' header entry holding peft's LoraConfig per component
@@ -78,7 +78,8 @@ class LoraFile:
 
     def record(self) -> dict:
         """Its entry in pipeline.json source.loras (docs/contracts.md section 2)."""
-        return {"file": self.spec.path.name, "sha256": self.sha256, "scale": self.spec.scale, "path": str(self.spec.path)}
+        return {"file": self.spec.path.name, "sha256": self.sha256, "scale": self.spec.scale,
+                "path": recorded_path(str(self.spec.path))}
 
 
 def read_lora(spec: LoraSpec) -> LoraFile:
