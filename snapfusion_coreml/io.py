@@ -313,6 +313,43 @@ def temporary_sibling(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+TEMP_PREFIX = "snapfusion-coreml-"  # + PID + "-" + random: this process's folder in the system temp folder
+
+
+@contextmanager
+def process_temp_folder() -> Iterator[Path]:
+    """Route temporary files (coremltools writes each package to the system temp folder first)
+    into a folder of this process, removed at the end; folders of processes that are gone
+    (stopped by SIGKILL, which no cleanup survives) are removed first, with a note."""
+    system = Path(tempfile.gettempdir())
+    pattern = re.compile(rf"{re.escape(TEMP_PREFIX)}(\d+)-\w+")
+    try:
+        stale = [p for p in system.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        stale = []
+    for entry in stale:
+        pid = int(pattern.fullmatch(entry.name).group(1))
+        try:
+            mine = entry.lstat().st_uid == os.getuid() and entry.is_dir() and not entry.is_symlink()
+        except OSError:
+            continue
+        if mine and pid != os.getpid() and _process_gone(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+            notice(f"removed {entry}, temporary files of process {pid} that is no longer running")
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=system))
+    except OSError:  # no writable temp folder: leave temporaries where they go
+        yield system
+        return
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically (a temporary sibling moved into place)."""
     write_text(path, json.dumps(data, indent=2) + "\n")

@@ -187,11 +187,12 @@ def main() -> None:
 
 
 def _run() -> None:
-    from ..io import DECLARED_INPUTS
+    from ..io import DECLARED_INPUTS, process_temp_folder
 
     DECLARED_INPUTS.clear()  # a Python caller may run several commands in one process
     try:
-        code = command_tree()(standalone_mode=False)
+        with process_temp_folder():
+            code = command_tree()(standalone_mode=False)
     except UserError as exc:
         _print_error(str(exc))
         sys.exit(exc.exit_code)
