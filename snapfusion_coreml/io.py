@@ -202,6 +202,9 @@ def _acquire(lock: Path, out: Path) -> int:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)  # never through a link
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"expected a lock file of our own, got a symbolic link (in {lock}); "
+                                f"remove it if no other process writes {out}") from None
             raise os_error(exc, out) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
