@@ -176,14 +176,23 @@ def _stop(signum: int) -> None:
     sys.exit(128 + signum)
 
 
+def _unraisable(info) -> None:
+    """A signal that lands in a finalizer (`__del__`) cannot stop it there; Python would print a
+    traceback. It is remembered (errors.interrupt) and stops the run at the next safe point."""
+    if not isinstance(info.exc_value, Interrupted):
+        sys.__unraisablehook__(info)
+
+
 def main() -> None:
     """Entry point: one line per error, and the exit codes of the module docstring."""
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hook, sys.unraisablehook = sys.unraisablehook, _unraisable
     try:
         _run()
     finally:  # a Python caller (a test) gets its own handlers back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook
 
 
 def _run() -> None:
