@@ -454,17 +454,30 @@ def test_verify_finds_the_model_from_another_folder(tiny_model_dir, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def test_read_only_commands_change_nothing(folder, tmp_path, capsys):
-    """inspect, verify and generate only read OUT: every file keeps its bytes and its mtime."""
-    def state():
-        return {str(p): (p.stat().st_mtime_ns, tree_sha256(p)) for p in sorted(folder.rglob("*")) if p.is_file()}
+def test_read_only_commands_change_nothing(tiny_converted_dir, tmp_path, capsys):
+    """inspect, verify and generate only read OUT: on a read-only disk where this user may mount one
+    (else a copy), every file keeps its bytes and its mtime."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    try:
+        folder = disk / "converted"
+        shutil.copytree(tiny_converted_dir, folder)
+        if mounted:
+            assert subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True).returncode == 0
 
-    before = state()
-    for argv in (["inspect", str(folder)], ["verify", str(folder), "--modes", "fp32"],
-                 ["generate", str(folder), "--prompt", "x", "--steps", "1", "-o", str(tmp_path / "x.png")]):
-        code, _, err = run_cli(argv, capsys)
-        assert code == 0, (argv, err)
-    assert state() == before
+        def state():
+            return {str(p): (p.stat().st_mtime_ns, tree_sha256(p)) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+        before = state()
+        for argv in (["inspect", str(folder)], ["verify", str(folder), "--modes", "fp32"],
+                     ["generate", str(folder), "--prompt", "x", "--steps", "1", "-o", str(tmp_path / "x.png")]):
+            code, _, err = run_cli(argv, capsys)
+            assert code == 0, (argv, err)
+        assert state() == before
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_package_paths_outside_the_folder_are_refused(folder, tmp_path, capsys):
