@@ -157,6 +157,35 @@ def test_every_writer_refuses_an_out_that_is_or_holds_an_input(case, tiny_model_
     assert snapshot(data, prompts, table) == before and not (tmp_path / "o").exists()
 
 
+def test_a_new_option_is_an_input_without_declaring_it(tmp_path, capsys):
+    """The check lives where every command passes: a command added tomorrow, with an option no
+    list names, is protected as it is."""
+    import typer
+
+    from snapfusion_coreml.cli import app
+    from snapfusion_coreml.io import claim_output
+
+    def writer(out: Path = typer.Option(..., "-o"), style: str = typer.Option(..., "--style"),
+               extras: list[Path] = typer.Option([], "--extra")) -> None:
+        with claim_output(out, overwrite=True):
+            pass
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "style.bin").write_bytes(b"the user's file")
+    app.command("tomorrows-writer")(writer)
+    try:
+        for argv, given in ((["--style", str(d / "style.bin")], d / "style.bin"),
+                            (["--style", "plain words", "--extra", str(d)], d)):
+            code, _, err = run_cli(["tomorrows-writer", *argv, "-o", str(d)], capsys)
+            assert code == 2
+            relation = "contains" if given != d else "is"
+            assert one_error(err) == f"error: expected an output folder outside the input {given}, got {d}, which {relation} it"
+    finally:
+        app.registered_commands.pop()
+    assert (d / "style.bin").read_bytes() == b"the user's file"
+
+
 @pytest.mark.parametrize("command", ["generate", "latency", "report"])
 def test_output_files_may_not_replace_an_input(command, tiny_model_dir, tmp_path, capsys):
     model = tmp_path / "model"
