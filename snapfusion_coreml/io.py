@@ -5,6 +5,13 @@ run leaves no partial OUT and never touches a previous good OUT. While a process
 holds an exclusive lock on the sibling `.OUT.lock`, so a second writer fails at once; leftovers
 of processes that were killed (`.OUT.partial-PID`, `.OUT.old-PID`) are removed by the next
 writer, which says so. A full disk or a read-only folder becomes one clear error.
+
+Nothing a user owns is deleted or changed: every path the command line names (except OUT) is
+declared an input (`declare_inputs`, called by the CLI for every option before a command runs),
+and every output, folder or file, is refused when it is, holds or lies inside one of them. An OUT
+that is a symbolic link is written through: the folder it points to is replaced, the link stays.
+Temporary files are created exclusively under unpredictable names, so a link planted at a
+temporary name is never followed.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -30,6 +38,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # image files that data and
 # when a run is interrupted.
 CLAIMED_OUTPUTS: list[Path] = []
 WRITTEN_OUTPUTS: list[Path] = []
+
+# Every existing path the command line named as an input (cli/__init__.py declares them before
+# the command runs): no output may be, hold or lie inside one of them.
+DECLARED_INPUTS: list[Path] = []
 
 _held_locks: dict[str, list[int]] = {}  # lock path -> [fd, depth]: the lock is re-entrant in one process
 
@@ -53,16 +65,53 @@ def os_error(exc: OSError, out: Path) -> UserError:
     return UserError(f"could not write {out}: {exc.strerror or exc} (in {where})")
 
 
-def check_separate(out: Path, inputs: Iterable[str | Path]) -> None:
-    """Refuse an OUT that is an input, lies inside one, or contains one (replacing it would delete it)."""
-    target = Path(os.path.abspath(out)).resolve()
-    for item in inputs:
-        if item is None or not Path(item).exists():
+def declare_inputs(paths: Iterable[str | Path | None]) -> None:
+    """Record paths the user gave as inputs; every later output is checked against them
+    (`check_separate`). Names of nothing (hub ids, data set names like shapes:3) are skipped; a
+    FILE:SUFFIX value (--lora FILE:SCALE) declares FILE."""
+    for item in paths:
+        if item is None or str(item) == "":
+            continue
+        path = Path(item)
+        if not _exists(path) and ":" in str(item):
+            path = Path(str(item).rpartition(":")[0])
+        if _exists(path) and path not in DECLARED_INPUTS:
+            DECLARED_INPUTS.append(path)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists() or path.is_symlink()
+    except (OSError, ValueError):  # a name too long, a NUL byte, a symlink loop
+        return False
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return Path(os.path.abspath(path)).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare the path as written
+        return Path(os.path.abspath(path))
+
+
+def recorded_path(text: str) -> str:
+    """How an input is recorded for later commands (pipeline.json source.model, LoRA paths): an
+    existing local path as an absolute path, so `verify` finds it from any folder; anything
+    else (a hub id) as typed."""
+    path = Path(text)
+    return os.path.abspath(path) if _exists(path) else text
+
+
+def check_separate(out: Path, inputs: Iterable[str | Path | None] = (), what: str = "an output folder") -> None:
+    """Refuse an OUT that is an input, lies inside one, or contains one (replacing it would delete
+    it): `inputs` and every path declared with `declare_inputs`."""
+    target = _resolved(Path(out))
+    for item in [*inputs, *DECLARED_INPUTS]:
+        if item is None or not _exists(Path(item)):
             continue  # a hub id or a missing path: the loader reports it
-        source = Path(item).resolve()
+        source = _resolved(Path(item))
         if target == source or source in target.parents or target in source.parents:
             relation = ("is" if target == source else "lies inside" if source in target.parents else "contains")
-            raise UserError(f"expected an output folder outside the input {item}, got {out}, which {relation} it")
+            raise UserError(f"expected {what} outside the input {item}, got {out}, which {relation} it")
 
 
 def writable_parent(out: Path) -> None:
@@ -76,7 +125,8 @@ def writable_parent(out: Path) -> None:
 
 def claim_file(out: Path) -> None:
     """Record an output file that is written atomically at the end (write_png), so an interrupted
-    run names it as untouched."""
+    run names it as untouched). Refuses a file that is or lies inside an input."""
+    check_separate(out, what="an output file")
     path = Path(os.path.abspath(out))
     if path not in CLAIMED_OUTPUTS:
         CLAIMED_OUTPUTS.append(path)
@@ -106,10 +156,21 @@ def claim_output(out: Path, overwrite: bool = False, inputs: Iterable[str | Path
         yield
 
 
+def real_output(out: Path) -> Path:
+    """The absolute path written for OUT: a symbolic link at OUT is followed (the folder it points
+    to is replaced, the link stays), so the hidden siblings lie beside the real folder."""
+    out = Path(os.path.abspath(out))
+    if out.is_symlink():
+        return Path(os.path.realpath(out))
+    return out
+
+
 @contextmanager
 def output_lock(out: Path) -> Iterator[None]:
-    """Hold the exclusive lock on `.OUT.lock` (re-entrant in one process); another holder fails at once."""
-    out = Path(os.path.abspath(out))
+    """Hold the exclusive lock on `.OUT.lock` (re-entrant in one process); another holder fails at once.
+    OUT that is, holds or lies inside a declared input is refused first."""
+    check_separate(out)
+    out = real_output(out)
     lock = out.parent / f".{out.name}.lock"
     key = str(lock)
     if key not in _held_locks:
@@ -139,8 +200,11 @@ def _acquire(lock: Path, out: Path) -> int:
         raise os_error(exc, out) from None
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)  # never through a link
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"expected a lock file of our own, got a symbolic link (in {lock}); "
+                                f"remove it if no other process writes {out}") from None
             raise os_error(exc, out) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,11 +254,22 @@ def _remove_leftovers(out: Path) -> None:
             os.replace(entry, out)
             notice(f"restored {out} from {entry.name}, left by process {pid} that was stopped while replacing it")
             continue
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
+        _remove(entry)
+        if _exists(entry):
+            notice(f"could not remove {entry}, left by process {pid} that is no longer running")
         else:
-            entry.unlink(missing_ok=True)
-        notice(f"removed {entry}, left by process {pid} that is no longer running")
+            notice(f"removed {entry}, left by process {pid} that is no longer running")
+
+
+def _remove(path: Path) -> None:
+    """Remove a leftover of ours: a folder's tree, or a file or link itself (never what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 @contextmanager
@@ -203,6 +278,7 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     out = Path(out)
     with output_lock(out):
         check_target(out, overwrite)
+        out = real_output(out)
         tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
         try:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -217,12 +293,79 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _file_mode() -> int:
+    """The mode open() gives a new file (0o666 less the umask); mkstemp's files start at 0o600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
+@contextmanager
+def temporary_sibling(path: Path) -> Iterator[Path]:
+    """A new, empty file beside `path` under an unpredictable name, created exclusively (a link or
+    file already there is never followed or reused); removed unless moved into place."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+TEMP_PREFIX = "snapfusion-coreml-"  # + PID + "-" + random: this process's folder in the system temp folder
+
+
+@contextmanager
+def process_temp_folder() -> Iterator[Path]:
+    """Route temporary files (coremltools writes each package to the system temp folder first)
+    into a folder of this process, removed at the end; folders of processes that are gone
+    (stopped by SIGKILL, which no cleanup survives) are removed first, with a note."""
+    system = Path(tempfile.gettempdir())
+    pattern = re.compile(rf"{re.escape(TEMP_PREFIX)}(\d+)-\w+")
+    try:
+        stale = [p for p in system.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        stale = []
+    for entry in stale:
+        pid = int(pattern.fullmatch(entry.name).group(1))
+        try:
+            mine = entry.lstat().st_uid == os.getuid() and entry.is_dir() and not entry.is_symlink()
+        except OSError:
+            continue
+        if mine and pid != os.getpid() and _process_gone(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+            notice(f"removed {entry}, temporary files of process {pid} that is no longer running")
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=system))
+    except OSError:  # no writable temp folder: leave temporaries where they go
+        yield system
+        return
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically (a temporary sibling moved into place)."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` as UTF-8, atomically; a file that is or lies inside an input is refused."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    check_separate(path, what="an output file")
+    with temporary_sibling(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
 
 
 def move_into_place(tmp: Path, out: Path) -> None:
@@ -241,7 +384,7 @@ def move_into_place(tmp: Path, out: Path) -> None:
         WRITTEN_OUTPUTS.append(Path(os.path.abspath(out)))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -249,12 +392,34 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"expected {what} at {path}, found none")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"expected {what} as JSON, got invalid JSON: {exc} (in {path})") from None
+    except RecursionError:
+        data = None  # nested deeper than the parser goes
+    except OSError as exc:  # a folder named like the file, unreadable, a symlink loop
+        raise UserError(f"expected {what} as a readable file, got \"{exc.strerror}\" (in {path})") from None
+    if data is None or _depth(data) > MAX_JSON_DEPTH:
+        raise UserError(f"expected {what} nested at most {MAX_JSON_DEPTH} levels deep, got deeper nesting (in {path})")
     if not isinstance(data, dict):
         raise UserError(f"expected {what} as a JSON object, got {type(data).__name__} (in {path})")
     return data
+
+
+MAX_JSON_DEPTH = 32  # every file we read nests at most 6 levels; anything deeper is malformed
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest in `data` (iterative: any depth is measured safely)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def tree_sha256(path: Path) -> str:
@@ -287,12 +452,11 @@ def write_png(path: Path, image) -> None:
     from PIL import Image
 
     path = Path(path)
+    check_separate(path, what="an output file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    with temporary_sibling(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
         if Path(os.path.abspath(path)) in CLAIMED_OUTPUTS:
             WRITTEN_OUTPUTS.append(Path(os.path.abspath(path)))
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ every wrong or missing value is one UserError line, "expected X, got Y (in FILE)
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .errors import UserError, expected
@@ -61,13 +62,46 @@ class JsonFields:
         return value
 
     def number(self, key: str, minimum: float | None = None, default: Any = MISSING) -> float | int:
-        """An int or float as written (6 stays 6, 0.8 stays 0.8)."""
+        """A finite int or float as written (6 stays 6, 0.8 stays 0.8); Python's parser reads NaN and
+        Infinity, which no contract file may hold."""
         if not self.has(key):
             return self.raw(key, default)
         value = self.data[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or (minimum is not None and value < minimum):
-            raise self.fail(key, "a number" + (f" >= {minimum}" if minimum is not None else ""), value)
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                or (minimum is not None and value < minimum)):
+            raise self.fail(key, "a finite number" + (f" >= {minimum}" if minimum is not None else ""), value)
         return value
+
+    def positive(self, key: str) -> float | int:
+        """A finite number > 0."""
+        value = self.number(key)
+        if not value > 0:
+            raise self.fail(key, "a number > 0", value)
+        return value
+
+    def fraction(self, key: str) -> float | int:
+        """A number strictly between 0 and 1 (a probability that must be neither)."""
+        value = self.number(key)
+        if not 0 < value < 1:
+            raise self.fail(key, "a number in (0, 1)", value)
+        return value
+
+    def file_name(self, key: str, default: Any = MISSING) -> str:
+        """The name of a file or folder beside the JSON file: no separators, not . or .., so the
+        path cannot leave the folder."""
+        if not self.has(key):
+            return self.raw(key, default)
+        value = self.string(key)
+        if not is_file_name(value):
+            raise self.fail(key, "a file name inside the folder (no / or \\, not . or ..)", value)
+        return value
+
+    def file_names(self, key: str, default: Any = MISSING) -> tuple[str, ...]:
+        values = self.strings(key, default)
+        for value in values:
+            if not is_file_name(value):
+                raise self.fail(key, "a list of file names inside the folder (no / or \\, not . or ..)", values)
+        return values
 
     def string(self, key: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> str:
         if not self.has(key):
@@ -106,3 +140,8 @@ class JsonFields:
         if not all(isinstance(v, str) and v for v in values):
             raise self.fail(key, "a list of non-empty strings", values)
         return tuple(values)
+
+
+def is_file_name(value: str) -> bool:
+    """One path component that stays in its folder."""
+    return bool(value) and "/" not in value and "\\" not in value and "\0" not in value and value not in (".", "..")

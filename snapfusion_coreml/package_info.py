@@ -20,16 +20,11 @@ _LUT_OPS = ("constexpr_lut_to_dense",)
 def inspect_package(path: Path) -> dict[str, Any]:
     """Facts about one .mlpackage (readable on Linux: no Core ML runtime needed)."""
     from .coreml.tools import quiet_coremltools
-    from .verify.program import load_mil
+    from .verify.program import load_mil, read_spec
 
     quiet_coremltools()
-    import coremltools as ct
-
     path = Path(path)
-    try:
-        spec = ct.utils.load_spec(str(path))
-    except Exception as exc:
-        raise UserError(f"expected a Core ML package, got an unreadable one: {exc} (in {path})") from None
+    spec = read_spec(path)
     program = load_mil(path)
     ops: dict[str, int] = {}
     dense = palettized = 0

@@ -19,6 +19,12 @@ current form):
   - no `tokenizer.pad_token_id`                                   -> eos_token_id (CLIP's <|endoftext|>);
   - no `source`                                                   -> every source field unknown;
   - a component without `file`, `chunks`, `attention`, ... keys   -> null.
+
+Values are checked beyond their types, with the rules the Swift reader applies
+(PipelineDescription+Decoding.swift `firstInvalidValue`, tested on the same tests/golden/pipelines.json):
+every number finite, sizes >= 1, latent.scale_factor > 0, noise_schedule.beta_start and beta_end
+in (0, 1), guidance.unet_batch 1 or 2, sampler.timesteps non-empty and decreasing, component
+`file`/`chunks` and tokenizer `vocab`/`merges` plain file names inside the folder.
 """
 
 from __future__ import annotations
@@ -128,7 +134,7 @@ class Latent:
     @classmethod
     def from_fields(cls, f: JsonFields) -> "Latent":
         return cls(f.integer("channels", minimum=1), f.integer("height", minimum=1), f.integer("width", minimum=1),
-                   f.number("scale_factor"))
+                   f.positive("scale_factor"))
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,8 @@ class NoiseSchedule:
 
     @classmethod
     def from_fields(cls, f: JsonFields) -> "NoiseSchedule":
-        return cls(f.integer("num_train_timesteps", minimum=1), f.number("beta_start", minimum=0),
-                   f.number("beta_end", minimum=0), f.string("beta_schedule", BETA_SCHEDULES))
+        return cls(f.integer("num_train_timesteps", minimum=1), f.fraction("beta_start"),
+                   f.fraction("beta_end"), f.string("beta_schedule", BETA_SCHEDULES))
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,7 @@ class Tokenizer:
     @classmethod
     def from_fields(cls, f: JsonFields) -> "Tokenizer":
         eos = f.integer("eos_token_id", minimum=0)
-        return cls(f.string("vocab"), f.string("merges"), f.integer("max_length", minimum=1),
+        return cls(f.file_name("vocab"), f.file_name("merges"), f.integer("max_length", minimum=1),
                    f.integer("bos_token_id", minimum=0), eos, f.integer("pad_token_id", minimum=0, default=eos))
 
 
@@ -262,8 +268,8 @@ class Component:
 
     @classmethod
     def from_fields(cls, f: JsonFields) -> "Component":
-        chunks = f.strings("chunks") if f.has("chunks") else None
-        file = f.string("file", default=None)
+        chunks = f.file_names("chunks") if f.has("chunks") else None
+        file = f.file_name("file", default=None)
         if not file and not chunks:
             raise expected(f"{f.path} with a file or chunks", "neither", f.source)
         compression = Compression.from_fields(f.object("compression")) if f.has("compression") else None

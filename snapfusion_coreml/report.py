@@ -10,12 +10,13 @@ output can be put next to the device numbers; the report says where device, step
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .io import read_json
+from .io import check_separate, read_json, temporary_sibling, write_text
 from .optional import require
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"
@@ -303,7 +304,7 @@ def plot(results: list[BenchmarkResult], path: Path) -> None:
     ax.set_xlim(0, max(finite) * 1.18 if finite else 1)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -328,14 +329,15 @@ def write_report(files: list[Path], out_dir: Path, estimates: list[Path] | None 
         raise UserError(f"expected an output folder, got an existing file: {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / MARKDOWN_NAME
-    tmp = markdown.with_name(markdown.name + ".tmp")
     text = "# Device benchmarks\n\n" + markdown_table(results)
     if estimated:
         text += ("\n## Cost-model estimate vs device\n\n" + comparison_table(estimated, results)
                  + "\nEstimates come from `snapfusion-coreml latency estimate` (a cost model, not a measurement); "
                  "rows marked comparable describe the same device, steps, image size and UNet batch.\n")
-    tmp.write_text(text + f"\n![latency]({PLOT_NAME})\n")
-    tmp.replace(markdown)
+    write_text(markdown, text + f"\n![latency]({PLOT_NAME})\n")
     png = out_dir / PLOT_NAME
-    plot(results, png)
+    check_separate(png, what="an output file")
+    with temporary_sibling(png) as tmp:  # never through a link planted at the name
+        plot(results, tmp)
+        os.replace(tmp, png)
     return ReportFiles(markdown, png, tuple(results), tuple(estimated))

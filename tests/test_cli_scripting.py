@@ -325,6 +325,12 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
         (["convert", "--help"], 0, "[default: 2]"),  # typer's own defaults survive too (--unet-batch)
         ([], 2, "Usage: snapfusion-coreml [OPTIONS] COMMAND"),
         (["generate", model, "--prompt", "x", "-o", png, "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
+        (["generate", model, "--prompt", "x", "-o", png, "--steps", "1001"], 2,
+         f"error: expected --steps <= 1000 (the noise schedule's num_train_timesteps), got 1001 "
+         f"(in {tiny_model_dir / 'scheduler' / 'scheduler_config.json'})"),
+        (["generate", str(converted), "--prompt", "x", "-o", png, "--steps", "1001"], 2,
+         f"error: expected --steps <= 1000 (the noise schedule's num_train_timesteps), got 1001 "
+         f"(in {converted / 'pipeline.json'})"),
         (["generate", model, "--prompt", "x", "-o", png, "--seed", str(2**70)], 2,
          f"error: expected --seed in 0..{2**64 - 1} (2**64-1), got {2**70}"),
         (["generate", model, "--prompt", "x", "-o", png, "--seed", "-1"], 2, "error: expected --seed in 0.."),

@@ -116,6 +116,19 @@ def test_older_forms_read_as_documented():
      "expected key components.unet.outputs[1].shape, got none"),
     (lambda d: d["components"]["decoder"].update(file=None), "expected components.decoder with a file or chunks, got neither"),
     (lambda d: d["source"].update(loras=[{"file": "a.safetensors"}]), "expected key source.loras[0].scale, got none"),
+    # values no sampler can use (Python's parser reads NaN and Infinity, Swift's refuses them)
+    (lambda d: d["guidance"].update(default_scale=float("nan")),
+     "expected guidance.default_scale as a finite number, got a number nan"),
+    (lambda d: d["latent"].update(scale_factor=float("inf")), "expected latent.scale_factor as a finite number, got a number inf"),
+    (lambda d: d["latent"].update(scale_factor=0), "expected latent.scale_factor as a number > 0, got a number 0"),
+    (lambda d: d["latent"].update(scale_factor=-0.18), "expected latent.scale_factor as a number > 0, got a number -0.18"),
+    (lambda d: d["noise_schedule"].update(beta_end=1.5), "expected noise_schedule.beta_end as a number in (0, 1), got a number 1.5"),
+    (lambda d: d["noise_schedule"].update(beta_start=0), "expected noise_schedule.beta_start as a number in (0, 1), got a number 0"),
+    (lambda d: d["components"]["unet"].update(file="../../Unet.mlpackage"),
+     "expected components.unet.file as a file name inside the folder (no / or \\, not . or ..), got a string '../../Unet"),
+    (lambda d: d["components"]["unet"].update(file=None, chunks=["A.mlpackage", "/tmp/B.mlpackage"]),
+     "expected components.unet.chunks as a list of file names inside the folder"),
+    (lambda d: d["tokenizer"].update(merges=".."), "expected tokenizer.merges as a file name inside the folder"),
 ])
 def test_bad_values_give_one_line_naming_key_and_file(edit, message):
     data = _case("valid")

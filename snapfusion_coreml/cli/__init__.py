@@ -5,10 +5,16 @@ Exit codes (README "Exit codes and scripting"): 0 success, 1 a check failed (`ve
 input (one line "error: ..."), 130 interrupted by SIGINT, 143 stopped by SIGTERM; an interrupted
 run removes its temporary output and leaves OUT as it was. Importing this package does not import
 torch, so `--help` and `--version` answer at once.
+
+Every parameter of every command that names an existing file or folder, except the outputs in
+OUTPUT_PARAMS and the free text in TEXT_PARAMS, is declared an input before the command runs
+(`io.declare_inputs`): no output may be, hold or lie inside it, whichever option named it.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import importlib
 import logging
 import os
@@ -43,6 +49,60 @@ COMMAND_MODULES = ("convert", "inspect", "verify", "generate", "export_blocks", 
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
+
+# Parameter names of what a command writes, and of free text that is never a path; every other
+# parameter naming an existing path is an input.
+OUTPUT_PARAMS = frozenset({"out", "output", "run_dir"})
+TEXT_PARAMS = frozenset({"prompt", "negative_prompt"})
+
+
+def input_paths(params: dict) -> list:
+    """The values of `params` (a command's parsed parameters) that may name input files or folders."""
+    values = []
+    for name, value in params.items():
+        if name in OUTPUT_PARAMS or name in TEXT_PARAMS:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, (str, os.PathLike)) and not isinstance(item, enum.Enum):
+                values.append(item)
+    return values
+
+
+def check_text(params: dict) -> None:
+    """Free text (a prompt) must be UTF-8: bytes that are not arrive as lone surrogates, which no
+    tokenizer or JSON file can hold."""
+    for name in TEXT_PARAMS & params.keys():
+        value = params[name]
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise UserError(f"expected --{name.replace('_', '-')} as UTF-8 text, got bytes that are not UTF-8 "
+                                f"at character {exc.start}") from None
+
+
+def _declaring_inputs(callback):
+    @functools.wraps(callback)
+    def run(*args, **params):
+        from ..io import declare_inputs
+
+        check_text(params)
+        declare_inputs(input_paths(params))
+        return callback(*args, **params)
+
+    return run
+
+
+def command_tree():
+    """The click command of `app` with every command's callback declaring its inputs first."""
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        command = stack.pop()
+        if command.callback is not None:
+            command.callback = _declaring_inputs(command.callback)
+        stack.extend(getattr(command, "commands", {}).values())
+    return root
 
 
 def _show_version(value: bool) -> None:
@@ -116,19 +176,32 @@ def _stop(signum: int) -> None:
     sys.exit(128 + signum)
 
 
+def _unraisable(info) -> None:
+    """A signal that lands in a finalizer (`__del__`) cannot stop it there; Python would print a
+    traceback. It is remembered (errors.interrupt) and stops the run at the next safe point."""
+    if not isinstance(info.exc_value, Interrupted):
+        sys.__unraisablehook__(info)
+
+
 def main() -> None:
     """Entry point: one line per error, and the exit codes of the module docstring."""
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hook, sys.unraisablehook = sys.unraisablehook, _unraisable
     try:
         _run()
     finally:  # a Python caller (a test) gets its own handlers back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook
 
 
 def _run() -> None:
+    from ..io import DECLARED_INPUTS, process_temp_folder
+
+    DECLARED_INPUTS.clear()  # a Python caller may run several commands in one process
     try:
-        code = app(standalone_mode=False)
+        with process_temp_folder():
+            code = command_tree()(standalone_mode=False)
     except UserError as exc:
         _print_error(str(exc))
         sys.exit(exc.exit_code)

@@ -12,7 +12,7 @@ from ..assets import default_model_dir
 from ..errors import UserError, check_interrupted
 from ..io import claim_file, os_error, writable_parent
 from ..modeling.source import resolve_model_path
-from .options import at_least, check_image_size_fits, eta_option, finite, image_size_option, one_of, print_json, sampler_option, seed_in_range, stderr_console
+from .options import at_least, check_image_size_fits, check_steps_fit, eta_option, finite, image_size_option, one_of, print_json, sampler_option, seed_in_range, stderr_console
 
 
 def register(app: typer.Typer) -> None:
@@ -64,6 +64,7 @@ def generate(
             raise UserError(f"expected --precision only with a converted folder (with {PIPELINE_JSON}), got a model: {model or default_model_dir()}")
         model_path = resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
         check_image_size_fits(image_size, model_path)
+    check_steps_fit(steps, Path(model) if converted else model_path, converted)
 
     import torch
 

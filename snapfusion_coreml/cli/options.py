@@ -166,3 +166,25 @@ def check_image_size_fits(image_size, model: Path | None, layout: str | None = N
     else:
         return
     latent_size(image_size, unet.latent_divisor, unet.num_levels)
+
+
+def check_steps_fit(steps: Optional[int], model: Path | None, converted: bool) -> None:
+    """Refuse --steps above the noise schedule's num_train_timesteps, from config files alone: a
+    converted folder's pipeline.json, or a model folder's scheduler/scheduler_config.json."""
+    from ..io import read_json
+    from ..json_fields import JsonFields
+    from ..pipeline_json import PIPELINE_JSON, PipelineManifest
+
+    if steps is None or model is None:
+        return
+    if converted:
+        where = Path(model) / PIPELINE_JSON
+        limit = PipelineManifest.read(model).noise_schedule.num_train_timesteps
+    else:
+        where = Path(model) / "scheduler" / "scheduler_config.json"
+        if not where.is_file():
+            return  # a single-file checkpoint or a hub id: checked once loaded
+        limit = JsonFields(read_json(where, "the scheduler config"), "", str(where)).integer(
+            "num_train_timesteps", minimum=1, default=1000)
+    if steps > limit:
+        raise UserError(f"expected --steps <= {limit} (the noise schedule's num_train_timesteps), got {steps} (in {where})")

@@ -30,12 +30,13 @@ CaptionDropout = Annotated[float, typer.Option(callback=finite("--caption-dropou
 
 def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
               checkpoint_every, run_dir, resume, overwrite, models=()):
-    """The shared training settings; refuses an OUT that is, holds or lies in one of the input
-    `models` (replacing it would delete them) before anything loads."""
+    """The shared training settings; refuses an OUT or run folder that is, holds or lies in one of
+    the input `models` or of the declared inputs (writing it would change them) before anything loads."""
     from ..io import check_separate
     from ..train.loop import TrainingConfig
 
     check_separate(out, models)
+    check_separate(run_dir or out.with_name(out.name + ".run"), models, what="a run folder")
 
     return TrainingConfig(out=out, max_steps=max_steps, seed=seed, batch_size=batch_size, learning_rate=lr,
                           gradient_accumulation_steps=gradient_accumulation_steps, mixed_precision=mixed_precision,

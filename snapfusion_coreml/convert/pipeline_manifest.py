@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..image_size import VAE_FACTOR, ImageSize
+from ..io import recorded_path
 from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Source, TensorSpec, Tokenizer
 from ..samplers.record import SamplerRecord
 from ..samplers.settings import model_settings, runs_cfg
@@ -65,7 +66,7 @@ def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, 
         )
     return PipelineManifest(
         tool_version=__version__,
-        source=Source(model=source.source, unet_layout=layout.name, unet_parameters=unet_parameters(layout),
+        source=Source(model=recorded_path(source.source), unet_layout=layout.name, unet_parameters=unet_parameters(layout),
                       base=_base(options), loras=tuple(LoraRecord(**lora.record()) for lora in source.loras)),
         prediction_type=sched.prediction_type,
         image=ImageSize(height * VAE_FACTOR, width * VAE_FACTOR),

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ..errors import UserError, expected
 from ..io import read_json
+from ..json_fields import JsonFields
 from ..shapes import COLORS, SHAPES
 
 CONFIG_FILE = "judge.json"
@@ -47,11 +48,25 @@ class JudgeConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str) -> "JudgeConfig":
+        """Every value checked: a judge config that builds no network is one error line."""
+        fields = JsonFields(data, "config", source)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise expected(f"judge config keys from {sorted(names)}", f"{unknown}", source)
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        default = cls()
+        widths = fields.integers("widths", minimum=1, default=default.widths)
+        if not widths:
+            raise fields.fail("widths", "a non-empty list of integers >= 1", [])
+        # each stage halves the side: at least one pixel must be left after the last
+        input_size = fields.integer("input_size", minimum=2 ** len(widths), default=default.input_size)
+        values = {"input_size": input_size, "widths": widths,
+                  "feature_dim": fields.integer("feature_dim", minimum=1, default=default.feature_dim)}
+        for key in ("shapes", "colors"):
+            names_list = fields.strings(key, default=getattr(default, key))
+            if len(names_list) < 1 or len(set(names_list)) != len(names_list):
+                raise fields.fail(key, "a non-empty list of distinct names", list(names_list))
+            values[key] = names_list
         return cls(**values)
 
     def classes(self, attribute: str) -> tuple[str, ...]:
@@ -130,7 +145,7 @@ class Judge(nn.Module):
         meta = read_json(meta_path, f"a judge config ({CONFIG_FILE}, written by `eval train-judge`)")
         if meta.get("format") != FORMAT or meta.get("version") != 1:
             raise expected(f"format {FORMAT!r} version 1", f"{meta.get('format')!r} version {meta.get('version')!r}", str(meta_path))
-        judge = cls(JudgeConfig.from_dict(meta.get("config") or {}, str(meta_path)))
+        judge = cls(JudgeConfig.from_dict(meta.get("config", {}), str(meta_path)))
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             raise UserError(f"expected judge weights {WEIGHTS_FILE} in {folder}, found none")

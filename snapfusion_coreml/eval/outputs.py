@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import write_json, write_png
+from ..io import write_json, write_png, write_text
 from ..optional import require
 from .run import EvalResult
 
@@ -92,7 +92,7 @@ def write_outputs(result: EvalResult, out: Path) -> list[str]:
     write_png(out / "grid.png", image_grid(result))
     if plot_sweep(result, out / "sweep.png"):
         written.append("sweep.png")
-    (out / "results.md").write_text(markdown(result))
+    write_text(out / "results.md", markdown(result))
     data = result.to_dict()
     data["files"] = written + ["images/"]
     write_json(out / "results.json", data)

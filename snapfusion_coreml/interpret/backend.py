@@ -115,6 +115,7 @@ class PackagePipeline:
 def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePipeline:
     """The converted folder `out` as a pipeline run by the interpreter in `precision`."""
     folder = ConvertedFolder(out, precision)
+    folder.check_digests()
     pipeline_manifest = folder.pipeline_manifest
     record = pipeline_manifest.sampler
     defaults = PipelineDefaults(steps=record.default_steps, guidance_scale=float(pipeline_manifest.guidance.default_scale),

@@ -33,7 +33,7 @@ import torch
 
 from ..convert_spec import LoraSpec
 from ..errors import UserError
-from ..io import tree_sha256
+from ..io import recorded_path, tree_sha256
 
 UNET, TEXT_ENCODER = "unet", "text_encoder"
 METADATA_KEY = "lora_adapter_metadata"  # diffusers' header entry holding peft's LoraConfig per component
@@ -53,6 +53,7 @@ SUFFIXES = (  # (regex on the key after the component prefix, role)
     (re.compile(r"^(?P<m>.+?)(?:\.processor)?\.(?P<p>to_[qkv]_lora|to_out_lora)\.up\.weight$"), "up"),
     (re.compile(r"^(?P<m>.+)\.alpha$"), "alpha"),
 )
+FLOAT16_MAX = 65504.0  # packages store weights in float16: a larger merged weight becomes infinity
 UNSUPPORTED = ("lora_magnitude_vector", "dora_scale", "lora_mid", "hada_", "lokr_", "lora_te2_", "lora_embedding_")
 
 
@@ -77,7 +78,8 @@ class LoraFile:
 
     def record(self) -> dict:
         """Its entry in pipeline.json source.loras (docs/contracts.md section 2)."""
-        return {"file": self.spec.path.name, "sha256": self.sha256, "scale": self.spec.scale, "path": str(self.spec.path)}
+        return {"file": self.spec.path.name, "sha256": self.sha256, "scale": self.spec.scale,
+                "path": recorded_path(str(self.spec.path))}
 
 
 def read_lora(spec: LoraSpec) -> LoraFile:
@@ -108,13 +110,34 @@ def read_lora(spec: LoraSpec) -> LoraFile:
         if "down" not in entry or "up" not in entry:
             missing = "up" if "down" in entry else "down"
             raise UserError(f"expected a {missing} tensor beside {entry['key']!r}, found none (in {path})")
-        down, up = entry["down"].float(), entry["up"].float()
+        down, up = _values(entry, "down", path), _values(entry, "up", path)
+        if down.dim() < 2 or down.shape[0] < 1:
+            raise UserError(f"expected {entry['key']!r} down of shape (rank >= 1, in, ...), got {tuple(down.shape)} (in {path})")
         rank = down.shape[0]
         if up.dim() < 2 or up.shape[1] != rank:
             raise UserError(f"expected {entry['key']!r} up of shape (out, {rank}, ...), got {tuple(up.shape)} (in {path})")
-        pairs[component][module] = LoraPair(str(entry["key"]), down, up,
-                                            spec.scale * _alpha_factor(entry.get("alpha"), rank, config.get(component), module))
+        alpha = _values(entry, "alpha", path) if "alpha" in entry else None
+        if alpha is not None and alpha.numel() != 1:
+            raise UserError(f"expected {entry['key']!r} alpha as one number, got a tensor of shape {tuple(alpha.shape)} (in {path})")
+        factor = spec.scale * _alpha_factor(alpha, rank, config.get(component), module, path)
+        if not math.isfinite(factor):
+            raise UserError(f"expected a finite LoRA factor scale * alpha / rank for {entry['key']!r}, got {factor} "
+                            f"(scale {spec.scale:g}) (in {path})")
+        pairs[component][module] = LoraPair(str(entry["key"]), down, up, factor)
     return LoraFile(spec, tree_sha256(path), kohya, pairs)
+
+
+def _values(entry: dict, role: str, path: Path) -> torch.Tensor:
+    """The `role` tensor of one module as float32, refused when it holds NaN or infinities."""
+    value = entry[role]
+    if value.is_complex():
+        raise UserError(f"expected real LoRA values, got complex {value.dtype} in the {role} tensor of "
+                        f"{entry['key']!r} (in {path})")
+    value = value.float()
+    if not torch.isfinite(value).all():
+        raise UserError(f"expected finite LoRA values, got NaN or infinity in the {role} tensor of "
+                        f"{entry['key']!r} (in {path})")
+    return value
 
 
 def _classify(key: str, kohya: bool, path: Path) -> tuple[str, str, str]:
@@ -152,21 +175,51 @@ def _peft_config(metadata: dict[str, str], path: Path) -> dict[str, dict]:
         flat = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"expected JSON in the {METADATA_KEY} header entry, got invalid JSON: {exc} (in {path})") from None
+    except RecursionError:
+        raise UserError(f"expected a flat JSON object in the {METADATA_KEY} header entry, got deeper nesting "
+                        f"than the parser takes (in {path})") from None
+    if not isinstance(flat, dict):
+        raise UserError(f"expected a JSON object in the {METADATA_KEY} header entry, got {type(flat).__name__} (in {path})")
     config: dict[str, dict] = {}
     for name, value in flat.items():  # diffusers packs them as "{component}.{field}"
         component, _, field = name.partition(".")
         config.setdefault(component, {})[field] = value
+    for component, fields in config.items():
+        for field in ("lora_alpha", "r"):
+            if field in fields:
+                _number(fields[field], f"{component}.{field}", path)
+        patterns = fields.get("alpha_pattern")
+        if patterns is None:
+            continue
+        if not isinstance(patterns, dict):
+            raise UserError(f"expected {METADATA_KEY} {component}.alpha_pattern as an object, got "
+                            f"{type(patterns).__name__} (in {path})")
+        for pattern, value in patterns.items():
+            try:
+                re.compile(rf"(.*\.)?({pattern})$")
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise UserError(f"expected {METADATA_KEY} {component}.alpha_pattern keys as regular expressions, "
+                                f"got {pattern!r}: {exc} (in {path})") from None
+            _number(value, f"{component}.alpha_pattern[{pattern!r}]", path)
     return config
 
 
-def _alpha_factor(alpha: torch.Tensor | None, rank: int, config: dict | None, module: str) -> float:
+def _number(value, name: str, path: Path) -> float:
+    """A finite number of the LoRA header metadata, or one error naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
+        raise UserError(f"expected {METADATA_KEY} {name} as a finite number, got {shown} (in {path})")
+    return float(value)
+
+
+def _alpha_factor(alpha: torch.Tensor | None, rank: int, config: dict | None, module: str, path: Path) -> float:
     """alpha / r: alpha from the file's .alpha tensor, else peft's config (with its per-module
     patterns), else alpha = r (a factor of 1, what diffusers assumes)."""
     if alpha is not None:
-        return float(alpha.float().item()) / rank
+        return float(alpha.item()) / rank
     if not config:
         return 1.0
-    value = float(config.get("lora_alpha", config.get("r", rank)))
+    value = _number(config.get("lora_alpha", config.get("r", rank)), "lora_alpha", path)
     for pattern, pattern_alpha in (config.get("alpha_pattern") or {}).items():
         if re.match(rf"(.*\.)?({pattern})$", module):
             value = float(pattern_alpha)
@@ -194,7 +247,13 @@ def merge_lora(state: dict[str, torch.Tensor], component: str, loras: list[LoraF
                             f"{len(pairs)} that match nothing (first: {unmatched[0]!r}) (in {lora.spec.path})")
         for name, pair in resolved:
             key = f"{name}.weight"
-            state[key] = state[key].float() + lora_delta(pair, tuple(state[key].shape), lora.spec.path)
+            merged = state[key].float() + lora_delta(pair, tuple(state[key].shape), lora.spec.path)
+            largest = float(merged.abs().max()) if merged.numel() else 0.0
+            if not largest <= FLOAT16_MAX:  # NaN fails too: the fp16 package would hold infinities
+                raise UserError(f"expected weights within float16 range (|w| <= {FLOAT16_MAX:g}) after merging LoRA "
+                                f"{pair.key!r} at scale {lora.spec.scale:g}, got |w| = {largest:g} in {key} "
+                                f"(in {lora.spec.path})")
+            state[key] = merged
             changed += 1
     return changed
 

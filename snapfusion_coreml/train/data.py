@@ -113,7 +113,10 @@ def load_examples(path: Path | str) -> list[Example] | ShapesExamples:
         caption = file.with_suffix(".txt")
         if not caption.is_file():
             raise UserError(f"expected a caption file {caption.name} beside {file.name}, got none (in {path})")
-        text = caption.read_text(encoding="utf-8").strip()
+        try:
+            text = caption.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise UserError(f"expected a UTF-8 caption, got bytes that are not UTF-8 (in {caption})") from None
         examples.append(Example(text, image=file if suffix != LATENT_SUFFIX else None,
                                 latent=file if suffix == LATENT_SUFFIX else None))
     if not examples:

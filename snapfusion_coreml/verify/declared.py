@@ -27,9 +27,10 @@ def package_features(package: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     """(inputs, outputs) of a package as name -> {"shape", "dtype"}, read from its spec."""
     from ..convert.components import describe_features
     from ..coreml.tools import quiet_coremltools
+    from .program import read_spec
 
-    ct = quiet_coremltools()
-    spec = ct.utils.load_spec(str(package))
+    quiet_coremltools()
+    spec = read_spec(package)
     return ({f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(spec.description.input)},
             {f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(spec.description.output)})
 

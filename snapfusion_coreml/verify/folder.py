@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import expected
+from ..io import tree_sha256
 from ..pipeline_json import PIPELINE_JSON, Component, PipelineManifest, TensorSpec
 from .interpreter import MODES, run_chain
 from .program import Program, load_program
@@ -59,6 +60,22 @@ class ConvertedFolder:
         if key not in self._programs:
             self._programs[key] = [load_program(self.path / f) for f in self.component(key).files]
         return self._programs[key]
+
+    def check_digests(self) -> None:
+        """Refuse packages whose contents differ from the sha256 pipeline.json records (altered or
+        damaged after convert), before they run."""
+        for key, component in self.components.items():
+            if not component.sha256:
+                continue  # folders written before sha256 was recorded
+            try:
+                digest = ",".join(tree_sha256(self.path / f) for f in component.files)
+            except (OSError, RuntimeError) as exc:  # an unreadable file, a symlink loop
+                raise expected(f"readable packages for {key}", f'"{getattr(exc, "strerror", None) or exc}"',
+                               str(self.path)) from None
+            if digest != component.sha256:
+                raise expected(f"{', '.join(component.files)} with the sha256 recorded in {PIPELINE_JSON}",
+                               "other contents (changed after convert; `verify` compares every output)",
+                               str(self.path))
 
     def declared_inputs(self, key: str) -> tuple[TensorSpec, ...]:
         """The component's inputs as pipeline.json declares them."""

@@ -92,25 +92,44 @@ def _model_file(package: Path) -> Path:
         info = json.loads(manifest.read_text())
         entry = info["itemInfoEntries"][info["rootModelIdentifier"]]
         model = package / "Data" / entry["path"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise expected("a valid Manifest.json", f"an unreadable one ({e})", str(manifest)) from e
-    if not model.is_file():
-        raise expected(f"the model spec {entry['path']}", "no such file", str(package))
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise expected("a valid Manifest.json", f"an unreadable one ({type(e).__name__})", str(manifest)) from None
+    except OSError as e:
+        raise expected("a readable Manifest.json", f'"{e.strerror}"', str(manifest)) from None
+    try:
+        data = package.resolve(strict=True) / "Data"
+        inside = model.resolve(strict=True)
+    except (OSError, RuntimeError) as e:  # a missing file, a symlink loop
+        raise expected(f"the model spec {entry['path']}", f'"{getattr(e, "strerror", None) or e}"', str(package)) from None
+    if data.resolve() not in inside.parents or not inside.is_file():
+        raise expected(f"the model spec {entry['path']} inside {package.name}/Data", "a path outside it or no file",
+                       str(package))
     return model
+
+
+def read_spec(package: Path):
+    """The package's Core ML model spec, read from its files alone. coremltools' `load_spec`
+    opens the package for writing and rewrites Manifest.json; this leaves a read-only folder as it is."""
+    from coremltools.proto import Model_pb2
+
+    model = _model_file(package)
+    spec = Model_pb2.Model()
+    try:
+        spec.ParseFromString(model.read_bytes())
+    except Exception as e:  # a corrupt protobuf
+        raise expected("a readable Core ML model spec", f"{type(e).__name__}: {e}", str(model)) from None
+    return spec
 
 
 def load_mil(package: Path):
     """The package's MIL program, rebuilt by coremltools' milproto frontend."""
     from ..coreml.tools import quiet_coremltools
 
-    ct = quiet_coremltools()
+    quiet_coremltools()
     from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
 
     model = _model_file(package)
-    try:
-        spec = ct.utils.load_spec(str(package))
-    except Exception as e:  # a corrupt protobuf
-        raise expected("a readable Core ML model spec", f"{type(e).__name__}: {e}", str(model)) from e
+    spec = read_spec(package)
     kind = spec.WhichOneof("Type")
     if kind != "mlProgram":
         raise expected("an ML program (convert_to='mlprogram')", f"a {kind} model", str(package))

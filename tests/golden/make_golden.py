@@ -11,10 +11,11 @@ Files:
                    DDIM trajectories of the fake model below (both prediction types, with and
                    without guidance, UNet batch 1 and 2)
   pipelines.json   pipeline.json samples: valid, chunked UNet, unknown version, missing keys, wrong
-                   types and values, the newer format (non-square "image", float32 input_ids, pad
-                   id 0) and the older ones (square "image_size", int32 ids, no loras, no pad id);
-                   format_version 2: one valid folder per sampler (docs/contracts.md section 3, lists
-                   as tests/golden/make_sampler_golden.py records them from diffusers) and malformed
+                   types and values (impossible latent scale and betas, paths leaving the folder), the
+                   newer format (non-square "image", float32 input_ids, pad id 0) and the older ones
+                   (square "image_size", int32 ids, no loras, no pad id); format_version 2: one valid
+                   folder per sampler (docs/contracts.md section 3, lists as
+                   tests/golden/make_sampler_golden.py records them from diffusers) and malformed
                    sampler records
   blocks_manifests.json  manifest.json samples of `export-blocks` folders: valid, and malformed
 
@@ -418,6 +419,17 @@ def pipeline_cases(out: Path) -> None:
     del no_inputs["components"]["unet"]["inputs"]
     float64_ids = json.loads(json.dumps(valid))
     float64_ids["components"]["text_encoder"]["inputs"][0]["dtype"] = "float64"
+    # values no sampler can use, and package paths that leave the folder
+    scale_zero = json.loads(json.dumps(valid))
+    scale_zero["latent"]["scale_factor"] = 0
+    beta_end_one = json.loads(json.dumps(valid))
+    beta_end_one["noise_schedule"]["beta_end"] = 1.0
+    beta_start_negative = json.loads(json.dumps(valid))
+    beta_start_negative["noise_schedule"]["beta_start"] = -0.001
+    outside = json.loads(json.dumps(valid))
+    outside["components"]["unet"]["file"] = "../Unet.mlpackage"
+    vocab_outside = json.loads(json.dumps(valid))
+    vocab_outside["tokenizer"]["vocab"] = "/etc/vocab.json"
     cases = [
         {"name": "valid", "expect": "ok", "pipeline": valid},
         {"name": "chunked_unet", "expect": "ok", "pipeline": chunked},
@@ -437,6 +449,11 @@ def pipeline_cases(out: Path) -> None:
         {"name": "timesteps_increasing", "expect": "malformed", "pipeline": rising},
         {"name": "unet_without_inputs", "expect": "malformed", "pipeline": no_inputs},
         {"name": "input_ids_float64", "expect": "malformed", "pipeline": float64_ids},
+        {"name": "latent_scale_factor_zero", "expect": "malformed", "pipeline": scale_zero},
+        {"name": "beta_end_one", "expect": "malformed", "pipeline": beta_end_one},
+        {"name": "beta_start_negative", "expect": "malformed", "pipeline": beta_start_negative},
+        {"name": "unet_file_outside_folder", "expect": "malformed", "pipeline": outside},
+        {"name": "vocab_outside_folder", "expect": "malformed", "pipeline": vocab_outside},
         *v2_pipeline_cases(valid),
     ]
     write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md sections 2 and 3)",

@@ -46,8 +46,12 @@ enum GenerateCommand: Command {
         let request = GenerationRequest(prompt: try args.required("--prompt"), negativePrompt: args.string("--negative-prompt") ?? "",
                                         steps: try args.int("--steps"), guidanceScale: try args.double("--guidance"),
                                         seed: try args.uint64("--seed") ?? 0)
+        if let steps = request.steps, steps < 1 {
+            throw CLIError.usage("expected --steps >= 1, got \(steps)")
+        }
         let units = try computeUnits(args)
         let output = fileURL(args.string("--output") ?? "image.png")
+        try checkWritable(output)
         let recovery: Pipeline.NonFiniteRecovery = args.flag("--retry-on-gpu") ? .retryOnCPUAndGPU : .fail
         switch args.string("--backend") ?? "coreml" {
         case "interpreter":
@@ -56,6 +60,7 @@ enum GenerateCommand: Command {
                 throw CLIError.usage("expected --precision fp16 or fp32, got \(precision.debugDescription)")
             }
             let opened = try ConvertedFolder(url: folder)
+            try checkBeforeLoading(opened, steps: request.steps)
             let channel = try ProcessChannel(pythonCommand: args.string("--python-command") ?? "snapfusion-coreml",
                                              folder: folder, precision: precision)
             defer { channel.close() }
@@ -64,6 +69,7 @@ enum GenerateCommand: Command {
         case "coreml":
             #if canImport(CoreML)
             let opened = try ConvertedFolder(url: folder)
+            try checkBeforeLoading(opened, steps: request.steps)
             let backend = try CoreMLBackend(folder: opened, configuration: .init(computeUnits: units, reduceMemory: args.flag("--reduce-memory")))
             let pipeline = try Pipeline(folder: opened, backend: backend, nonFiniteRecovery: recovery)
             try backend.load()
@@ -86,6 +92,38 @@ enum GenerateCommand: Command {
         print(String(format: "wrote %@ (sampler %@; text encoder %.1f ms, UNet %.1f ms over %ld steps, decoder %.1f ms, end to end %.1f ms)",
                      output.path, pipeline.description.sampler.name, t.textEncoderMs, t.unetStepMs.reduce(0, +),
                      t.unetStepMs.count, t.decoderMs, t.endToEndMs))
+    }
+}
+
+/// Refuses, before any model loads, an output that is a folder or whose folder cannot be
+/// written (exit 2, as the Python CLI does), instead of failing after the whole generation.
+func checkWritable(_ output: URL) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: output.path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw CLIError.usage("expected an output PNG file, got a folder (in \(output.path))")
+    }
+    let parent = output.deletingLastPathComponent().path
+    guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue,
+          FileManager.default.isWritableFile(atPath: parent) else {
+        throw CLIError.usage("expected a writable folder for \(output.path), got a missing, read-only or inaccessible folder (in \(parent))")
+    }
+}
+
+/// Bad input found before any model loads (exit 2, not a Core ML failure): a package (or
+/// compiled model) pipeline.json names that is a file, or `--steps` beyond the noise schedule.
+func checkBeforeLoading(_ folder: ConvertedFolder, steps: Int?) throws {
+    let limit = folder.description.noiseSchedule.numTrainTimesteps
+    if let steps, steps > limit {
+        throw CLIError.usage("expected --steps <= \(limit) (the noise schedule's num_train_timesteps), got \(steps) "
+                             + "(in \(folder.url.appendingPathComponent(PipelineDescription.fileName).path))")
+    }
+    for name in PipelineDescription.ComponentName.allCases where folder.description.component(name) != nil {
+        for url in try folder.modelURLs(name) {
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                throw CLIError.usage("expected \(url.lastPathComponent) as a package folder, got a file (in \(folder.url.path))")
+            }
+        }
     }
 }
 

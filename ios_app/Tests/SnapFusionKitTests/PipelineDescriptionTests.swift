@@ -78,11 +78,17 @@ import Testing
     }
 
     @Test(arguments: ["negative_latent_height", "latent_width_as_text", "unet_batch_3", "timesteps_increasing",
-                      "unet_without_inputs", "input_ids_float64"])
+                      "unet_without_inputs", "input_ids_float64", "latent_scale_factor_zero", "beta_end_one",
+                      "beta_start_negative", "unet_file_outside_folder", "vocab_outside_folder"])
     func malformedValuesNameTheKey(name: String) throws {
         let keys = ["negative_latent_height": "latent.height", "latent_width_as_text": "latent.width",
                     "unet_batch_3": "guidance.unet_batch", "timesteps_increasing": "sampler.timesteps",
-                    "unet_without_inputs": "inputs", "input_ids_float64": "components.text_encoder.inputs[0].dtype"]
+                    "unet_without_inputs": "inputs", "input_ids_float64": "components.text_encoder.inputs[0].dtype",
+                    "latent_scale_factor_zero": "latent.scale_factor as a number > 0",
+                    "beta_end_one": "noise_schedule.beta_end as a number in (0, 1)",
+                    "beta_start_negative": "noise_schedule.beta_start as a number in (0, 1)",
+                    "unet_file_outside_folder": "components.unet as a file name inside the folder",
+                    "vocab_outside_folder": "tokenizer.vocab as a file name inside the folder"]
         #expect {
             try PipelineDescription.decode(try ModelFolder.json(named: name), source: "OUT/pipeline.json")
         } throws: { error in

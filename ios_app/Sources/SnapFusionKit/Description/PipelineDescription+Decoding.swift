@@ -11,10 +11,13 @@ extension PipelineDescription {
     /// Decodes and checks pipeline.json bytes; `source` names the file in errors. This is the one
     /// place the file is decoded: `ConvertedFolder` calls it once per folder.
     ///
-    /// Beyond the types, the values the app relies on are checked as the Python reader checks
-    /// them: sizes >= 1, `guidance.unet_batch` 1 or 2, every component naming a `file` or
-    /// `chunks`; the sampler record as `firstInvalidSamplerValue` says. An unknown
-    /// `sampler.name` throws `PipelineDescriptionError.unsupportedSampler`.
+    /// Beyond the types, the values the app relies on are checked as the Python reader
+    /// (snapfusion_coreml/pipeline_json.py) checks them, on the same golden cases: sizes >= 1,
+    /// `latent.scale_factor` > 0, `noise_schedule.beta_start` and `beta_end` in (0, 1), a finite
+    /// `guidance.default_scale`, `guidance.unet_batch` 1 or 2, every component naming a `file` or
+    /// `chunks`, every file name (packages, vocab, merges) a plain name inside the folder; the
+    /// sampler record as `firstInvalidSamplerValue` says. An unknown `sampler.name` throws
+    /// `PipelineDescriptionError.unsupportedSampler`.
     public static func decode(_ data: Data, source: String = fileName) throws -> PipelineDescription {
         struct VersionProbe: Decodable { var formatVersion: Int? }
         let decoder = JSONDecoder()
@@ -60,7 +63,8 @@ extension PipelineDescription {
     func firstInvalidValue() -> String? {
         var sizes: [(String, Int)] = [("latent.channels", latent.channels), ("latent.height", latent.height),
                                       ("latent.width", latent.width), ("tokenizer.max_length", tokenizer.maxLength),
-                                      ("sampler.default_steps", sampler.defaultSteps)]
+                                      ("sampler.default_steps", sampler.defaultSteps),
+                                      ("noise_schedule.num_train_timesteps", noiseSchedule.numTrainTimesteps)]
         if let image { sizes += [("image.height", image.height), ("image.width", image.width)] }
         if let imageSize { sizes.append(("image_size", imageSize)) }
         for name in ComponentName.allCases {
@@ -73,6 +77,24 @@ extension PipelineDescription {
         }
         if let (key, value) = sizes.first(where: { $0.1 < 1 }) {
             return "expected \(key) >= 1, got \(value)"
+        }
+        guard latent.scaleFactor.isFinite, latent.scaleFactor > 0 else {
+            return "expected latent.scale_factor as a number > 0, got \(latent.scaleFactor)"
+        }
+        for (key, value) in [("noise_schedule.beta_start", noiseSchedule.betaStart),
+                             ("noise_schedule.beta_end", noiseSchedule.betaEnd)] where !(value > 0 && value < 1) {
+            return "expected \(key) as a number in (0, 1), got \(value)"
+        }
+        guard guidance.defaultScale.isFinite else {
+            return "expected guidance.default_scale as a finite number, got \(guidance.defaultScale)"
+        }
+        var names = [("tokenizer.vocab", tokenizer.vocab), ("tokenizer.merges", tokenizer.merges)]
+        for name in ComponentName.allCases {
+            guard let component = component(name) else { continue }
+            names += component.files.map { ("components.\(name.rawValue)", $0) }
+        }
+        if let (key, value) = names.first(where: { !Self.isFileName($0.1) }) {
+            return "expected \(key) as a file name inside the folder (no / or \\, not . or ..), got \(value)"
         }
         guard guidance.unetBatch == 1 || guidance.unetBatch == 2 else {
             return "expected guidance.unet_batch 1 or 2, got \(guidance.unetBatch)"
@@ -148,6 +170,11 @@ extension PipelineDescription {
             guard embedding.dim >= 1 else { return "expected guidance.embedding.dim >= 1, got \(embedding.dim)" }
         }
         return nil
+    }
+
+    /// One path component that stays in its folder (Python: `json_fields.is_file_name`).
+    static func isFileName(_ name: String) -> Bool {
+        !name.isEmpty && !name.contains("/") && !name.contains("\\") && !name.contains("\0") && name != "." && name != ".."
     }
 
     private static func describe(_ error: DecodingError) -> String {
