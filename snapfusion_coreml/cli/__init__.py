@@ -136,6 +136,9 @@ def quiet_third_parties(quiet: bool) -> None:
         return
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # torch's own loggers (their handler ignores the root level): errors only, read at torch's import;
+    # e.g. torchao, pulled in by coreai-opt, registers pytree nodes with a warning each
+    os.environ.setdefault("TORCH_LOGS", "-all")
     if "transformers" in sys.modules:  # already imported (a Python caller of main)
         sys.modules["transformers"].utils.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
