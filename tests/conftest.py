@@ -79,3 +79,30 @@ def diffusers_folder(tmp_path_factory):
     DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1).save_config(root / "scheduler")
     (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return root, unet.eval(), vae.eval(), text.eval()
+
+
+@pytest.fixture(scope="session")
+def lcm_unet_folder(tmp_path_factory, diffusers_folder):
+    """The tiny SD folder with a full LCM UNet (time_cond_proj_dim) saved by diffusers."""
+    import json
+    import shutil
+
+    import torch
+    from diffusers import LCMScheduler, UNet2DConditionModel
+
+    root, _, vae, text = diffusers_folder
+    torch.manual_seed(3)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=2, norm_num_groups=8, sample_size=8, layers_per_block=1,
+                                time_cond_proj_dim=16)
+    for p in unet.parameters():
+        p.data.normal_(0, 0.05)
+    out = tmp_path_factory.mktemp("lcm") / "tiny-lcm"
+    out.mkdir()
+    for name in ("vae", "text_encoder", "tokenizer"):
+        shutil.copytree(root / name, out / name)
+    unet.save_pretrained(out / "unet")
+    LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, set_alpha_to_one=True).save_config(out / "scheduler")
+    (out / "model_index.json").write_text(json.dumps({"_class_name": "LatentConsistencyModelPipeline"}))
+    return out, unet.eval(), vae, text

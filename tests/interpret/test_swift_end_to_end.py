@@ -77,29 +77,51 @@ def swift_cli() -> Path:
     return Path(bin_path.stdout.strip()) / "snapfusion-cli"
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tmp_path, precision):
+def draw_both(folder: Path, swift_cli: Path, tmp_path: Path, precision: str, *extra: str) -> tuple[np.ndarray, np.ndarray]:
+    """(Swift image, Python image) of the same folder, prompt, seed and precision."""
     # 1. Swift: everything but the models, over the interpreter protocol
     out = tmp_path / "swift.png"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    run = subprocess.run([str(swift_cli), "generate", "--resources", str(converted), "--prompt", PROMPT,
+    run = subprocess.run([str(swift_cli), "generate", "--resources", str(folder), "--prompt", PROMPT,
                           "--seed", str(SEED), "--backend", "interpreter", "--precision", precision,
-                          "--python-command", f"{sys.executable} -m snapfusion_coreml", "-o", str(out)],
+                          "--python-command", f"{sys.executable} -m snapfusion_coreml", "-o", str(out), *extra],
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     swift = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
 
     # 2. Python: `snapfusion-coreml generate OUT`, the same packages, interpreter and precision
     reference = tmp_path / "python.png"
-    run = subprocess.run([sys.executable, "-m", "snapfusion_coreml", "generate", str(converted), "--prompt", PROMPT,
-                          "--seed", str(SEED), "--precision", precision, "-o", str(reference)],
+    run = subprocess.run([sys.executable, "-m", "snapfusion_coreml", "generate", str(folder), "--prompt", PROMPT,
+                          "--seed", str(SEED), "--precision", precision, "-o", str(reference), *extra],
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     python = np.asarray(Image.open(reference).convert("RGB")).astype(np.int16)
-
-    # 3. compare
     assert swift.shape == python.shape, f"expected {python.shape}, got {swift.shape}"
     assert python.std() > 1, "the image is flat: the comparison would prove nothing"
+    return swift, python
+
+
+def with_sampler(converted: Path, out: Path, sampler: str, steps: int, guidance: float) -> Path:
+    """`converted` with the sampler record convert writes for `--sampler SAMPLER --steps STEPS`
+    (and guidance): the packages are the same, only pipeline.json's sampler and guidance change."""
+    import dataclasses
+
+    from snapfusion_coreml.config import SchedulerConfig
+    from snapfusion_coreml.pipeline_json import PipelineManifest
+    from snapfusion_coreml.samplers.plan import plan
+    from snapfusion_coreml.samplers.settings import model_settings
+
+    shutil.copytree(converted, out)
+    manifest = PipelineManifest.read(out)
+    settings = model_settings(SchedulerConfig(), manifest.sampler.settings.as_scheduler_config(), "test", sampler)
+    record = plan(settings, manifest.scheduler, steps)
+    dataclasses.replace(manifest, sampler=record, guidance=dataclasses.replace(manifest.guidance, default_scale=guidance)).write(out)
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tmp_path, precision):
+    swift, python = draw_both(converted, swift_cli, tmp_path, precision)
     difference = np.abs(swift - python)
     same_noise = torch_noise_is_the_swift_noise()
     print(f"Swift vs Python on {converted.name} ({precision}, {'same' if same_noise else 'other'} torch noise kernel): "
@@ -115,3 +137,26 @@ def test_bad_folder_is_one_line_and_exit_2(swift_cli, tmp_path):
                           "--backend", "interpreter"], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0 and "no pipeline.json" in run.stderr
+
+
+@pytest.mark.parametrize("sampler, steps, guidance", [("euler_ancestral", 4, 3.0), ("lcm", 4, 1.0), ("dpmsolver++", 6, 3.0)])
+def test_swift_and_python_agree_on_every_sampler(converted, swift_cli, tmp_path, sampler, steps, guidance):
+    """The bundled model's packages with another sampler record: Euler ancestral and LCM draw
+    fresh noise every step from the seed's stream, DPM-Solver++ keeps the previous output."""
+    folder = with_sampler(converted, tmp_path / "folder", sampler, steps, guidance)
+    swift, python = draw_both(folder, swift_cli, tmp_path, "fp32")
+    difference = np.abs(swift - python)
+    print(f"Swift vs Python, {sampler} {steps} steps: max {difference.max()} levels, mean {difference.mean():.4f}")
+    max_levels, mean_levels = (SAME_NOISE_BOUNDS if torch_noise_is_the_swift_noise() else OTHER_NOISE_BOUNDS)["fp32"]
+    assert difference.max() <= max_levels and difference.mean() <= mean_levels
+
+
+def test_swift_and_python_agree_on_a_full_lcm_unet(lcm_unet_folder, swift_cli, tmp_path):
+    """A UNet with a guidance embedding: Swift sends `timestep_cond`, one call per step, no CFG."""
+    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+
+    out = tmp_path / "lcm"
+    convert_pipeline(str(lcm_unet_folder[0]), ConvertOptions(out=out))
+    swift, python = draw_both(out, swift_cli, tmp_path, "fp32", "--guidance", "6")
+    difference = np.abs(swift - python)
+    assert difference.max() <= 2 and difference.mean() <= 0.05, (difference.max(), difference.mean())

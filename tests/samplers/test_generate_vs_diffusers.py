@@ -84,29 +84,6 @@ def _assert_same(expected: tuple[np.ndarray, list[torch.Tensor]], image: np.ndar
     assert psnr(expected_image, image) >= 40.0, psnr(expected_image, image)
 
 
-@pytest.fixture(scope="module")
-def lcm_unet_folder(tmp_path_factory, diffusers_folder):
-    """The tiny SD folder with a full LCM UNet (time_cond_proj_dim) saved by diffusers."""
-    from diffusers import LCMScheduler, UNet2DConditionModel
-
-    root, _, vae, text = diffusers_folder
-    torch.manual_seed(3)
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=2, norm_num_groups=8, sample_size=8, layers_per_block=1,
-                                time_cond_proj_dim=16)
-    for p in unet.parameters():
-        p.data.normal_(0, 0.05)
-    out = tmp_path_factory.mktemp("lcm") / "tiny-lcm"
-    out.mkdir()
-    for name in ("vae", "text_encoder", "tokenizer"):
-        shutil.copytree(root / name, out / name)
-    unet.save_pretrained(out / "unet")
-    LCMScheduler(**SD15, set_alpha_to_one=True).save_config(out / "scheduler")
-    (out / "model_index.json").write_text(json.dumps({"_class_name": "LatentConsistencyModelPipeline"}))
-    return out, unet.eval(), vae, text
-
-
 @pytest.mark.parametrize("case", SCHEDULERS, ids=[c[0] for c in SCHEDULERS])
 def test_generate_model_equals_stable_diffusion_pipeline(case, diffusers_folder, tmp_path):
     from diffusers import StableDiffusionPipeline
