@@ -52,9 +52,9 @@ from make_golden import GOLDEN, ROOT, fake_model, float32_list, write  # noqa: E
 
 LATENT_SHAPE = (1, 4, 8, 8)
 # Every sampler is elementwise apart from the shape of its noise draws, so every LATENT_STRIDE-th
-# value of each step's latents (20 of 256, every channel, row and column) checks the arithmetic and
+# value of each step's latents (12 of 256, every channel, row and column) checks the arithmetic and
 # the random stream while keeping the file small (tests/golden/test_golden_current.py's budget).
-LATENT_STRIDE = 13
+LATENT_STRIDE = 23
 CONDITION = 0.5  # the fake text encoder on "a photo of an astronaut" (5 tokens / 10)
 UNCONDITION = 0.0  # the empty negative prompt
 

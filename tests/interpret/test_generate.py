@@ -12,7 +12,7 @@ from PIL import Image
 from cli_runner import run_cli
 from snapfusion_coreml.interpret.backend import load_package_pipeline
 from snapfusion_coreml.metrics import MIN_PSNR_DB, PARITY_PSNR_DB, psnr
-from snapfusion_coreml.pipeline import TorchBackend, generate_image
+from snapfusion_coreml.pipeline import SamplingPlan, TorchBackend, generate_image
 from snapfusion_coreml.tokenizer import tokenize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,17 +61,18 @@ def test_one_generation_path_for_every_unet_batch(tiny_pipeline, w):
     calls = []
 
     class Fixed(TorchBackend):
-        def unet(self, sample, timestep, context):
+        def unet(self, sample, timestep, context, timestep_cond=None):
             assert sample.shape[0] == self.unet_batch == timestep.shape[0] == context.shape[0]
             calls.append(sample.shape[0])
-            return super().unet(sample, timestep, context)
+            return super().unet(sample, timestep, context, timestep_cond)
 
     reference = tiny_pipeline.generate(PROMPT, steps=2, guidance_scale=w, seed=5)
     for batch in (1, 2):
         backend = Fixed(tiny_pipeline)
         backend.unet_batch = batch
         calls.clear()
-        image = generate_image(backend, tiny_pipeline.tokenizer, tiny_pipeline.scheduler, tiny_pipeline.defaults, PROMPT,
+        sampling = SamplingPlan(tiny_pipeline.scheduler, tiny_pipeline.sampler_settings())
+        image = generate_image(backend, tiny_pipeline.tokenizer, sampling, tiny_pipeline.defaults, PROMPT,
                                steps=2, guidance_scale=w, seed=5)
         assert calls == [batch] * (2 if batch == 2 or w == 1.0 else 4)
         assert psnr(reference / 127.5 - 1.0, image / 127.5 - 1.0) >= PARITY_PSNR_DB
@@ -81,6 +82,7 @@ def test_sampler_and_tokenizer_come_from_pipeline_json(tiny_converted_dir, tmp_p
     folder = _linked_copy(tiny_converted_dir, tmp_path / "edited")
     manifest = json.loads((folder / "pipeline.json").read_text())
     manifest["sampler"]["timesteps"] = [999, 600, 123]
+    manifest["sampler"]["previous_timesteps"] = [600, 123, -1]
     manifest["tokenizer"]["pad_token_id"] = 0  # SD-2's "!" padding
     (folder / "pipeline.json").write_text(json.dumps(manifest))
 
@@ -90,7 +92,7 @@ def test_sampler_and_tokenizer_come_from_pipeline_json(tiny_converted_dir, tmp_p
     assert seen == [999, 600, 123]
     ids = tokenize(pipeline.tokenizer, ["a cat"])[0].tolist()
     assert ids[:4] == [49406, 320, 2368, 49407] and set(ids[4:]) == {0}
-    seen.clear()  # another step count: the schedule's own spacing (trailing)
+    seen.clear()  # another step count: the folder's sampler replanned (trailing DDIM)
     pipeline.generate(PROMPT, steps=2, seed=0, on_step=lambda i, t, z: seen.append(t))
     assert seen == [999, 499]
 
