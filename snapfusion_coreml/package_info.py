@@ -97,7 +97,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
 
 def unet_calls(pipeline_manifest: PipelineManifest) -> int:
     """UNet evaluations per image at the folder's default guidance: calls x 2 where CFG runs."""
-    from .samplers.settings import runs_cfg
+    from .guidance import runs_cfg
 
     guidance = pipeline_manifest.guidance
     return pipeline_manifest.sampler.calls * (2 if runs_cfg(guidance.default_scale, guidance.embedding_dim) else 1)

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from .config import PipelineDefaults, SchedulerConfig
+from .guidance import runs_cfg
 from .image_size import ImageSize, latent_size
-from .samplers.settings import SamplerSettings, runs_cfg
+from .samplers.settings import SamplerSettings
 from .schedule import guidance_embedding, guided_prediction
 from .tokenizer import tokenize
 

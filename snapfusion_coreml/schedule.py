@@ -23,7 +23,7 @@ import torch
 
 from .config import SchedulerConfig
 from .errors import UserError
-from .samplers.settings import uses_guidance
+from .guidance import uses_guidance
 
 FINAL_ALPHA_CUMPROD = 1.0  # alpha of "timestep -1": the last DDIM step returns x_hat
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import __version__
+from ..guidance import runs_cfg
 from ..image_size import VAE_FACTOR, ImageSize
 from ..io import recorded_path
 from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Source, TensorSpec, Tokenizer
 from ..samplers.record import SamplerRecord
-from ..samplers.settings import model_settings, runs_cfg
+from ..samplers.settings import model_settings
 from .options import ConvertOptions
 
 

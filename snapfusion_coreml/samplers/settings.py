@@ -166,19 +166,6 @@ class SamplerSettings:
             raise UserError(f"expected original_inference_steps >= 1, got {self.original_inference_steps} (in {source})")
 
 
-def uses_guidance(scale: float) -> bool:
-    """Whether w runs guidance at all: diffusers' rule (`do_classifier_free_guidance`), w > 1. For
-    w <= 1, 0 < w < 1 included, sampling uses the conditional prediction alone and needs no
-    unconditional UNet pass. Swift twin: `Pipeline.usesGuidance` (ios_app/.../Pipeline/Pipeline.swift)."""
-    return scale > 1.0
-
-
-def runs_cfg(scale: float, embedding_dim: int | None) -> bool:
-    """Whether sampling runs a negative-prompt UNet pass per step: w > 1 and no guidance embedding
-    (a UNet with `timestep_cond` takes w as an input and runs once per step)."""
-    return uses_guidance(scale) and embedding_dim is None
-
-
 def unet_calls(name: str, steps: int) -> int:
     """UNet calls of `steps` sampling steps, without CFG: PLMS runs one more (its first step twice)."""
     return steps + 1 if name == "pndm" and steps > 1 else steps

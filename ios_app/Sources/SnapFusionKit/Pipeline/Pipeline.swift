@@ -80,7 +80,7 @@ public final class Pipeline: Sendable {
 
     /// Whether guidance scale `scale` runs classifier-free guidance: diffusers' rule, w > 1. For
     /// w <= 1 (0 < w < 1 included) the conditional prediction is used alone. Python twin:
-    /// `schedule.uses_guidance` (snapfusion_coreml/schedule.py); tests/golden/sampler.json pins both.
+    /// `guidance.uses_guidance` (snapfusion_coreml/guidance.py); tests/golden/sampler.json pins both.
     public static func usesGuidance(_ scale: Double) -> Bool { scale > 1 }
 
     /// Generates one image on the calling thread. The backend must be loaded (or load on demand).
