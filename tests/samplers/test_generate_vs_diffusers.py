@@ -132,7 +132,7 @@ def converted_sd(tmp_path_factory, diffusers_folder):
     return out
 
 
-@pytest.mark.parametrize("case", [c for c in SCHEDULERS if c[0] in ("pndm", "dpmsolver++", "euler_ancestral-turbo", "lcm-lora", "tcd")],
+@pytest.mark.parametrize("case", [c for c in SCHEDULERS if c[0] in ("ddim", "pndm", "dpmsolver++", "euler-turbo", "euler_ancestral-turbo", "lcm-lora", "tcd")],
                          ids=lambda c: c[0])
 def test_generate_out_equals_the_model_image(case, converted_sd, diffusers_folder, tmp_path, one_thread):
     """`generate OUT` with the sampler convert writes for that scheduler config: the interpreter in
