@@ -15,7 +15,8 @@ current form):
   - no `source.loras`                                             -> [] (no LoRA merged);
   - no `tokenizer.pad_token_id`                                   -> eos_token_id (CLIP's <|endoftext|>);
   - no `source`                                                   -> every source field unknown;
-  - a component without `file`, `chunks`, `attention`, ... keys   -> null.
+  - a component without `file`, `chunks`, `attention`, ... keys   -> null;
+  - a component without `format` (folders before Core AI)         -> "coreml".
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ FORMAT_VERSION = 1
 COMPONENT_KEYS = ("text_encoder", "unet", "decoder")  # in the order they run
 TENSOR_DTYPES = ("float32", "float16", "int32")  # what a Core ML multi-array feature may declare
 GUIDANCE_BATCHES = (1, 2)  # guidance.unet_batch: two calls, or [uncond, cond] in one
+COMPONENT_FORMATS = ("coreml", "coreai")  # component `format`: .mlpackage (Core ML) or .aimodel (Core AI) files
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ class Component:
     attention: str | None = None
     compression: Compression | None = None
     size_bytes: int | None = None
+    format: str = "coreml"  # COMPONENT_FORMATS: the runtime its files are for
 
     @property
     def files(self) -> list[str]:
@@ -268,7 +271,7 @@ class Component:
                 "precision": self.precision, "deployment_target": self.deployment_target, "attention": self.attention,
                 "compression": None if self.compression is None else self.compression.to_dict(),
                 "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
-                "size_bytes": self.size_bytes}
+                "size_bytes": self.size_bytes, "format": self.format}
 
     @classmethod
     def from_fields(cls, f: JsonFields) -> "Component":
@@ -281,7 +284,7 @@ class Component:
                    tuple(TensorSpec.from_fields(t) for t in f.objects("outputs")),
                    f.string("sha256", default=None), f.string("precision", default=None),
                    f.string("deployment_target", default=None), f.string("attention", default=None), compression,
-                   f.integer("size_bytes", minimum=0, default=None))
+                   f.integer("size_bytes", minimum=0, default=None), f.string("format", COMPONENT_FORMATS, default="coreml"))
 
 
 @dataclass(frozen=True)

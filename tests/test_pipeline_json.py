@@ -35,6 +35,7 @@ def with_documented_defaults(data: dict) -> dict:
         for key in ("file", "chunks", "sha256", "precision", "deployment_target", "attention", "compression",
                     "size_bytes"):
             component.setdefault(key, None)
+        component.setdefault("format", "coreml")  # folders before Core AI
     return out
 
 

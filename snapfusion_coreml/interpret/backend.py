@@ -88,6 +88,15 @@ class PackagePipeline:
     def source(self) -> str:
         return str(self.folder.path)
 
+    @property
+    def runtime(self) -> str:
+        """What runs the components: the interpreter (Core ML folders) or Apple's Core AI runtime."""
+        return "Core AI assets, Apple's Core AI runtime" if "coreai" in self.folder.formats else \
+            f"Core ML packages, interpreter {self.folder.precision}"
+
+    def close(self) -> None:
+        self.folder.close()
+
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                  image_size: ImageSize | int | None = None, on_step: StepCallback | None = None) -> np.ndarray:
         return generate_image(self.backend, self.tokenizer, self.scheduler, self.defaults, prompt, steps,

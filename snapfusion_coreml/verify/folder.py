@@ -4,7 +4,9 @@
     outputs = folder.run("unet", {"sample": ..., "timestep": ..., "encoder_hidden_states": ...})
 
 Programs are read on first use and kept. A chunked UNet runs chunk 1, then chunk 2 on the UNet
-inputs and chunk 1's outputs; callers always name the component ("unet").
+inputs and chunk 1's outputs; callers always name the component ("unet"). A Core AI component
+(pipeline.json `format` "coreai", an `.aimodel` asset) runs in Apple's Core AI runtime instead
+(coreai.AssetRunner), in the asset's own float16 precision.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..coreai.runtime import ASSET_SUFFIX, AssetRunner
 from ..errors import expected
 from ..pipeline_json import PIPELINE_JSON, Component, PipelineManifest, TensorSpec
 from .interpreter import MODES, run_chain
@@ -29,6 +32,9 @@ def open_converted_folder(out: Path | str) -> PipelineManifest:
         for name in component.files:
             if not (folder / name).is_dir():
                 raise expected(f"package {name} (listed for {key} in {PIPELINE_JSON})", "no such package", str(folder))
+            if (component.format == "coreai") != name.endswith(ASSET_SUFFIX):
+                raise expected(f"{key} files ending in {ASSET_SUFFIX if component.format == 'coreai' else '.mlpackage'} "
+                               f"(format {component.format!r})", name, str(folder / PIPELINE_JSON))
     return pipeline_manifest
 
 
@@ -42,6 +48,10 @@ class ConvertedFolder:
         self.precision = precision
         self.pipeline_manifest = open_converted_folder(self.path)
         self._programs: dict[str, list[Program]] = {}
+        self._assets: AssetRunner | None = None
+        if precision != "fp16" and self.formats != {"coreml"}:
+            raise expected("precision fp16 for a Core AI folder (its assets compute in float16)", repr(precision),
+                           str(self.pipeline_json))
 
     @property
     def pipeline_json(self) -> Path:
@@ -60,12 +70,32 @@ class ConvertedFolder:
             self._programs[key] = [load_program(self.path / f) for f in self.component(key).files]
         return self._programs[key]
 
+    @property
+    def formats(self) -> set[str]:
+        """The formats of the folder's components ({"coreml"}, {"coreai"})."""
+        return {c.format for c in self.components.values()}
+
+    def assets(self) -> AssetRunner:
+        """Apple's Core AI runtime over this folder's `.aimodel` assets (loaded on first use)."""
+        if self._assets is None:
+            self._assets = AssetRunner()
+        return self._assets
+
+    def close(self) -> None:
+        """Release loaded Core AI assets (Core ML programs need nothing)."""
+        if self._assets is not None:
+            self._assets.close()
+            self._assets = None
+
     def declared_inputs(self, key: str) -> tuple[TensorSpec, ...]:
         """The component's inputs as pipeline.json declares them."""
         return self.component(key).inputs
 
     def run(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run component `key` on `inputs` (name -> array); its outputs, floats as float32."""
+        component = self.component(key)
+        if component.format == "coreai":
+            return self.assets().run(self.path / component.files[0], inputs)
         programs = self.programs(key)
         declared = {name for p in programs for name in p.inputs} - {o for p in programs for o in p.outputs}
         if set(inputs) != declared:
