@@ -48,6 +48,7 @@ public final class CoreMLBackend: ComputeUnitFallback, @unchecked Sendable {
 
     /// Prepares the models of an opened folder (resolves each component's files; loads nothing).
     public init(folder: ConvertedFolder, configuration: Configuration = .init()) throws {
+        try folder.requireFormat(.coreML)
         self.description = folder.description
         self.configuration = configuration
         func managed(_ name: PipelineDescription.ComponentName) throws -> [ManagedModel] {
