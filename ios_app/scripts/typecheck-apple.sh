@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Type-checks the Core ML backend and every `#if canImport(CoreML)` path of SnapFusionKit and
+# Type-checks the Core ML and Core AI backends and every `#if canImport(CoreML)` / `#if canImport(CoreAI)`
+# path of SnapFusionKit and
 # snapfusion-cli on Linux, against stub modules (scripts/apple-stubs) that declare exactly the
 # Core ML and CoreGraphics API the code calls, each signature copied from Apple's documentation
 # page cited next to it. Swift 6 language mode; warnings are errors. On macOS the real SDK is
@@ -21,6 +22,8 @@ swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]
     scripts/apple-stubs/CoreGraphics.swift -emit-module-path "$work/CoreGraphics.swiftmodule"
 swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]}" -module-name CoreML \
     scripts/apple-stubs/CoreML.swift -emit-module-path "$work/CoreML.swiftmodule"
+swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]}" -module-name CoreAI \
+    scripts/apple-stubs/CoreAI.swift -emit-module-path "$work/CoreAI.swiftmodule"
 
 # 2. SnapFusionKit with canImport(CoreML) and canImport(CoreGraphics) true
 kit=()
@@ -45,4 +48,16 @@ if swiftc -typecheck "${flags[@]}" "$work/control.swift" >"$work/control.log" 2>
     exit 1
 fi
 
-echo "typecheck-apple: SnapFusionKit (${#kit[@]} files) and snapfusion-cli (${#cli[@]} files) type-check against the Core ML and CoreGraphics stubs"
+# 5. negative control for Core AI: a misspelled call must fail against its stub too
+cat > "$work/control_ai.swift" <<'SWIFT'
+import CoreAI
+func control(_ url: URL) async throws -> InferenceFunction? { try await AIModel(contentsOf: url).loadFunktion(named: "main") }
+SWIFT
+if swiftc -typecheck "${flags[@]}" "$work/control_ai.swift" >"$work/control_ai.log" 2>&1 \
+    || ! grep -q "has no member 'loadFunktion'" "$work/control_ai.log"; then
+    echo "error: the Core AI stub did not reject a misspelled call as expected; the check proves nothing" >&2
+    cat "$work/control_ai.log" >&2
+    exit 1
+fi
+
+echo "typecheck-apple: SnapFusionKit (${#kit[@]} files) and snapfusion-cli (${#cli[@]} files) type-check against the Core ML, Core AI and CoreGraphics stubs"
