@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..coreai.runtime import ASSET_SUFFIX, AssetRunner
+from ..coreai.runtime import ASSET_SUFFIX, AssetRunner, check_asset
 from ..errors import expected
 from ..pipeline_json import PIPELINE_JSON, Component, PipelineManifest, TensorSpec
 from .interpreter import MODES, run_chain
@@ -23,7 +23,8 @@ from .program import Program, load_program
 
 
 def open_converted_folder(out: Path | str) -> PipelineManifest:
-    """The pipeline manifest of the converted folder `out`, checked: its values and listed packages."""
+    """The pipeline manifest of the converted folder `out`, checked: its values and listed packages
+    (Core AI assets: complete, their programs matching the digests beside them)."""
     folder = Path(out)
     if not folder.is_dir():
         raise expected("a converted folder", "nothing at that path" if not folder.exists() else "a file", str(folder))
@@ -35,6 +36,8 @@ def open_converted_folder(out: Path | str) -> PipelineManifest:
             if (component.format == "coreai") != name.endswith(ASSET_SUFFIX):
                 raise expected(f"{key} files ending in {ASSET_SUFFIX if component.format == 'coreai' else '.mlpackage'} "
                                f"(format {component.format!r})", name, str(folder / PIPELINE_JSON))
+            if component.format == "coreai":  # before anything runs: the runtime aborts on a truncated program
+                check_asset(folder / name)
     return pipeline_manifest
 
 
