@@ -31,6 +31,7 @@ from .options import ConvertOptions
 COREAI_FILE_NAMES = {"text_encoder": "TextEncoder.aimodel", "unet": "Unet.aimodel", "decoder": "VAEDecoder.aimodel"}
 COREAI_DEPLOYMENT_TARGET = "iOS27"  # Core AI assets run on iOS / iPadOS / macOS 27 and later
 UNCAST_INPUTS = ("input_ids",)  # token ids carried as float32: exact there, not in float16
+UNPALETTIZED_OPS = ("coreai.gather_nd",)  # the token embedding lookup
 GRANULARITY = "per_grouped_channel"  # one look-up table per GROUP_SIZE output channels, as the Core ML iOS 18 path
 
 
@@ -71,12 +72,25 @@ def to_coreai(spec: ComponentSpec):
 def palettize(program, bits: int):
     """coreai-opt's k-means palettization of the program's weights at `bits` (float16 look-up
     tables, one per GROUP_SIZE output channels; weights of 1024 elements or fewer, and those whose
-    channels do not split into groups, stay float16)."""
+    channels do not split into groups, stay float16).
+
+    The token embedding (a gather, read one row at a time) stays float16, as on the Core ML path
+    (convert/compress.py): coreai-opt 0.4.0 has no per-op filter, so its list of weight-consuming
+    ops is narrowed to exclude gathers for this call. Palettizing it cost minutes of k-means on
+    49408 rows for a few percent of the asset."""
     passes = require_coreai("coreai_opt.coreai_utils", "convert --format coreai --palettize")
+    pass_module = require_coreai("coreai_opt.coreai_utils.passes.weight_palettization", "convert --format coreai --palettize")
     kmeans_build_tools()
-    return passes.palettize_weights(program, None, n_bits=bits, granularity=passes.CompressionGranularity.PER_GROUPED_CHANNEL,
-                                    group_size=GROUP_SIZE, num_kmeans_workers=1,  # its process pool hung after torch had started threads
-                                    in_place=True)
+    ops = getattr(pass_module, "_OPS_WEIGHT_NEED_COMPRESSION", None)
+    if ops is None:
+        raise RuntimeError("coreai-opt's palettization pass changed (no _OPS_WEIGHT_NEED_COMPRESSION); pin coreai-opt==0.4.0")
+    pass_module._OPS_WEIGHT_NEED_COMPRESSION = frozenset(op for op in ops if op not in UNPALETTIZED_OPS)
+    try:
+        return passes.palettize_weights(program, None, n_bits=bits, granularity=passes.CompressionGranularity.PER_GROUPED_CHANNEL,
+                                        group_size=GROUP_SIZE, num_kmeans_workers=1,  # its process pool hung after torch had started threads
+                                        in_place=True)
+    finally:
+        pass_module._OPS_WEIGHT_NEED_COMPRESSION = ops
 
 
 def convert_component_coreai(spec: ComponentSpec, options: ConvertOptions, out_dir: Path):

@@ -28,7 +28,7 @@ from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
 from ..pipeline_json import PIPELINE_JSON
 from . import native
-from .declared import declared_io_problems, package_features
+from .declared import declared_io_problems
 from .folder import open_converted_folder
 from .interpreter import MODES, run_chain
 from .program import load_program
@@ -109,7 +109,7 @@ def _verify(folder: Path, pipeline_manifest, reference: str | None, min_psnr: fl
         digest = ",".join(tree_sha256(folder / f) for f in files)
         if component.sha256 and digest != component.sha256:
             report.integrity.append(f"{', '.join(files)} differs from its sha256 in {PIPELINE_JSON} (altered after convert)")
-        mismatches = declared_io_problems(folder, key, component, files, assets.features if assets else package_features)
+        mismatches = declared_io_problems(folder, key, component, files, assets.features if assets else None)
         if mismatches:  # inputs built from the declaration could not be trusted: not run
             report.integrity.extend(mismatches)
             continue

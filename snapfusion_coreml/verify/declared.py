@@ -36,15 +36,15 @@ def package_features(package: Path) -> tuple[dict[str, dict], dict[str, dict]]:
 
 
 def declared_io_problems(folder: Path, key: str, component: Component, files: list[str],
-                         features: Callable[[Path], tuple[dict[str, dict], dict[str, dict]]] = package_features) -> list[str]:
+                         features: Callable[[Path], tuple[dict[str, dict], dict[str, dict]]] | None = None) -> list[str]:
     """One phrase per input or output where the packages and pipeline.json disagree (empty: they agree).
-    `features` reads a file's (inputs, outputs): a Core ML package's spec by default; a Core AI
+    `features` reads a file's (inputs, outputs): a Core ML package's spec (package_features) by default; a Core AI
     asset's loaded function (coreai.AssetRunner.features) for `.aimodel` folders."""
     problems: list[str] = []
     inputs, outputs = _declared(component.inputs), _declared(component.outputs)
     available, used, produced = dict(inputs), set(), {}
     for name in files:
-        got_in, got_out = features(folder / name)
+        got_in, got_out = (features or package_features)(folder / name)
         for tensor, got in got_in.items():
             want = available.get(tensor)
             if want is None:
