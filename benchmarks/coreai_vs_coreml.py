@@ -7,7 +7,9 @@ process; its wall time, CPU time (user + sys of the child and its helpers) and p
 wait4. Each UNet timing runs in a child process too: one warm-up call (for Core AI that includes
 lowering the asset), then --calls calls on verify's deterministic inputs, each timed by wall clock
 and by the process's CPU clock (all threads). The Core ML interpreter runs in fp16 mode, the
-precision the phone computes in; the Core AI asset computes in float16 by construction.
+precision the phone computes in; the Core AI asset computes in float16 by construction. Last, the
+same prompt and seed are drawn by PyTorch and by `generate OUT` of each folder (and of float16
+folders of both formats, converted without palettization), and the images compared by PSNR.
 
     python benchmarks/coreai_vs_coreml.py [--model DIR] [--palettize text_encoder=8,unet=6] [--calls 5]
 
@@ -96,6 +98,42 @@ def time_unet(folder: Path, calls: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+PROMPT, SEED = "a photo of an astronaut riding a horse on mars", 7
+
+
+def generate(model: str, png: Path) -> None:
+    argv = [sys.executable, "-m", "snapfusion_coreml", "generate", model, "--prompt", PROMPT, "--seed", str(SEED), "-o", str(png)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), TQDM_DISABLE="1")
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(argv)} failed:\n{done.stderr[-3000:]}")
+
+
+def image_psnr(a: Path, b: Path) -> dict:
+    """PSNR of two PNGs in the decoder's [-1, 1] range, and their largest difference in levels of 255."""
+    import numpy as np
+    from PIL import Image
+
+    from snapfusion_coreml.metrics import psnr
+
+    x, y = (np.asarray(Image.open(p)).astype(np.float64) / 127.5 - 1.0 for p in (a, b))
+    return {"psnr_db": round(float(psnr(x, y)), 2), "max_levels": int(round(float(np.abs(x - y).max()) * 127.5))}
+
+
+def images(model: str, work: Path, palettize: str) -> dict:
+    """The same prompt and seed drawn by PyTorch and by `generate OUT` of each folder: the converted
+    folders of this run (palettized) and float16 folders (no palettization) of both formats."""
+    generate(model, work / "torch.png")
+    for fmt in FORMATS:
+        convert(model, work / f"{fmt}-fp16", fmt, "none")
+        for name in (fmt, f"{fmt}-fp16"):
+            generate(str(work / name), work / f"{name}.png")
+    pairs = [("coreml", "coreai"), ("torch", "coreml"), ("torch", "coreai"),
+             ("coreml-fp16", "coreai-fp16"), ("torch", "coreml-fp16"), ("torch", "coreai-fp16")]
+    return {"prompt": PROMPT, "seed": SEED, "palettize": palettize,
+            "pairs": [{"a": a, "b": b, **image_psnr(work / f"{a}.png", work / f"{b}.png")} for a, b in pairs]}
+
+
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
@@ -156,6 +194,14 @@ def markdown(record: dict) -> str:
         "Core ML: this project's interpreter (snapfusion_coreml/verify) in fp16 mode; Core AI: Apple's coreai-core "
         "runtime on the CPU. Neither is the phone: on device Core ML and Core AI use the GPU and Neural Engine.",
         "",
+        f"Images: `generate` with \"{record['images']['prompt']}\", seed {record['images']['seed']}, PSNR in the decoder's "
+        "[-1, 1] range and the largest difference in levels of 255 (`torch`: the PyTorch pipeline; `-fp16`: folders "
+        "converted with `--palettize none`; the others with the palettization above):",
+        "",
+        "| image | vs | PSNR | max difference |",
+        "|---|---|---:|---:|",
+        *[f"| {p['a']} | {p['b']} | {p['psnr_db']} dB | {p['max_levels']} |" for p in record["images"]["pairs"]],
+        "",
     ]
     return "\n".join(lines)
 
@@ -180,9 +226,10 @@ def main() -> None:
         results[fmt] = {"convert": convert(args.model, out, fmt, args.palettize)}
         results[fmt]["unet"] = time_unet(out, args.calls)
         print(f"{fmt}: {json.dumps(results[fmt])}", file=sys.stderr)
+    record_images = images(args.model, work, args.palettize)
     record = {"command": command, "git_commit": git_commit(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": machine(), "model": args.model, "palettize": args.palettize, "load_before": load_before,
-              "load_after": [round(x, 2) for x in os.getloadavg()], "results": results}
+              "load_after": [round(x, 2) for x in os.getloadavg()], "results": results, "images": record_images}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "coreai_vs_coreml.json").write_text(json.dumps(record, indent=2) + "\n")
     (RESULTS / "coreai_vs_coreml.md").write_text(markdown(record))
