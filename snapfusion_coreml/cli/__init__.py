@@ -78,8 +78,12 @@ def quiet_third_parties(quiet: bool) -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     if "transformers" in sys.modules:  # already imported (a Python caller of main)
         sys.modules["transformers"].utils.logging.set_verbosity_error()
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.ERROR)
+    # torch's loggers keep their own level: where torchao is installed (coreai-opt needs it) and
+    # transformers imports it, its enum registration warns through this one on every run
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 def _on_signal(signum: int, frame) -> None:
