@@ -6,7 +6,4 @@ Everything Apple ships here is the optional `[coreai]` extra: nothing is importe
 `.aimodel` folder is converted or run (tools.require_coreai names the extra when it is missing).
 """
 
-from .runtime import ASSET_SUFFIX, AssetRunner, check_asset
-from .tools import FORMATS, require_coreai
-
-__all__ = ["ASSET_SUFFIX", "AssetRunner", "FORMATS", "check_asset", "require_coreai"]
+# Nothing is imported here: the CLI's flag checks import coreai.tools alone (no numpy, no Apple package).
