@@ -87,6 +87,20 @@ def check_overrides_converted(component_compression: tuple[tuple[str, Compressio
                         f"(--components {','.join(components)})")
 
 
+def check_coreai_flags(chunk_unet: bool, compression: CompressionSpec,
+                       component_compression: tuple[tuple[str, CompressionSpec], ...]) -> None:
+    """What `--format coreai` does not do: chunking (a Core ML memory workaround), mixed-bit
+    recipes (computed by the Core ML interpreter) and uniform palettes (coreai-opt palettizes by
+    k-means)."""
+    if chunk_unet:
+        raise UserError("expected --chunk-unet only with --format coreml, got --format coreai")
+    specs = [compression, *(spec for _, spec in component_compression)]
+    if any(spec.mode == "mixed" for spec in specs):
+        raise UserError("expected --palettize none, 4, 6 or 8 with --format coreai, got a mixed:BITS recipe")
+    if any(spec.enabled and spec.method != "kmeans" for spec in specs):
+        raise UserError("expected --palettize-mode kmeans with --format coreai (coreai-opt palettizes by k-means), got uniform")
+
+
 @dataclass(frozen=True)
 class LoraSpec:
     """One --lora FILE[:SCALE]."""

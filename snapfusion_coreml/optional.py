@@ -2,7 +2,7 @@
 
 The main install (convert, verify, inspect, generate, latency) needs none of them; pyproject.toml
 groups them as extras: `train` (accelerate, diffusers), `report` (matplotlib), `bench` (psutil),
-`clip` (open_clip_torch).
+`clip` (open_clip_torch), `coreai` (Apple's coreai-core, coreai-torch, coreai-opt: coreai/tools.py).
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ current form):
   - no `source.loras`                                             -> [] (no LoRA merged);
   - no `tokenizer.pad_token_id`                                   -> eos_token_id (CLIP's <|endoftext|>);
   - no `source`                                                   -> every source field unknown;
-  - a component without `file`, `chunks`, `attention`, ... keys   -> null.
+  - a component without `file`, `chunks`, `attention`, ... keys   -> null;
+  - a component without `format` (folders before Core AI)         -> "coreml".
 
 Values are checked beyond their types, with the rules the Swift reader applies
 (PipelineDescription+Decoding.swift `firstInvalidValue`, tested on the same tests/golden/pipelines.json):
 every number finite, sizes >= 1, latent.scale_factor > 0, noise_schedule.beta_start and beta_end
-in (0, 1), guidance.unet_batch 1 or 2, sampler.timesteps non-empty and decreasing, component
+in (0, 1), guidance.unet_batch 1 or 2, the sampler record as samplers/record.py checks it, component
 `file`/`chunks` and tokenizer `vocab`/`merges` plain file names inside the folder.
 """
 
@@ -47,6 +48,7 @@ GUIDANCE_INPUT = "timestep_cond"  # the UNet input of a guidance embedding
 COMPONENT_KEYS = ("text_encoder", "unet", "decoder")  # in the order they run
 TENSOR_DTYPES = ("float32", "float16", "int32")  # what a Core ML multi-array feature may declare
 GUIDANCE_BATCHES = (1, 2)  # guidance.unet_batch: two calls, or [uncond, cond] in one
+COMPONENT_FORMATS = ("coreml", "coreai")  # component `format`: .mlpackage (Core ML) or .aimodel (Core AI) files
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ class Component:
     attention: str | None = None
     compression: Compression | None = None
     size_bytes: int | None = None
+    format: str = "coreml"  # COMPONENT_FORMATS: the runtime its files are for
 
     @property
     def files(self) -> list[str]:
@@ -264,7 +267,7 @@ class Component:
                 "precision": self.precision, "deployment_target": self.deployment_target, "attention": self.attention,
                 "compression": None if self.compression is None else self.compression.to_dict(),
                 "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
-                "size_bytes": self.size_bytes}
+                "size_bytes": self.size_bytes, "format": self.format}
 
     @classmethod
     def from_fields(cls, f: JsonFields) -> "Component":
@@ -277,7 +280,7 @@ class Component:
                    tuple(TensorSpec.from_fields(t) for t in f.objects("outputs")),
                    f.string("sha256", default=None), f.string("precision", default=None),
                    f.string("deployment_target", default=None), f.string("attention", default=None), compression,
-                   f.integer("size_bytes", minimum=0, default=None))
+                   f.integer("size_bytes", minimum=0, default=None), f.string("format", COMPONENT_FORMATS, default="coreml"))
 
 
 @dataclass(frozen=True)

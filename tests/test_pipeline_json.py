@@ -35,6 +35,7 @@ def with_documented_defaults(data: dict) -> dict:
         for key in ("file", "chunks", "sha256", "precision", "deployment_target", "attention", "compression",
                     "size_bytes"):
             component.setdefault(key, None)
+        component.setdefault("format", "coreml")  # folders before Core AI
     out["guidance"].setdefault("embedding", None)
     if out["format_version"] == 1:  # the DDIM record whose previous timestep is the next entry
         old = out["sampler"]

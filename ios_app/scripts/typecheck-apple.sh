@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Type-checks the Core ML backend and every `#if canImport(CoreML)` and `#if canImport(Darwin)`
-# path of SnapFusionKit and snapfusion-cli on Linux, against stub modules (scripts/apple-stubs)
-# that declare exactly the Core ML, CoreGraphics and Darwin API the code calls, each signature
-# copied from Apple's documentation page or SDK header cited next to it. Swift 6 language mode;
-# warnings are errors, so the "0 warnings" of an Apple build holds for these branches too. The
-# Darwin stub declares `mach_task_self_` as SDKs before Xcode 16.3 do, so code that only builds
-# with newer SDKs fails here. On macOS the real SDK is used by `swift build`, so this check is
-# only needed (and only run) where Core ML is missing.
+# Type-checks the Core ML and Core AI backends and every `#if canImport(CoreML)`,
+# `#if canImport(CoreAI)` and `#if canImport(Darwin)` path of SnapFusionKit and snapfusion-cli on
+# Linux, against stub modules (scripts/apple-stubs) that declare exactly the Core ML, Core AI,
+# CoreGraphics and Darwin API the code calls, each signature copied from Apple's documentation
+# page or SDK header cited next to it. Swift 6 language mode; warnings are errors, so the
+# "0 warnings" of an Apple build holds for these branches too. The Darwin stub declares
+# `mach_task_self_` as SDKs before Xcode 16.3 do, so code that only builds with newer SDKs fails
+# here. On macOS the real SDK is used by `swift build`, so this check is only needed (and only
+# run) where Core ML is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,8 @@ swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]
     scripts/apple-stubs/CoreGraphics.swift -emit-module-path "$work/CoreGraphics.swiftmodule"
 swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]}" -module-name CoreML \
     scripts/apple-stubs/CoreML.swift -emit-module-path "$work/CoreML.swiftmodule"
+swiftc -emit-module -parse-as-library -enable-library-evolution "${stub_flags[@]}" -module-name CoreAI \
+    scripts/apple-stubs/CoreAI.swift -emit-module-path "$work/CoreAI.swiftmodule"
 
 # 2. SnapFusionKit with canImport(CoreML), canImport(CoreGraphics) and canImport(Darwin) true
 kit=()
@@ -70,4 +73,16 @@ done
 grep -q "not concurrency-safe" "$work/control_task.log" || { cat "$work/control_task.log" >&2; exit 1; }
 grep -q "deprecated" "$work/control_cstring.log" || { cat "$work/control_cstring.log" >&2; exit 1; }
 
-echo "typecheck-apple: SnapFusionKit (${#kit[@]} files) and snapfusion-cli (${#cli[@]} files) type-check against the Core ML, CoreGraphics and Darwin stubs (Darwin negative controls rejected)"
+# 6. negative control for Core AI: a misspelled call must fail against its stub too
+cat > "$work/control_ai.swift" <<'SWIFT'
+import CoreAI
+func control(_ url: URL) async throws -> InferenceFunction? { try await AIModel(contentsOf: url).loadFunktion(named: "main") }
+SWIFT
+if swiftc -typecheck "${flags[@]}" "$work/control_ai.swift" >"$work/control_ai.log" 2>&1 \
+    || ! grep -q "has no member 'loadFunktion'" "$work/control_ai.log"; then
+    echo "error: the Core AI stub did not reject a misspelled call as expected; the check proves nothing" >&2
+    cat "$work/control_ai.log" >&2
+    exit 1
+fi
+
+echo "typecheck-apple: SnapFusionKit (${#kit[@]} files) and snapfusion-cli (${#cli[@]} files) type-check against the Core ML, Core AI, CoreGraphics and Darwin stubs (Darwin and Core AI negative controls rejected)"

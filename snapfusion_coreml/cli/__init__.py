@@ -141,8 +141,10 @@ def quiet_third_parties(quiet: bool) -> None:
     os.environ.setdefault("TORCH_LOGS", "-all")
     if "transformers" in sys.modules:  # already imported (a Python caller of main)
         sys.modules["transformers"].utils.logging.set_verbosity_error()
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # where torch was imported before TORCH_LOGS was set
 
 
 def _on_signal(signum: int, frame) -> None:

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from ..assets import default_model_dir
-from ..convert_spec import check_overrides_converted, parse_components, parse_lora_option, parse_palettize
+from ..convert_spec import check_coreai_flags, check_overrides_converted, parse_components, parse_lora_option, parse_palettize
+from ..coreai.tools import check_coreai_installed
 from ..errors import check_interrupted
 from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
@@ -37,6 +38,9 @@ def register(app: typer.Typer) -> None:
 def convert(
     model: Optional[str] = typer.Argument(None, help="Model folder or hub id [default: the bundled models/default]"),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically)"),
+    fmt: str = typer.Option("coreml", "--format", callback=one_of("--format", ("coreml", "coreai")),
+                            help="coreml: .mlpackage for iOS 16+ / macOS 13+; coreai: .aimodel for iOS / macOS 27 "
+                                 "(needs the [coreai] extra)"),
     layout: Optional[str] = typer.Option(None, "--layout", help="Map the UNet onto a layout: preset name or JSON file"),
     attention: AttentionImpl = typer.Option(AttentionImpl.SPLIT_EINSUM, "--attention", help="Attention implementation"),
     palettize: str = typer.Option("none", "--palettize",
@@ -67,7 +71,7 @@ def convert(
                                              "text encoder before palettization (repeatable; SCALE default 1.0)"),
     as_json: bool = typer.Option(False, "--json", help="Print the result (files, sizes, sha256s) as JSON"),
 ) -> None:
-    """Convert a text-to-image pipeline to Core ML packages for iPhone, iPad and Mac."""
+    """Convert a text-to-image pipeline to Core ML packages (or Core AI assets) for iPhone, iPad and Mac."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -75,6 +79,9 @@ def convert(
     compression, per_component = parse_palettize(palettize, palettize_mode)
     converted = parse_components(components)
     check_overrides_converted(per_component, converted)
+    if fmt == "coreai":
+        check_coreai_flags(chunk_unet, compression, per_component)
+        check_coreai_installed("convert --format coreai")
     loras = tuple(parse_lora_option(text) for text in lora or ())
     for spec in loras:
         spec.check_file()
@@ -92,6 +99,7 @@ def convert(
             component_compression=per_component, image_size=image_size, unet_batch=unet_batch, target=target.value,
             chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle, base=base, loras=loras,
             sampler=sampler, steps=steps, guidance=guidance, eta=eta,
+            format=fmt,
         )
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
             tasks: dict[str, int] = {}
@@ -108,7 +116,7 @@ def convert(
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}")
     if as_json:
-        print_json({"out": str(summary.out), "components": [
+        print_json({"out": str(summary.out), "format": fmt, "components": [
             {"component": r.key, "files": r.files, "size_bytes": r.size_bytes, "sha256": r.sha256,
              "compression": r.compression, "seconds": round(r.seconds, 3)} for r in summary.results]})
         return

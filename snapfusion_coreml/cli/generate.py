@@ -93,14 +93,18 @@ def generate(
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("denoising", total=total)
-        image = pipeline.generate(prompt, steps, guidance, seed, image_size,
-                                  on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)),
-                                  negative_prompt=negative_prompt, sampler=settings)
+        try:
+            image = pipeline.generate(prompt, steps, guidance, seed, image_size,
+                                      on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)),
+                                      negative_prompt=negative_prompt, sampler=settings)
+        finally:
+            if converted:
+                pipeline.close()  # a Core AI folder's loaded assets
     try:
         write_png(out, image)
     except OSError as exc:
         raise os_error(exc, out) from None
-    backend = f"Core ML packages, interpreter {precision or 'fp16'}" if converted else "PyTorch"
+    backend = pipeline.runtime if converted else "PyTorch"
     if as_json:
         print_json({"out": str(out), "width": image.shape[1], "height": image.shape[0], "steps": steps or pipeline.defaults.steps,
                     "sampler": settings.name, "unet_steps": total, "seed": seed, "backend": backend})

@@ -21,11 +21,13 @@ def verify_command(
     reference: Optional[str] = typer.Option(None, "--reference", help="PyTorch model to compare with [default: pipeline.json source.model]"),
     min_psnr: Optional[float] = typer.Option(None, "--min-psnr", callback=finite("--min-psnr"),
                                              help="Pass threshold in dB [default: 35, Apple's bar]"),
-    modes: Optional[str] = typer.Option(None, "--modes", help="fp32, fp16 and/or coreml (macOS) [default: fp32,fp16, plus coreml on macOS]"),
+    modes: Optional[str] = typer.Option(None, "--modes", help="fp32, fp16 and/or coreml (macOS) [default: fp32,fp16, plus coreml on macOS]; "
+                                                               "coreai for a Core AI folder (its only mode)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow the reference to load pickle (.bin/.ckpt) weights"),
 ) -> None:
-    """Run every package with the Core ML program interpreter (and Core ML on macOS) against PyTorch.
+    """Run every package with the Core ML program interpreter (and Core ML on macOS) against PyTorch;
+    a Core AI folder's .aimodel assets run in Apple's Core AI runtime.
 
     Exits 1 when an output is below --min-psnr, holds NaN/inf, or a package differs from its sha256
     or from the inputs and outputs pipeline.json declares for it.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..convert_spec import COMPONENTS, CompressionSpec, LoraSpec, check_components, check_overrides_converted
+from ..convert_spec import COMPONENTS, CompressionSpec, LoraSpec, check_components, check_coreai_flags, check_overrides_converted
+from ..coreai.tools import FORMATS
 from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..image_size import ImageSize, parse_image_size
@@ -33,6 +34,7 @@ class ConvertOptions:
     steps: int | None = None  # sampling steps planned into pipeline.json (default: the model's)
     guidance: float | None = None  # default guidance scale recorded in pipeline.json (default: the model's)
     eta: float | None = None  # tcd's gamma
+    format: str = "coreml"  # "coreml" (.mlpackage, iOS 16+) or "coreai" (.aimodel, iOS / macOS 27)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attention", AttentionImpl(self.attention))
@@ -50,6 +52,10 @@ class ConvertOptions:
             raise UserError(f"expected --steps >= 1, got {self.steps}")
         if self.chunk_unet and "unet" not in self.components:
             raise UserError("--chunk-unet needs the unet component")
+        if self.format not in FORMATS:
+            raise UserError(f"expected --format {' or '.join(FORMATS)}, got {self.format!r}")
+        if self.format == "coreai":
+            check_coreai_flags(self.chunk_unet, self.compression, self.component_compression)
 
     def compression_for(self, component: str, palettized_by_default: bool) -> CompressionSpec:
         """The compression of one component: its override, else the default where it applies."""
@@ -62,3 +68,4 @@ class ConvertOptions:
     def grouped_channel_luts(self) -> bool:
         """Per-grouped-channel palettization needs the iOS 18 opset."""
         return self.target == "iOS18"
+

@@ -16,6 +16,7 @@ import torch
 
 from ..config import UNetLayout, resolve_layout
 from ..convert_spec import COMPONENTS
+from ..coreai.tools import check_coreai_installed
 from ..errors import UserError
 from ..image_size import ImageSize, latent_size
 from ..io import atomic_directory
@@ -27,6 +28,7 @@ from ..pipeline_json import PipelineManifest
 from ..tokenizer import save_tokenizer
 from .components import component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe
+from .coreai_recipe import convert_component_coreai
 from .options import ConvertOptions
 from .pipeline_manifest import build_pipeline_manifest, choose_sampling
 from .recipe import ComponentResult, convert_component
@@ -101,6 +103,8 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
     source, latent = open_model(model, options, mapping)
     sampling = choose_sampling(source, options)
 
+    if options.format == "coreai":  # Apple's packages are there, or one line naming the extra, before any work
+        check_coreai_installed("convert --format coreai")
     # 2. every component through the same recipe, into a temporary folder, one in memory at a time
     keys = [c for c in COMPONENTS if c in options.components]
     if mixed_recipe is None and any(options.compression_for(k, k != "decoder").mode == "mixed" for k in keys):
@@ -111,7 +115,10 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
             if on_component:
                 on_component(key, "start")
             spec = component_spec(key, source.load(key), source.layout, latent, sampling.unet_batch)
-            results.append(convert_component(spec, options, tmp, source.source, mixed_recipe))
+            if options.format == "coreai":
+                results.append(convert_component_coreai(spec, options, tmp))
+            else:
+                results.append(convert_component(spec, options, tmp, source.source, mixed_recipe))
             inputs[key] = spec.inputs
             del spec
             settle()  # the component's program and weights go; what survives is set aside

@@ -12,6 +12,7 @@ from ..io import recorded_path
 from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Source, TensorSpec, Tokenizer
 from ..samplers.record import SamplerRecord
 from ..samplers.settings import model_settings
+from .coreai_recipe import COREAI_DEPLOYMENT_TARGET
 from .options import ConvertOptions
 
 
@@ -60,10 +61,11 @@ def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, 
             outputs=tuple(TensorSpec(o["name"], tuple(o["shape"]), o["dtype"]) for o in result.outputs),
             sha256=result.sha256,
             precision="float16",
-            deployment_target=options.target,
+            deployment_target=COREAI_DEPLOYMENT_TARGET if options.format == "coreai" else options.target,
             attention=options.attention.value if result.key == "unet" else None,
             compression=Compression.from_dict(result.compression),
             size_bytes=result.size_bytes,
+            format=options.format,
         )
     return PipelineManifest(
         tool_version=__version__,

@@ -103,6 +103,15 @@ class PackagePipeline:
         return model_settings(self.scheduler, own.as_scheduler_config(), str(self.folder.pipeline_json),
                               override or own.name, eta)
 
+    @property
+    def runtime(self) -> str:
+        """What runs the components: the interpreter (Core ML folders) or Apple's Core AI runtime."""
+        return "Core AI assets, Apple's Core AI runtime" if "coreai" in self.folder.formats else \
+            f"Core ML packages, interpreter {self.folder.precision}"
+
+    def close(self) -> None:
+        self.folder.close()
+
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                  image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
                  negative_prompt: str = "", sampler: SamplerSettings | None = None) -> np.ndarray:

@@ -8,6 +8,10 @@ outputs plus the UNet inputs it names), the deterministic inputs of reference.py
 interpreter in each mode ("fp32": reference math; "fp16": the program's declared precision, so
 fp16 overflow shows as inf/NaN) and, on macOS, through Core ML itself ("coreml"). Every output
 is compared with the PyTorch reference by `metrics.compare`.
+
+A Core AI folder (components of pipeline.json `format` "coreai", `.aimodel` assets) runs in one
+mode, "coreai": Apple's Core AI runtime (coreai-core) on this machine, with the same inputs,
+reference and PSNR gate.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..coreai.runtime import AssetRunner
 from ..errors import UserError, expected
 from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
@@ -30,7 +35,8 @@ from .program import load_program
 from .reference import component_inputs, load_reference, reference_outputs
 from .report import OutputCheck, VerifyReport
 
-ALL_MODES = (*MODES, native.MODE)
+COREAI_MODE = "coreai"  # Apple's Core AI runtime over .aimodel assets
+ALL_MODES = (*MODES, native.MODE, COREAI_MODE)
 
 
 def parse_modes(text: str | None) -> tuple[str, ...] | None:
@@ -44,8 +50,15 @@ def parse_modes(text: str | None) -> tuple[str, ...] | None:
     return modes
 
 
-def resolve_modes(modes: tuple[str, ...] | None) -> tuple[tuple[str, ...], list[str]]:
-    """(modes to run, notes). Default: both interpreter modes, plus Core ML where it runs."""
+def resolve_modes(modes: tuple[str, ...] | None, coreai: bool = False) -> tuple[tuple[str, ...], list[str]]:
+    """(modes to run, notes). Default: both interpreter modes, plus Core ML where it runs; a Core AI
+    folder (`coreai`): its one mode."""
+    if coreai:
+        if modes is not None and modes != (COREAI_MODE,):
+            raise UserError(f"expected --modes {COREAI_MODE} for a Core AI folder (.aimodel assets), got {','.join(modes)}")
+        return (COREAI_MODE,), ["Core AI assets ran in Apple's Core AI runtime (coreai-core) on this machine"]
+    if modes is not None and COREAI_MODE in modes:
+        raise UserError(f"expected --modes without {COREAI_MODE} for a Core ML folder (.mlpackage), got {','.join(modes)}")
     reason = native.unavailable_reason()
     if modes is None:
         return (MODES + (native.MODE,), []) if reason is None else (MODES, [reason])
@@ -70,8 +83,21 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
     folder = Path(out)
     # 1. pipeline.json and the packages it lists
     pipeline_manifest = open_converted_folder(folder)
-    run_modes, notes = resolve_modes(modes)
+    formats = {c.format for c in pipeline_manifest.components.values()}
+    if len(formats) > 1:
+        raise expected("components of one format", ", ".join(sorted(formats)), str(folder / PIPELINE_JSON))
+    coreai = formats == {"coreai"}
+    run_modes, notes = resolve_modes(modes, coreai)
+    assets = AssetRunner() if coreai else None
+    try:
+        return _verify(folder, pipeline_manifest, reference, min_psnr, run_modes, notes, on_step, allow_pickle, assets)
+    finally:
+        if assets is not None:
+            assets.close()
 
+
+def _verify(folder: Path, pipeline_manifest, reference: str | None, min_psnr: float, run_modes: tuple[str, ...],
+            notes: list[str], on_step, allow_pickle: bool, assets: AssetRunner | None) -> VerifyReport:
     # 2. the reference model
     model = reference or pipeline_manifest.source.model
     pipeline = load_reference(model, pipeline_manifest, folder, given=reference is not None, allow_pickle=allow_pickle)
@@ -83,7 +109,7 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
         digest = ",".join(tree_sha256(folder / f) for f in files)
         if component.sha256 and digest != component.sha256:
             report.integrity.append(f"{', '.join(files)} differs from its sha256 in {PIPELINE_JSON} (altered after convert)")
-        mismatches = declared_io_problems(folder, key, component, files)
+        mismatches = declared_io_problems(folder, key, component, files, assets.features if assets else None)
         if mismatches:  # inputs built from the declaration could not be trusted: not run
             report.integrity.extend(mismatches)
             continue
@@ -94,7 +120,9 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
         programs = [load_program(folder / f) for f in files] if set(run_modes) & set(MODES) else []
         for mode in run_modes:
             start = time.perf_counter()
-            if mode == native.MODE:
+            if mode == COREAI_MODE:
+                got = assets.run(folder / files[0], inputs)
+            elif mode == native.MODE:
                 got = native.predict_chain([folder / f for f in files], inputs)
             else:
                 got = run_chain(programs, inputs, mode)

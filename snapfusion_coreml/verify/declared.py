@@ -10,6 +10,7 @@ outputs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from ..pipeline_json import PIPELINE_JSON, Component, TensorSpec
 
@@ -35,13 +36,16 @@ def package_features(package: Path) -> tuple[dict[str, dict], dict[str, dict]]:
             {f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(spec.description.output)})
 
 
-def declared_io_problems(folder: Path, key: str, component: Component, files: list[str]) -> list[str]:
-    """One phrase per input or output where the packages and pipeline.json disagree (empty: they agree)."""
+def declared_io_problems(folder: Path, key: str, component: Component, files: list[str],
+                         features: Callable[[Path], tuple[dict[str, dict], dict[str, dict]]] | None = None) -> list[str]:
+    """One phrase per input or output where the packages and pipeline.json disagree (empty: they agree).
+    `features` reads a file's (inputs, outputs): a Core ML package's spec (package_features) by default; a Core AI
+    asset's loaded function (coreai.AssetRunner.features) for `.aimodel` folders."""
     problems: list[str] = []
     inputs, outputs = _declared(component.inputs), _declared(component.outputs)
     available, used, produced = dict(inputs), set(), {}
     for name in files:
-        got_in, got_out = package_features(folder / name)
+        got_in, got_out = (features or package_features)(folder / name)
         for tensor, got in got_in.items():
             want = available.get(tensor)
             if want is None:

@@ -4,7 +4,9 @@
     outputs = folder.run("unet", {"sample": ..., "timestep": ..., "encoder_hidden_states": ...})
 
 Programs are read on first use and kept. A chunked UNet runs chunk 1, then chunk 2 on the UNet
-inputs and chunk 1's outputs; callers always name the component ("unet").
+inputs and chunk 1's outputs; callers always name the component ("unet"). A Core AI component
+(pipeline.json `format` "coreai", an `.aimodel` asset) runs in Apple's Core AI runtime instead
+(coreai.AssetRunner), in the asset's own float16 precision.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..coreai.runtime import ASSET_SUFFIX, AssetRunner, check_asset
 from ..errors import expected
 from ..io import tree_sha256
 from ..pipeline_json import PIPELINE_JSON, Component, PipelineManifest, TensorSpec
@@ -21,7 +24,8 @@ from .program import Program, load_program
 
 
 def open_converted_folder(out: Path | str) -> PipelineManifest:
-    """The pipeline manifest of the converted folder `out`, checked: its values and listed packages."""
+    """The pipeline manifest of the converted folder `out`, checked: its values and listed packages
+    (Core AI assets: complete, their programs matching the digests beside them)."""
     folder = Path(out)
     if not folder.is_dir():
         raise expected("a converted folder", "nothing at that path" if not folder.exists() else "a file", str(folder))
@@ -30,6 +34,11 @@ def open_converted_folder(out: Path | str) -> PipelineManifest:
         for name in component.files:
             if not (folder / name).is_dir():
                 raise expected(f"package {name} (listed for {key} in {PIPELINE_JSON})", "no such package", str(folder))
+            if (component.format == "coreai") != name.endswith(ASSET_SUFFIX):
+                raise expected(f"{key} files ending in {ASSET_SUFFIX if component.format == 'coreai' else '.mlpackage'} "
+                               f"(format {component.format!r})", name, str(folder / PIPELINE_JSON))
+            if component.format == "coreai":  # before anything runs: the runtime aborts on a truncated program
+                check_asset(folder / name)
     return pipeline_manifest
 
 
@@ -43,6 +52,10 @@ class ConvertedFolder:
         self.precision = precision
         self.pipeline_manifest = open_converted_folder(self.path)
         self._programs: dict[str, list[Program]] = {}
+        self._assets: AssetRunner | None = None
+        if precision != "fp16" and self.formats != {"coreml"}:
+            raise expected("precision fp16 for a Core AI folder (its assets compute in float16)", repr(precision),
+                           str(self.pipeline_json))
 
     @property
     def pipeline_json(self) -> Path:
@@ -76,6 +89,22 @@ class ConvertedFolder:
                 raise expected(f"{', '.join(component.files)} with the sha256 recorded in {PIPELINE_JSON}",
                                "other contents (changed after convert; `verify` compares every output)",
                                str(self.path))
+    @property
+    def formats(self) -> set[str]:
+        """The formats of the folder's components ({"coreml"}, {"coreai"})."""
+        return {c.format for c in self.components.values()}
+
+    def assets(self) -> AssetRunner:
+        """Apple's Core AI runtime over this folder's `.aimodel` assets (loaded on first use)."""
+        if self._assets is None:
+            self._assets = AssetRunner()
+        return self._assets
+
+    def close(self) -> None:
+        """Release loaded Core AI assets (Core ML programs need nothing)."""
+        if self._assets is not None:
+            self._assets.close()
+            self._assets = None
 
     def declared_inputs(self, key: str) -> tuple[TensorSpec, ...]:
         """The component's inputs as pipeline.json declares them."""
@@ -83,6 +112,9 @@ class ConvertedFolder:
 
     def run(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run component `key` on `inputs` (name -> array); its outputs, floats as float32."""
+        component = self.component(key)
+        if component.format == "coreai":
+            return self.assets().run(self.path / component.files[0], inputs)
         programs = self.programs(key)
         declared = {name for p in programs for name in p.inputs} - {o for p in programs for o in p.outputs}
         if set(inputs) != declared:

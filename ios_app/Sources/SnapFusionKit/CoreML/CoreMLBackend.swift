@@ -57,6 +57,7 @@ public final class CoreMLBackend: ComputeUnitFallback, ComputeUnitReporting, @un
     /// - Throws: `ModelCompatibilityError.deploymentTargetTooNew` when a component was converted
     ///   for a newer OS than this one, before anything is compiled or loaded.
     public init(folder: ConvertedFolder, configuration: Configuration = .init()) throws {
+        try folder.requireFormat(.coreML)
         try ModelCompatibility.check(folder.description)
         self.description = folder.description
         self.configuration = configuration

@@ -187,6 +187,8 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var precision: String?
         public var deploymentTarget: String?
         public var attention: String?
+        /// "coreml" (`.mlpackage`) or "coreai" (`.aimodel`, iOS / macOS 27); nil in folders before Core AI (Core ML).
+        public var format: String?
         public var compression: Compression?
         /// The inputs the package takes, as the app builds them.
         public var inputs: [TensorDescription]
