@@ -2,7 +2,7 @@ import SnapFusionKit
 import SwiftUI
 import UniformTypeIdentifiers
 
-/// Prompt, steps, guidance and seed; Generate with progress and Cancel; the image with Share and
+/// Prompt, negative prompt, steps, guidance and seed; Generate with progress and Cancel; the image with Share and
 /// Save; per-stage timings.
 struct GenerateView: View {
     @EnvironmentObject private var store: ModelStore
@@ -14,7 +14,14 @@ struct GenerateView: View {
             Section("Prompt") {
                 TextField("What to draw", text: $model.prompt, axis: .vertical)
                     .lineLimit(2...5)
-                Stepper("Steps: \(model.steps)", value: $model.steps, in: 1...50)
+                TextField("What to avoid (negative prompt)", text: $model.negativePrompt, axis: .vertical)
+                    .lineLimit(1...3)
+                if model.stepsAdjustable {
+                    Stepper("Steps: \(model.steps)", value: $model.steps, in: 1...50)
+                } else {
+                    // the folder's sampler lists are planned for this count (convert --steps N for another)
+                    LabeledContent("Steps", value: "\(model.steps)")
+                }
                 VStack(alignment: .leading) {
                     Text("Guidance: \(model.guidance, specifier: "%.1f")")
                     Slider(value: $model.guidance, in: 1...15, step: 0.5)

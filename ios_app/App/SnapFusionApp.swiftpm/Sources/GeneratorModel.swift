@@ -8,7 +8,12 @@ import SnapFusionKit
 @MainActor
 final class GeneratorModel: ObservableObject {
     @Published var prompt = "a red circle on a blue background"  // the bundled default model's grammar
+    /// What guidance steers away from (used only where guidance runs, w > 1, as in diffusers).
+    @Published var negativePrompt = ""
     @Published var steps = 8
+    /// Whether the folder's sampler can take another step count: format 1 (DDIM) folders replan
+    /// in the app; format 2 folders carry the exact lists of their `default_steps` only.
+    @Published private(set) var stepsAdjustable = true
     @Published var guidance = 7.5
     @Published var seed: UInt64 = 0
     @Published private(set) var isRunning = false
@@ -35,6 +40,7 @@ final class GeneratorModel: ObservableObject {
         guard let description, folder != adoptedFolder else { return }
         adoptedFolder = folder
         steps = description.sampler.defaultSteps
+        stepsAdjustable = description.formatVersion == 1
         guidance = description.guidance.defaultScale
     }
 
@@ -44,7 +50,8 @@ final class GeneratorModel: ObservableObject {
             error = store.busyMessage
             return
         }
-        let request = GenerationRequest(prompt: prompt, steps: steps, guidanceScale: guidance, seed: seed)
+        let request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidanceScale: guidance,
+                                        seed: seed)
         isRunning = true
         error = nil
         fraction = 0
