@@ -71,11 +71,15 @@ public final class CoreAIBackend: DiffusionBackend, @unchecked Sendable {
         return try run(.textEncoder, [ResourceNames.textEncoderInput: ([1, ids.count], ids)], output: ResourceNames.textEncoderOutput)
     }
 
-    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
-        try run(.unet, [ResourceNames.unetSample: (sample.shape, sample.scalars),
-                        ResourceNames.unetTimestep: ([timestep.count], timestep),
-                        ResourceNames.unetHiddenStates: (encoderHiddenStates.shape, encoderHiddenStates.scalars)],
-                output: ResourceNames.unetOutput)
+    public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor, timestepCond: Tensor?) throws -> Tensor {
+        var inputs = [ResourceNames.unetSample: (sample.shape, sample.scalars),
+                      ResourceNames.unetTimestep: ([timestep.count], timestep),
+                      ResourceNames.unetHiddenStates: (encoderHiddenStates.shape, encoderHiddenStates.scalars)]
+        // UNets with a guidance embedding (pipeline.json guidance.embedding) also take it.
+        if let timestepCond {
+            inputs[ResourceNames.unetTimestepCond] = (timestepCond.shape, timestepCond.scalars)
+        }
+        return try run(.unet, inputs, output: ResourceNames.unetOutput)
     }
 
     public func decode(latents: Tensor) throws -> Tensor {
