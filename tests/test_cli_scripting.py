@@ -322,7 +322,7 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
         (["--version"], 0, f"snapfusion-coreml {__version__}"),
         (["--help"], 0, "Usage: snapfusion-coreml"),
         (["generate", "--help"], 0, "[default: the model's]"),
-        (["convert", "--help"], 0, "[default: 2]"),  # typer's own defaults survive too (--unet-batch)
+        (["convert", "--help"], 0, "[default: kmeans]"),  # typer's own defaults survive too (--palettize-mode)
         ([], 2, "Usage: snapfusion-coreml [OPTIONS] COMMAND"),
         (["generate", model, "--prompt", "x", "-o", png, "--steps", "0"], 2, "error: expected --steps >= 1, got 0"),
         (["generate", model, "--prompt", "x", "-o", png, "--steps", "1001"], 2,

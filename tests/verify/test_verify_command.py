@@ -165,4 +165,4 @@ def test_core_ml_runtime_only_on_macos(folder, monkeypatch):
     report = verify_folder(folder, modes=("coreml",))
     assert report.ok and loaded == ["TextEncoder.mlpackage", "Unet.mlpackage", "VAEDecoder.mlpackage"]
     assert {c.mode for c in report.checks} == {"coreml"} and len(report.checks) == 4
-    assert check.ALL_MODES == ("fp32", "fp16", "coreml")
+    assert check.ALL_MODES == ("fp32", "fp16", "coreml", "coreai")  # coreai: Apple's runtime, for Core AI folders
