@@ -100,7 +100,7 @@ def _euler(s: SamplerSettings, ac: torch.Tensor, n: int, steps: int, final: floa
     """EulerDiscreteScheduler / EulerAncestralDiscreteScheduler.set_timesteps."""
     ts = spaced_timesteps(s.timestep_spacing, n, steps, s.steps_offset)
     ts = (ts.round() if s.timestep_spacing != "linspace" else ts).astype(np.float32)
-    table = np.array(((1 - ac) / ac) ** 0.5)
+    table = (((1 - ac) / ac) ** 0.5).numpy()
     sigmas = np.interp(ts, np.arange(0, len(table)), table)
     if s.use_karras_sigmas:
         sigmas = _karras(sigmas, steps)
@@ -122,7 +122,7 @@ def _dpm(s: SamplerSettings, ac: torch.Tensor, n: int, steps: int, final: float)
         ts = (np.arange(0, steps + 1) * ratio).round()[::-1][:-1].copy().astype(np.int64) + s.steps_offset
     else:
         ts = np.arange(n, 0, -n / steps).round().copy().astype(np.int64) - 1
-    table = np.array(((1 - ac) / ac) ** 0.5)
+    table = (((1 - ac) / ac) ** 0.5).numpy()
     log_sigmas = np.log(table)
     if s.use_karras_sigmas:
         sigmas = _karras(np.flip(table).copy(), steps)
