@@ -1,15 +1,15 @@
-"""The text-to-image pipeline: tokenizer -> text encoder -> DDIM with CFG -> decoder.
+"""The text-to-image pipeline: tokenizer -> text encoder -> the model's sampler with CFG -> decoder.
 
 One implementation of the generation steps (`generate_image`) runs over a `DiffusionBackend`:
 the PyTorch modules (`TorchBackend`, the reference) or the converted Core ML packages run by the
 Linux interpreter (snapfusion_coreml/interpret/backend.py), so both produce the image the Swift
-app computes from the same seed. Sampling itself is schedule.py's.
+app computes from the same seed. Sampling itself is samplers/'s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,14 +17,14 @@ import torch
 from .config import PipelineDefaults, SchedulerConfig
 from .guidance import runs_cfg
 from .image_size import ImageSize, latent_size
+from .samplers.plan import plan
+from .samplers.record import SamplerRecord
+from .samplers.run import StepFn, run_sampler
 from .samplers.settings import SamplerSettings
 from .schedule import guidance_embedding, guided_prediction
 from .tokenizer import tokenize
 
-if TYPE_CHECKING:
-    from .samplers.record import SamplerRecord
-
-StepCallback = Callable[[int, int, torch.Tensor], None]
+StepCallback = StepFn  # (call index, timestep, new latent), after every UNet call
 
 
 class DiffusionBackend(Protocol):
@@ -67,12 +67,10 @@ class SamplingPlan:
 
     scheduler: SchedulerConfig
     sampler: SamplerSettings
-    record: "SamplerRecord | None" = None
+    record: SamplerRecord | None = None
 
-    def record_for(self, steps: int | None, default_steps: int) -> "SamplerRecord":
+    def record_for(self, steps: int | None, default_steps: int) -> SamplerRecord:
         """The record of `steps` (None: the default), replanned only when the count differs."""
-        from .samplers.plan import plan
-
         if self.record is not None and steps in (None, self.record.default_steps):
             return self.record
         return plan(self.sampler, self.scheduler, steps or default_steps)
@@ -87,8 +85,6 @@ def generate_image(backend: DiffusionBackend, tokenizer, sampling: SamplingPlan,
     guidance embedding, LatentConsistencyModelPipeline) draws with the same scheduler, steps,
     guidance and `generator=torch.Generator("cpu").manual_seed(seed)`.
     """
-    from .samplers.run import run_sampler
-
     record = sampling.record_for(steps, defaults.steps)
     w = defaults.guidance_scale if guidance_scale is None else guidance_scale
     embedding_dim = backend.guidance_embedding_dim
