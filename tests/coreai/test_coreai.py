@@ -130,6 +130,22 @@ def test_palettized_unet_keeps_quality(tiny_model_dir, tmp_path, capsys):
     assert check["mode"] == "coreai" and check["psnr_db"] >= MIN_PSNR_DB
 
 
+@needs_coreai
+def test_full_lcm_unet_takes_its_guidance_embedding_in_apples_runtime(lcm_unet_folder, tmp_path, capsys):
+    """A full LCM UNet (time_cond_proj_dim) exports `timestep_cond` and runs in Core AI as the PyTorch UNet does."""
+    out = tmp_path / "lcm"
+    code, _, err = run_cli(["convert", str(lcm_unet_folder[0]), "-o", str(out), "--format", "coreai", "--components", "unet"], capsys)
+    assert code == 0, err
+    manifest = PipelineManifest.read(out)
+    unet = manifest.component("unet")
+    assert unet.input("timestep_cond") is not None and unet.input("timestep_cond").shape[-1] == 16
+    assert manifest.guidance.embedding_dim == 16 and manifest.sampler.name == "lcm"
+    code, stdout, err = run_cli(["verify", str(out), "--json"], capsys)
+    assert code == 0, err
+    (check,) = json.loads(stdout)["checks"]
+    assert check["mode"] == "coreai" and check["component"] == "unet" and check["psnr_db"] >= MIN_PSNR_DB
+
+
 @pytest.mark.parametrize("flags, wanted", [
     (["--chunk-unet"], "expected --chunk-unet only with --format coreml"),
     (["--palettize", "mixed:4"], "expected --palettize none, 4, 6 or 8 with --format coreai"),
