@@ -12,10 +12,16 @@ was chosen, so the diffusion model sees unit-variance latents.
 
 The saved folder is a plain diffusers AutoencoderKL (config.json + safetensors): `--vae` of every
 training command, and `load_pipeline`/`VAEDecoder.from_diffusers` read its decoder.
+
+With `decoder` (a model folder), the autoencoder takes that model's full-width decoder, frozen, and
+its latent scale factor, and trains only the encoder (encoder + quant_conv) to invert it: how a
+model whose encoder was not kept gets one for image to image (its diffusion model keeps working in
+the latent space its decoder reads).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +48,7 @@ class AutoencoderConfig:
     latent_channels: int = 4
     kl_weight: float = 1e-6  # of the summed per-sample KL, as LDM's KL-f8 autoencoder
     sample_posterior: bool = False  # decode a posterior sample (LDM) instead of its mean
+    decoder: Path | None = None  # a model folder whose decoder is kept frozen (only the encoder trains)
 
     def build(self, seed: int) -> nn.Module:
         AutoencoderKL = require("diffusers", "train", "training an autoencoder").AutoencoderKL
@@ -54,16 +61,43 @@ class AutoencoderConfig:
                              norm_num_groups=self.norm_num_groups, sample_size=self.image_size)
 
 
+def _frozen_decoder(config: AutoencoderConfig) -> tuple[AutoencoderConfig, dict[str, torch.Tensor], float]:
+    """The architecture, the decoder weights (post_quant_conv.*, decoder.*) and the latent scale
+    factor of config.decoder's model, or a UserError for a decoder no AutoencoderKL can hold."""
+    from ..modeling.loading import ModelFolder
+
+    folder = ModelFolder(config.decoder)
+    decoder = folder.load("decoder")
+    c = decoder.config
+    if c.width_multiplier != 1.0:
+        raise UserError(f"expected a full-width decoder (width_multiplier 1.0) to train an encoder for, got "
+                        f"{c.width_multiplier} (in {config.decoder})")
+    arch = dataclasses.replace(config, block_out_channels=tuple(c.block_out_channels), layers_per_block=c.layers_per_block,
+                               norm_num_groups=c.norm_num_groups, latent_channels=c.latent_channels)
+    state = {k: v.float() for k, v in decoder.state_dict().items()}
+    return arch, state, float(folder.defaults.latent_scale_factor)
+
+
 def train_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, TrainResult]:
     """Train, set the latent scaling factor, save a diffusers AutoencoderKL folder to config.training.out."""
-    # 1. model and data
+    # 1. model and data (with a frozen decoder: that model's architecture and weights)
     run = config.training
     run.validate()
+    scale = None
+    if config.decoder is not None:
+        config, decoder_state, scale = _frozen_decoder(config)
     if config.image_size % 2 ** (len(config.block_out_channels) - 1):
         raise UserError(f"expected an image size divisible by {2 ** (len(config.block_out_channels) - 1)}, got {config.image_size}")
     accelerator = make_accelerator(run)
     device = accelerator.device
     vae = config.build(run.seed).train()
+    if scale is not None:
+        missing = set(decoder_state) - set(vae.state_dict())
+        if missing:
+            raise UserError(f"expected AutoencoderKL decoder weights, got {sorted(missing)[0]} (in {config.decoder})")
+        vae.load_state_dict(decoder_state, strict=False)
+        for name, p in vae.named_parameters():
+            p.requires_grad_(not name.startswith(("decoder.", "post_quant_conv.")))
     stream = DataStream(load_examples(config.data), run.batch_size, run.seed, 0.0, config.image_size,
                         accelerator.process_index, accelerator.num_processes)
     if not stream.has_pixels:
@@ -87,15 +121,17 @@ def train_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, TrainResult
     # 3. train
     fingerprint = {"kind": "train-autoencoder", "data": str(config.data), "image_size": config.image_size,
                    "block_out_channels": list(config.block_out_channels), "layers_per_block": config.layers_per_block,
-                   "norm_num_groups": config.norm_num_groups, "kl_weight": config.kl_weight, "sample_posterior": config.sample_posterior}
+                   "norm_num_groups": config.norm_num_groups, "kl_weight": config.kl_weight, "sample_posterior": config.sample_posterior,
+                   "decoder": str(config.decoder) if config.decoder else None}
     result = run_training(accelerator, run, vae, step_fn, "train autoencoder", fingerprint)
 
-    # 4. scaling factor from a held-out batch, then save
+    # 4. scaling factor from a held-out batch (a frozen decoder keeps its model's), then save
     model = result.model.cpu().eval()
-    with torch.no_grad():
-        held_out = DataStream(load_examples(config.data), 64, run.seed + 1, 0.0, config.image_size).batch(EVAL_MICRO_STEP)
-        std = float(model.encode(held_out.images).latent_dist.mean.std())
-    model.register_to_config(scaling_factor=1.0 / std)
+    if scale is None:
+        with torch.no_grad():
+            held_out = DataStream(load_examples(config.data), 64, run.seed + 1, 0.0, config.image_size).batch(EVAL_MICRO_STEP)
+            scale = 1.0 / float(model.encode(held_out.images).latent_dist.mean.std())
+    model.register_to_config(scaling_factor=scale)
     def write() -> None:
         with atomic_directory(Path(run.out), run.overwrite) as tmp:
             model.save_pretrained(str(tmp), safe_serialization=True)

@@ -51,6 +51,27 @@ def test_autoencoder_trains_and_sets_scaling(tmp_path, training):
     assert len(result.losses) == 3 and result.losses[-1] < result.losses[0]
 
 
+def test_autoencoder_with_a_frozen_decoder_trains_only_the_encoder(tmp_path, training, tiny_model_dir):
+    """--decoder MODEL: the model's decoder and latent scale factor are kept, the encoder learns to invert them."""
+    from safetensors.torch import load_file
+
+    from snapfusion_coreml.modeling.loading import ModelFolder
+
+    folder = ModelFolder(tiny_model_dir)
+    decoder = {k: v.float() for k, v in folder.load("decoder").state_dict().items()}
+    config = AutoencoderConfig("shapes:3", training(tmp_path / "vae", max_steps=3, learning_rate=1e-2), IMAGE,
+                               decoder=tiny_model_dir)
+    model, result = train_autoencoder(config)
+    saved = load_file(str(tmp_path / "vae" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(saved[k].float(), v) for k, v in decoder.items())
+    assert model.config.scaling_factor == pytest.approx(folder.defaults.latent_scale_factor)
+    seeded = AutoencoderConfig("shapes:3", training(tmp_path / "x"), IMAGE, block_out_channels=model.config.block_out_channels,
+                               layers_per_block=model.config.layers_per_block, norm_num_groups=model.config.norm_num_groups,
+                               latent_channels=model.config.latent_channels).build(seed=0)
+    assert not torch.equal(saved["encoder.conv_in.weight"], seeded.encoder.conv_in.weight)
+    assert len(result.losses) == 3 and result.losses[-1] < result.losses[0]
+
+
 def test_autoencoder_refuses_prompt_lists(tmp_path, training, prompts):
     from snapfusion_coreml.errors import UserError
 
