@@ -163,11 +163,7 @@ func checkBeforeLoading(_ folder: ConvertedFolder, request: GenerationRequest) t
             guard description.components.encoder != nil else { throw PipelineError.missingEncoder }
             _ = try ImageToImage.beginIndex(steps: steps ?? description.sampler.defaultSteps,
                                             strength: request.strength ?? GenerationRequest.defaultStrength)
-            #if !canImport(CoreGraphics)
-            _ = try image.prepared(for: size.image)
-            #else
-            _ = (image, size)
-            #endif
+            try image.checkPreparable(for: size.image)
         }
     } catch let error as PipelineError {
         throw CLIError.usage("\(error.localizedDescription) (in \(folder.url.appendingPathComponent(PipelineDescription.fileName).path))")

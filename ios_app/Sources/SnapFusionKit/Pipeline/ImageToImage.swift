@@ -41,6 +41,20 @@ public enum ImageToImage {
 }
 
 extension RGBImage {
+    /// Whether this platform resizes starting images of another size (Core Graphics).
+    public static var canResize: Bool {
+        #if canImport(CoreGraphics)
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    /// Throws `PipelineError.initImageSize` when `prepared(for: size)` would (without resizing anything).
+    public func checkPreparable(for size: PipelineDescription.ImageSize) throws {
+        guard self.size == size || Self.canResize else { throw PipelineError.initImageSize(expected: size, got: self.size) }
+    }
+
     /// This image at `size`: itself when it has that size; on Apple platforms otherwise
     /// center-cropped to the aspect ratio of `size` and resized with Core Graphics (high-quality
     /// interpolation).

@@ -107,7 +107,7 @@ public final class Pipeline: Sendable {
         if let image = request.initImage {
             guard description.components.encoder != nil else { throw PipelineError.missingEncoder }
             begin = try ImageToImage.beginIndex(steps: steps, strength: request.strength ?? GenerationRequest.defaultStrength)
-            _ = try image.prepared(for: size.image)  // refuses a size this platform cannot resample, before the text encoder
+            try image.checkPreparable(for: size.image)  // a size this platform cannot resample, before the text encoder
             try sampler.setBeginIndex(begin)
         } else if let strength = request.strength {
             throw PipelineError.strengthWithoutImage(strength)
