@@ -552,3 +552,58 @@ def test_swift_cli_exits_2_for_bad_input_before_loading(tmp_path):
     assert done.returncode == 2 and done.stderr.strip() == (
         f"error: expected --steps <= 1000 (the noise schedule's num_train_timesteps), got 1001 (in {folder / 'pipeline.json'})")
     assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.skipif(not SWIFT_CLI.is_file(), reason="build it with: cd ios_app && swift build")
+def test_swift_cli_image_to_image_inputs_exit_2_before_loading(tmp_path):
+    """--init-image (binary PPM), --strength and --image-size: one line and exit 2 before any model runs."""
+    golden = json.loads((REPO / "tests" / "golden" / "pipelines.json").read_text())
+    valid = next(c["pipeline"] for c in golden["cases"] if c["name"] == "valid")
+    folder = tmp_path / "sw"
+    folder.mkdir()
+    for name in ("TextEncoder.mlpackage", "Unet.mlpackage", "VAEDecoder.mlpackage"):
+        (folder / name).mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(REPO / "models" / "tokenizer" / name, folder / name)
+    (folder / "pipeline.json").write_text(json.dumps(valid))
+    ppm = tmp_path / "in.ppm"
+    ppm.write_bytes(b"P6\n# 64x64 black\n64 64\n255\n" + bytes(64 * 64 * 3))
+    wide = tmp_path / "wide.ppm"
+    wide.write_bytes(b"P6\n96 64\n255\n" + bytes(96 * 64 * 3))
+    png = tmp_path / "in.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    pipeline_json = folder / "pipeline.json"
+    base = [str(SWIFT_CLI), "generate", "--resources", str(folder), "--prompt", "x", "--backend", "interpreter",
+            "-o", str(tmp_path / "a.png")]
+    cases = [
+        (["--strength", "0.5"], "error: --strength needs --init-image (it is for image-to-image only)"),
+        (["--init-image", str(ppm), "--strength", "0"], "error: expected --strength in (0, 1], got 0.0"),
+        (["--image-size", "64"], 'error: expected --image-size as HxW (height x width, e.g. 512x768), got "64"'),
+        (["--image-size", "64x96"], "error: expected an image size this folder was converted for (64x64; height x width), "
+                                    f"got 64x96 (in {pipeline_json})"),
+        (["--init-image", str(tmp_path / "none.ppm")],
+         f"error: expected --init-image as a readable PPM file, got a missing or unreadable file ({tmp_path / 'none.ppm'})"),
+        (["--init-image", str(png)], "error: expected a binary PPM image (starting with P6), got another format; convert it, "
+                                     "e.g. python -c \"from PIL import Image; Image.open('in.png').convert('RGB').save('in.ppm')\" "
+                                     f"(in {png})"),
+        (["--init-image", str(ppm)], "error: this folder has no encoder, which image-to-image needs: convert with "
+                                     f"--components including encoder (in {pipeline_json})"),
+    ]
+    for extra, line in cases:
+        done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr.strip() == line, (extra, done.stderr)
+    # with an encoder: a strength that leaves no step of the 8, and (Linux) a starting image of another size
+    valid["components"]["encoder"] = {**valid["components"]["decoder"], "file": "VAEEncoder.mlpackage"}
+    pipeline_json.write_text(json.dumps(valid))
+    (folder / "VAEEncoder.mlpackage").mkdir()
+    cases = [
+        (["--init-image", str(ppm), "--strength", "0.1"],
+         "error: expected at least one sampling step, got none: strength 0.1 of 8 steps runs int(8 * 0.1) = 0 "
+         f"(raise the strength or the steps) (in {pipeline_json})"),
+        (["--init-image", str(wide)], "error: expected a starting image of 64x64 (height x width), got 64x96: resize it first "
+                                      f"(only Apple platforms resize the starting image) (in {pipeline_json})"),
+    ]
+    for extra, line in cases:
+        done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr.strip() == line, (extra, done.stderr)
+    assert not (tmp_path / "a.png").exists()

@@ -374,7 +374,7 @@ def pipeline_cases(out: Path) -> None:
     chunked["components"]["unet"]["chunks"] = ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
     epsilon = json.loads(json.dumps(valid))
     epsilon.update(prediction_type="epsilon", guidance={"default_scale": 7.5, "unet_batch": 1})
-    unknown_version = {**valid, "format_version": 3}
+    unknown_version = {**valid, "format_version": 4}
     no_files = json.loads(json.dumps(valid))
     no_files["components"]["decoder"]["file"] = None
     no_sampler = {k: v for k, v in valid.items() if k != "sampler"}

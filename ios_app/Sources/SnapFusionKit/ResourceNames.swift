@@ -12,4 +12,8 @@ public enum ResourceNames {
     public static let unetOutput = "noise_pred"
     public static let decoderInput = "z"
     public static let decoderOutput = "image"
+    /// The VAE encoder's image input (1, 3, H, W) in [-1, 1] (format_version 3, Apple's name).
+    public static let encoderInput = "z"
+    /// The VAE encoder's output (1, 2C, h, w): posterior mean, then log-variance.
+    public static let encoderOutput = "latent"
 }

@@ -24,6 +24,17 @@ enum GenerateCommand: Command {
                              format_version 2 take only that count)
       --guidance W           guidance scale, 1 = none (default: pipeline.json guidance.default_scale)
       --seed S               seed of the initial noise, as torch.manual_seed (default 0)
+      --init-image FILE      image-to-image: the starting image as a binary PPM (P6, 8-bit RGB); needs a folder
+                             converted with the encoder. PPM because this tool decodes images without
+                             dependencies and Linux has no PNG decoder (no zlib): from a PNG,
+                             python -c "from PIL import Image; Image.open('in.png').convert('RGB').save('in.ppm')"
+                             (the Python `generate --init-image` reads the same file). It must have the
+                             generated size, except on macOS, where another size is center-cropped to the
+                             aspect ratio and resized (Core Graphics, high quality)
+      --strength S           image-to-image: share of the schedule that runs, in (0, 1] (default 0.8;
+                             only with --init-image)
+      --image-size HxW       one of the folder's sizes (pipeline.json sizes; height first, e.g. 512x768);
+                             default: the folder's first size
       --backend B            coreml | interpreter (default coreml)
       --python-command CMD   interpreter: the command that runs the Python CLI (default snapfusion-coreml;
                              e.g. ".venv/bin/python -m snapfusion_coreml")
@@ -39,15 +50,24 @@ enum GenerateCommand: Command {
     static func run(_ arguments: [String]) throws {
         let args = try Arguments(arguments, options: ["--resources", "--prompt", "--negative-prompt", "--steps", "--guidance",
                                                       "--seed", "--backend", "--python-command", "--precision",
-                                                      "--compute-units", "--output"],
+                                                      "--compute-units", "--output", "--init-image", "--strength", "--image-size"],
                                  flags: ["--reduce-memory", "--retry-on-gpu"], aliases: ["-o": "--output"])
         guard args.positionals.isEmpty else { throw CLIError.usage("unexpected argument \(args.positionals[0].debugDescription)") }
         let folder = fileURL(try args.required("--resources"))
-        let request = GenerationRequest(prompt: try args.required("--prompt"), negativePrompt: args.string("--negative-prompt") ?? "",
+        var request = GenerationRequest(prompt: try args.required("--prompt"), negativePrompt: args.string("--negative-prompt") ?? "",
                                         steps: try args.int("--steps"), guidanceScale: try args.double("--guidance"),
                                         seed: try args.uint64("--seed") ?? 0)
         if let steps = request.steps, steps < 1 {
             throw CLIError.usage("expected --steps >= 1, got \(steps)")
+        }
+        request.imageSize = try args.string("--image-size").map(parseImageSize)
+        request.strength = try args.double("--strength")
+        if let strength = request.strength {
+            guard args.string("--init-image") != nil else { throw CLIError.usage("--strength needs --init-image (it is for image-to-image only)") }
+            guard strength > 0, strength <= 1 else { throw CLIError.usage("expected --strength in (0, 1], got \(strength)") }
+        }
+        if let path = args.string("--init-image") {
+            request.initImage = try readInitImage(fileURL(path))
         }
         let units = try computeUnits(args)
         let output = fileURL(args.string("--output") ?? "image.png")
@@ -60,7 +80,7 @@ enum GenerateCommand: Command {
                 throw CLIError.usage("expected --precision fp16 or fp32, got \(precision.debugDescription)")
             }
             let opened = try ConvertedFolder(url: folder)
-            try checkBeforeLoading(opened, steps: request.steps)
+            try checkBeforeLoading(opened, request: request)
             let channel = try ProcessChannel(pythonCommand: args.string("--python-command") ?? "snapfusion-coreml",
                                              folder: folder, precision: precision)
             defer { channel.close() }
@@ -69,7 +89,7 @@ enum GenerateCommand: Command {
         case "coreml":
             #if canImport(CoreML)
             let opened = try ConvertedFolder(url: folder)
-            try checkBeforeLoading(opened, steps: request.steps)
+            try checkBeforeLoading(opened, request: request)
             let backend = try CoreMLBackend(folder: opened, configuration: .init(computeUnits: units, reduceMemory: args.flag("--reduce-memory")))
             let pipeline = try Pipeline(folder: opened, backend: backend, nonFiniteRecovery: recovery)
             try backend.load()
@@ -109,9 +129,45 @@ func checkWritable(_ output: URL) throws {
     }
 }
 
+/// `--image-size HxW` (height first, as the Python CLI takes it).
+func parseImageSize(_ raw: String) throws -> PipelineDescription.ImageSize {
+    let parts = raw.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+    guard parts.count == 2, let height = Int(parts[0]), let width = Int(parts[1]), height >= 1, width >= 1 else {
+        throw CLIError.usage("expected --image-size as HxW (height x width, e.g. 512x768), got \(raw.debugDescription)")
+    }
+    return .init(height: height, width: width)
+}
+
+/// The `--init-image` PPM file's pixels (one clear line for a missing or malformed file).
+func readInitImage(_ url: URL) throws -> RGBImage {
+    guard let data = FileManager.default.contents(atPath: url.path) else {
+        throw CLIError.usage("expected --init-image as a readable PPM file, got a missing or unreadable file (\(url.path))")
+    }
+    do {
+        return try PPMDecoder.decode(Array(data))
+    } catch let error as PPMError {
+        throw CLIError.usage("\(error.localizedDescription) (in \(url.path))")
+    }
+}
+
 /// Bad input found before any model loads (exit 2, not a Core ML failure): a package (or
-/// compiled model) pipeline.json names that is a file, or `--steps` beyond the noise schedule.
-func checkBeforeLoading(_ folder: ConvertedFolder, steps: Int?) throws {
+/// compiled model) pipeline.json names that is a file, `--steps` beyond the noise schedule, a
+/// size the folder lacks, or image-to-image that cannot run (no encoder, a strength leaving no
+/// step, a starting image of another size where it cannot be resized).
+func checkBeforeLoading(_ folder: ConvertedFolder, request: GenerationRequest) throws {
+    let steps = request.steps
+    let description = folder.description
+    do {
+        let size = try request.imageSize.map { try description.size(height: $0.height, width: $0.width) } ?? description.availableSizes[0]
+        if let image = request.initImage {
+            guard description.components.encoder != nil else { throw PipelineError.missingEncoder }
+            _ = try ImageToImage.beginIndex(steps: steps ?? description.sampler.defaultSteps,
+                                            strength: request.strength ?? GenerationRequest.defaultStrength)
+            try image.checkPreparable(for: size.image)
+        }
+    } catch let error as PipelineError {
+        throw CLIError.usage("\(error.localizedDescription) (in \(folder.url.appendingPathComponent(PipelineDescription.fileName).path))")
+    }
     let limit = folder.description.noiseSchedule.numTrainTimesteps
     if let steps, steps > limit {
         throw CLIError.usage("expected --steps <= \(limit) (the noise schedule's num_train_timesteps), got \(steps) "

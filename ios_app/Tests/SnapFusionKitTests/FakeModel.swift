@@ -17,6 +17,25 @@ enum FakeModel {
         return Float((0.3 + 0.4 * t / 1000) * z64 + 0.05 * c / (1 + z64 * z64))
     }
 
+    /// A fake VAE encoder: moments `(1, 8, H/8, W/8)`, mean channel k the 8x8 block average of
+    /// image channel k % 3, log-variance -4 everywhere.
+    static func encoderMoments(_ image: Tensor) -> Tensor {
+        let (h, w) = (image.shape[2] / 8, image.shape[3] / 8)
+        var out = Tensor(repeating: -4, shape: [1, 8, h, w])
+        for k in 0..<4 {
+            for y in 0..<h {
+                for x in 0..<w {
+                    var sum: Float = 0
+                    for dy in 0..<8 {
+                        for dx in 0..<8 { sum += image.scalars[((k % 3) * h * 8 + y * 8 + dy) * w * 8 + x * 8 + dx] }
+                    }
+                    out.scalars[(k * h + y) * w + x] = sum / 64
+                }
+            }
+        }
+        return out
+    }
+
     static func condition(tokenIDs: [Int32], bos: Int32 = 49406, eos: Int32 = 49407) -> Double {
         Double(tokenIDs.prefix { $0 != eos }.filter { $0 != bos }.count) / 10
     }
@@ -36,6 +55,8 @@ final class FakeBackend: ComputeUnitFallback, ComputeUnitReporting, @unchecked S
     private(set) var unetBatches: [Int] = []
     /// The `timestep_cond` of every UNet call (nil where none was given).
     private(set) var timestepConds: [Tensor?] = []
+    /// The `sample` input of every UNet call.
+    private(set) var unetSamples: [Tensor] = []
     /// The `timestep` input of every UNet call.
     private(set) var unetTimesteps: [[Float]] = []
     private(set) var isLoaded = false
@@ -100,6 +121,7 @@ final class FakeBackend: ComputeUnitFallback, ComputeUnitReporting, @unchecked S
         onPredict?()
         timestepConds.append(timestepCond)
         unetTimesteps.append(timestep)
+        unetSamples.append(sample)
         let extra = jitter ? Double(unetBatches.count % 4) * 1.5 + Double(unetBatches.count % 7) * 0.25 : 0
         clock?.advance((costs.unetPerSample + extra) * Double(sample.batch))
         unetBatches.append(sample.batch)
@@ -114,6 +136,17 @@ final class FakeBackend: ComputeUnitFallback, ComputeUnitReporting, @unchecked S
             }
         }
         return poison(out, .unet, call: unetBatches.count)
+    }
+
+    /// What the fake VAE encoder returns; nil: the fake of `FakeModel.encoderMoments`.
+    var encoderMoments: Tensor?
+    /// The image of every encoder call.
+    private(set) var encodedImages: [Tensor] = []
+
+    func encodeImage(_ image: Tensor) throws -> Tensor {
+        precondition(image.shape.count == 4 && image.shape[0] == 1 && image.shape[1] == 3, "encoder input (1, 3, H, W)")
+        encodedImages.append(image)
+        return poison(encoderMoments ?? FakeModel.encoderMoments(image), .encoder, call: encodedImages.count)
     }
 
     func decode(latents: Tensor) throws -> Tensor {

@@ -9,6 +9,8 @@ final class FakeInterpreterServer: InterpreterChannel, @unchecked Sendable {
     private var incoming: [UInt8] = []
     private var outgoing: [UInt8] = []
     private(set) var requests: [(component: String, inputs: [(name: String, dtype: String, shape: [Int])])] = []
+    /// The `"function"` field of every request (nil where absent).
+    private(set) var functions: [String?] = []
     /// Answer every request with this error instead.
     var error: String?
     /// Stop answering after this many bytes of the next response.
@@ -34,6 +36,7 @@ final class FakeInterpreterServer: InterpreterChannel, @unchecked Sendable {
         }
         incoming.removeFirst(offset)
         requests.append((component, specs))
+        functions.append(header["function"] as? String)
         var response: [UInt8]
         if let error {
             response = Array(try JSONSerialization.data(withJSONObject: ["error": error])) + [0x0A]
@@ -48,6 +51,9 @@ final class FakeInterpreterServer: InterpreterChannel, @unchecked Sendable {
                                              encoderHiddenStates: tensors["encoder_hidden_states"]!,
                                              timestepCond: tensors["timestep_cond"])
                 name = "noise_pred"
+            case "encoder":
+                out = try model.encodeImage(tensors["z"]!)
+                name = "latent"
             default:
                 out = try model.decode(latents: tensors["z"]!)
                 name = "image"

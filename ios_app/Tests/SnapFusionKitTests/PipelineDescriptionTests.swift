@@ -27,12 +27,18 @@ import Testing
             let shapes = ["non_square_float_ids_pad0": [1, 4, 12, 8], "non_square_with_lora": [1, 4, 8, 12]]
             #expect(description.latentShape == (shapes[item.name] ?? [1, 4, 8, 8]))
             #expect(description.tokenizerConfiguration == CLIPTokenizer.Configuration(padTokenID: padZero ? 0 : 49407))
+            // format_version 3 cases (encoder, sizes) that make_golden.py adds land here too: the
+            // default size is the top-level one and every listed size resolves to itself.
+            #expect(description.availableSizes.first?.image == .init(height: description.imageHeight, width: description.imageWidth))
+            for size in description.availableSizes {
+                #expect(try description.size(height: size.image.height, width: size.image.width) == size)
+            }
         } catch let error as PipelineDescriptionError {
             let kind: String
             switch error {
             case .unsupportedFormatVersion(let version, _):
                 kind = "unsupportedFormatVersion"
-                #expect(error.localizedDescription.contains("format_version 1 or 2, got \(version)"))
+                #expect(error.localizedDescription.contains("format_version 1 or 2 or 3, got \(version)"))
             case .malformed: kind = "malformed"
             case .unsupportedSampler(let name, _):
                 kind = "unsupportedSampler"

@@ -50,6 +50,26 @@ final class FakeLoadable: LoadableModel, @unchecked Sendable {
         #expect(ledger.resident.count == 3)
     }
 
+    /// The VAE encoder (on demand) stays out of `load()` until the first image-to-image needs
+    /// it, then stays; in reduce-memory mode it takes its turn like every component.
+    @Test func onDemandEncoderLoadsAtItsFirstUse() throws {
+        let ledger = FakeLoadable.Ledger()
+        let residency = ModelResidency(components: [(.textEncoder, [FakeLoadable("text", ledger)]), (.encoder, [FakeLoadable("encoder", ledger)]),
+                                                    (.unet, [FakeLoadable("unet", ledger)]), (.decoder, [FakeLoadable("decoder", ledger)])],
+                                       reduceMemory: false, onDemand: [.encoder])
+        try residency.load()
+        #expect(ledger.resident == ["text", "unet", "decoder"])
+        try residency.prepare(.encoder)
+        try residency.load()
+        #expect(ledger.resident == ["text", "encoder", "unet", "decoder"] && ledger.loads.filter { $0 == "encoder" }.count == 1)
+        let small = FakeLoadable.Ledger()
+        let reduced = ModelResidency(components: [(.textEncoder, [FakeLoadable("text", small)]), (.encoder, [FakeLoadable("encoder", small)]),
+                                                  (.unet, [FakeLoadable("unet", small)])],
+                                     reduceMemory: true, onDemand: [.encoder])
+        for stage in [PipelineDescription.ComponentName.textEncoder, .encoder, .unet] { try reduced.prepare(stage) }
+        #expect(small.loads == ["text", "encoder", "unet"] && small.maxResident == 1)
+    }
+
     @Test func prewarmAloneLeavesTheModelsReady() throws {
         let (residency, ledger) = Self.make(reduceMemory: false)
         try residency.prewarm()

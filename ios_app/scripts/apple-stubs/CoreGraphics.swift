@@ -55,3 +55,19 @@ public final class CGImage {
     // https://developer.apple.com/documentation/coregraphics/cgimage/height
     public var height: Int { fatalError("stub") }
 }
+
+// https://developer.apple.com/documentation/coregraphics/cginterpolationquality
+public enum CGInterpolationQuality: Int32, Sendable {
+    case `default` = 0, none = 1, low = 2, high = 3, medium = 4
+}
+
+// https://developer.apple.com/documentation/coregraphics/cgcontext
+public final class CGContext {
+    // https://developer.apple.com/documentation/coregraphics/cgcontext/init(data:width:height:bitspercomponent:bytesperrow:space:bitmapinfo:)-4fn0t
+    public init?(data: UnsafeMutableRawPointer?, width: Int, height: Int, bitsPerComponent: Int, bytesPerRow: Int,
+                 space: CGColorSpace, bitmapInfo: UInt32) { fatalError("stub") }
+    // https://developer.apple.com/documentation/coregraphics/cgcontext/interpolationquality
+    public var interpolationQuality: CGInterpolationQuality { get { fatalError("stub") } set { fatalError("stub") } }
+    // https://developer.apple.com/documentation/coregraphics/cgcontext/draw(_:in:byTiling:)
+    public func draw(_ image: CGImage, in rect: CGRect, byTiling: Bool = false) { fatalError("stub") }
+}

@@ -33,6 +33,9 @@ public enum MLMultiArrayDataType: Int, Sendable {
 open class MLModelConfiguration: NSObject, @unchecked Sendable {
     // https://developer.apple.com/documentation/coreml/mlmodelconfiguration/computeunits
     open var computeUnits: MLComputeUnits = .all
+    // https://developer.apple.com/documentation/coreml/mlmodelconfiguration/functionname (iOS 18, macOS 15)
+    @available(iOS 18.0, macOS 15.0, tvOS 18.0, watchOS 11.0, visionOS 2.0, *)
+    open var functionName: String? = nil
     public override init() {}
 }
 

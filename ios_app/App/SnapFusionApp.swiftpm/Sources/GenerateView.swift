@@ -1,13 +1,15 @@
+import PhotosUI
 import SnapFusionKit
 import SwiftUI
 import UniformTypeIdentifiers
 
-/// Prompt, negative prompt, steps, guidance and seed; Generate with progress and Cancel; the image with Share and
-/// Save; per-stage timings.
+/// Prompt, negative prompt, steps, guidance and seed, a starting image with its strength (image-to-image) and the
+/// size (folders with several); Generate with progress and Cancel; the image with Share and Save; per-stage timings.
 struct GenerateView: View {
     @EnvironmentObject private var store: ModelStore
     @EnvironmentObject private var model: GeneratorModel
     @State private var exporting = false
+    @State private var photo: PhotosPickerItem?
 
     var body: some View {
         Form {
@@ -37,6 +39,46 @@ struct GenerateView: View {
                         Image(systemName: "dice")
                     }
                     .accessibilityLabel("Random seed")
+                }
+            }
+            Section("Starting image") {
+                if let image = model.startingImage {
+                    HStack {
+                        Image(decorative: image, scale: 1)
+                            .resizable()
+                            .scaledToFit()
+                            .frame(maxHeight: 120)
+                            .accessibilityLabel("Starting image")
+                        Spacer()
+                        Button("Remove", role: .destructive) {
+                            photo = nil
+                            model.clearStartingImage()
+                        }
+                        .buttonStyle(.borderless)
+                    }
+                    VStack(alignment: .leading) {
+                        // 1 starts from noise at the first step; lower keeps more of the image
+                        Text("Strength: \(model.strength, specifier: "%.2f")")
+                        Slider(value: $model.strength, in: 0.05...1, step: 0.05)
+                    }
+                }
+                PhotosPicker(selection: $photo, matching: .images) {
+                    Label(model.startingImage == nil ? "Choose a starting image" : "Choose another image", systemImage: "photo")
+                }
+                .disabled(!model.hasEncoder)
+                if !model.hasEncoder {
+                    Text("This model folder has no VAE encoder: convert it with --components including encoder to start from an image.")
+                        .font(.footnote)
+                        .foregroundStyle(.secondary)
+                }
+            }
+            if model.sizes.count > 1 {
+                Section("Size") {
+                    Picker("Size (height x width)", selection: $model.sizeIndex) {
+                        ForEach(Array(model.sizes.enumerated()), id: \.offset) { index, size in
+                            Text("\(size.image.height) x \(size.image.width)").tag(index)
+                        }
+                    }
                 }
             }
             Section {
@@ -90,6 +132,7 @@ struct GenerateView: View {
         }
         .onAppear { model.adopt(store.description, folder: store.folder) }
         .onChange(of: store.folder) { _ in model.adopt(store.description, folder: store.folder) }
+        .onChange(of: photo) { item in model.pickStartingImage(item) }
         .fileExporter(isPresented: $exporting, document: model.png.map { PNGDocument(data: $0) }, contentType: .png,
                       defaultFilename: "snapfusion-\(model.seed).png") { result in
             if case let .failure(error) = result { model.error = error.localizedDescription }
@@ -103,6 +146,9 @@ struct TimingsView: View {
 
     var body: some View {
         LabeledContent("Text encoder", value: Self.ms(timings.textEncoderMs))
+        if timings.imageEncoderMs > 0 {
+            LabeledContent("Image encoder", value: Self.ms(timings.imageEncoderMs))
+        }
         LabeledContent("UNet, \(timings.unetStepMs.count) steps", value: Self.ms(timings.unetStepMs.reduce(0, +)))
         LabeledContent("UNet per step", value: Self.ms(timings.unetStepMs.reduce(0, +) / Double(max(timings.unetStepMs.count, 1))))
         LabeledContent("Decoder", value: Self.ms(timings.decoderMs))

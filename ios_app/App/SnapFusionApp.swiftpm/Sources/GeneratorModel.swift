@@ -1,6 +1,9 @@
 import CoreGraphics
 import Foundation
+import ImageIO
+import PhotosUI
 import SnapFusionKit
+import SwiftUI
 
 /// State of the Generate screen: settings, progress with the pipeline's previews, the image (and
 /// its PNG bytes, encoded once off the main thread) and its stage timings. Lives as long as the
@@ -16,6 +19,16 @@ final class GeneratorModel: ObservableObject {
     @Published private(set) var stepsAdjustable = true
     @Published var guidance = 7.5
     @Published var seed: UInt64 = 0
+    /// Image-to-image: the starting image picked from Photos (nil: text-to-image).
+    @Published private(set) var startingImage: CGImage?
+    /// Image-to-image: the share of the schedule that runs (diffusers' strength).
+    @Published var strength = GenerationRequest.defaultStrength
+    /// Whether the folder has the VAE encoder that image-to-image needs.
+    @Published private(set) var hasEncoder = false
+    /// The folder's image sizes (pipeline.json `sizes`), the default first; empty for one size.
+    @Published private(set) var sizes: [PipelineDescription.Size] = []
+    /// The index in `sizes` to generate.
+    @Published var sizeIndex = 0
     @Published private(set) var isRunning = false
     @Published private(set) var status = ""
     @Published private(set) var fraction = 0.0
@@ -42,6 +55,40 @@ final class GeneratorModel: ObservableObject {
         steps = description.sampler.defaultSteps
         stepsAdjustable = description.formatVersion == 1
         guidance = description.guidance.defaultScale
+        hasEncoder = description.components.encoder != nil
+        sizes = description.sizes ?? []
+        sizeIndex = 0
+    }
+
+    /// Loads the photo picked in Photos as the starting image: oriented as shown in Photos and
+    /// at most 2048 px on its longer side (the pipeline crops and resizes it to the model's size).
+    func pickStartingImage(_ item: PhotosPickerItem?) {
+        guard let item else { return }
+        Task { [weak self] in
+            do {
+                guard let data = try await item.loadTransferable(type: Data.self) else { throw StartingImageError.unreadable }
+                let image = try await Task.detached(priority: .userInitiated) { try GeneratorModel.decodeImage(data) }.value
+                self?.startingImage = image
+            } catch {
+                self?.error = error.localizedDescription
+            }
+        }
+    }
+
+    /// Back to text-to-image.
+    func clearStartingImage() {
+        startingImage = nil
+    }
+
+    nonisolated static func decodeImage(_ data: Data) throws -> CGImage {
+        let options: [CFString: Any] = [kCGImageSourceCreateThumbnailFromImageAlways: true,
+                                        kCGImageSourceCreateThumbnailWithTransform: true,
+                                        kCGImageSourceThumbnailMaxPixelSize: 2048]
+        guard let source = CGImageSourceCreateWithData(data as CFData, nil),
+              let image = CGImageSourceCreateThumbnailAtIndex(source, 0, options as CFDictionary) else {
+            throw StartingImageError.unreadable
+        }
+        return image
     }
 
     func generate(store: ModelStore) {
@@ -50,8 +97,12 @@ final class GeneratorModel: ObservableObject {
             error = store.busyMessage
             return
         }
-        let request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidanceScale: guidance,
-                                        seed: seed)
+        var settings = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidanceScale: guidance,
+                                         seed: seed)
+        if sizes.indices.contains(sizeIndex) { settings.imageSize = sizes[sizeIndex].image }
+        let startingImage = self.startingImage
+        if startingImage != nil { settings.strength = strength }
+        let baseRequest = settings
         isRunning = true
         error = nil
         fraction = 0
@@ -70,6 +121,11 @@ final class GeneratorModel: ObservableObject {
                 try Task.checkCancellation()
                 try await Task.detached(priority: .userInitiated) { try shared.backend.load() }.value
                 try Task.checkCancellation()
+                // image-to-image: the starting image's pixels, drawn off the main thread
+                var request = baseRequest
+                if let startingImage {
+                    request.initImage = try await Task.detached(priority: .userInitiated) { try RGBImage(cgImage: startingImage) }.value
+                }
                 // 2. generate, following the progress stream and its previews
                 let run = shared.pipeline.start(request, previewEvery: previewEvery)
                 let result = try await withTaskCancellationHandler {
@@ -107,6 +163,7 @@ final class GeneratorModel: ObservableObject {
         guard isRunning, generation == id else { return }
         switch progress.stage {
         case .textEncoder: status = "Encoding the prompt…"
+        case .imageEncoder: status = "Encoding the starting image…"
         case .unet: status = "Step \(progress.step) of \(progress.totalSteps)"
         case .decoder, .done: status = "Decoding…"
         }
@@ -121,6 +178,17 @@ final class GeneratorModel: ObservableObject {
         preview = nil
         if let error, !(error is CancellationError), (error as? PipelineError) != .cancelled {
             self.error = error.localizedDescription
+        }
+    }
+}
+
+/// A photo that could not be read as an image.
+enum StartingImageError: LocalizedError {
+    case unreadable
+
+    var errorDescription: String? {
+        switch self {
+        case .unreadable: return "Could not read the picked photo as an image."
         }
     }
 }

@@ -32,12 +32,14 @@ public final class CoreAIBackend: DiffusionBackend, @unchecked Sendable {
     /// The one function every asset of `convert --format coreai` has.
     public static let functionName = "main"
 
-    /// Resolves the folder's assets (loads nothing); refuses a Core ML folder.
+    /// Resolves the folder's assets (loads nothing); refuses a Core ML folder and a folder with
+    /// several sizes (its assets' functions are not named per size here).
     public init(folder: ConvertedFolder) throws {
         try folder.requireFormat(.coreAI)
+        guard folder.description.sizes == nil else { throw CoreAIBackendError.severalSizes(folder.url.path) }
         description = folder.description
         var urls: [ComponentName: URL] = [:]
-        for name in ComponentName.allCases {
+        for name in ComponentName.allCases where name != .encoder || folder.description.components.encoder != nil {
             guard let url = try folder.modelURLs(name).first else {
                 throw PipelineDescriptionError.missingComponent(name.rawValue, folder.url.path)
             }
@@ -84,6 +86,12 @@ public final class CoreAIBackend: DiffusionBackend, @unchecked Sendable {
 
     public func decode(latents: Tensor) throws -> Tensor {
         try run(.decoder, [ResourceNames.decoderInput: (latents.shape, latents.scalars)], output: ResourceNames.decoderOutput)
+    }
+
+    /// VAEEncoder.aimodel: `z` -> `latent` (posterior mean and log-variance).
+    public func encodeImage(_ image: Tensor) throws -> Tensor {
+        guard urls[.encoder] != nil else { throw PipelineError.missingEncoder }
+        return try run(.encoder, [ResourceNames.encoderInput: (image.shape, image.scalars)], output: ResourceNames.encoderOutput)
     }
 
     private func function(_ name: ComponentName) -> InferenceFunction? {
@@ -152,6 +160,7 @@ public enum CoreAIBackendError: LocalizedError, Equatable {
     case missingOutput(String, model: String)
     case unsupportedOutputType(String)
     case notLoaded(String)
+    case severalSizes(String)
 
     public var errorDescription: String? {
         switch self {
@@ -163,6 +172,8 @@ public enum CoreAIBackendError: LocalizedError, Equatable {
             return "expected a float32 output \"\(name)\", got another scalar type"
         case let .notLoaded(name):
             return "Core AI model \(name) is not loaded"
+        case let .severalSizes(folder):
+            return "CoreAIBackend runs folders of one image size; this one lists several (pipeline.json sizes, in \(folder))"
         }
     }
 }

@@ -2,9 +2,14 @@
 import CoreML
 import Foundation
 
-/// Runs a converted folder with Core ML: TextEncoder, Unet (or UnetChunk1 + UnetChunk2) and
-/// VAEDecoder. For each, a compiled `.mlmodelc` next to the `.mlpackage` named in pipeline.json is
-/// used when present; otherwise the package is compiled on first use and cached.
+/// Runs a converted folder with Core ML: TextEncoder, Unet (or UnetChunk1 + UnetChunk2),
+/// VAEDecoder and, for image-to-image, VAEEncoder. For each, a compiled `.mlmodelc` next to the
+/// `.mlpackage` named in pipeline.json is used when present; otherwise the package is compiled on
+/// first use and cached.
+///
+/// Folders with `sizes` hold multifunction packages (iOS 18 / macOS 15): the UNet, decoder and
+/// encoder load the function of the size their input has (`MLModelConfiguration.functionName`),
+/// one size in memory at a time; a generation of another size reloads them with its function.
 ///
 /// ```swift
 /// let folder = try ConvertedFolder(url: url)
@@ -51,6 +56,7 @@ public final class CoreMLBackend: ComputeUnitFallback, ComputeUnitReporting, @un
     /// One model, or the chunks in execution order.
     private var unet: [ManagedModel] { residency.models(of: .unet) }
     private var decoder: ManagedModel { residency.models(of: .decoder)[0] }
+    private var encoder: ManagedModel? { residency.models(of: .encoder).first }
 
     /// Prepares the models of an opened folder (resolves each component's files; loads nothing).
     ///
@@ -63,16 +69,19 @@ public final class CoreMLBackend: ComputeUnitFallback, ComputeUnitReporting, @un
         self.configuration = configuration
         let units = configuration.computeUnits ?? ModelCompatibility.recommendedComputeUnits(for: folder.description)
         self.computeUnits = units
+        // Size-dependent packages of a folder with `sizes` start on the default size's function.
+        let defaultFunction = folder.description.sizes?.first?.function
         func managed(_ name: PipelineDescription.ComponentName) throws -> [ManagedModel] {
             let sha256 = folder.description.component(name)?.sha256
             return try folder.modelURLs(name).map { url in
                 ManagedModel(url: url, sha256: sha256, computeUnits: units.mlComputeUnits,
-                             cache: configuration.cache)
+                             cache: configuration.cache, functionName: name.isSizeDependent ? defaultFunction : nil)
             }
         }
-        residency = ModelResidency(components: [(.textEncoder, try managed(.textEncoder)), (.unet, try managed(.unet)),
-                                                (.decoder, try managed(.decoder))],
-                                   reduceMemory: configuration.reduceMemory)
+        var components = [(PipelineDescription.ComponentName.textEncoder, try managed(.textEncoder))]
+        if folder.description.components.encoder != nil { components.append((.encoder, try managed(.encoder))) }
+        components += [(.unet, try managed(.unet)), (.decoder, try managed(.decoder))]
+        residency = ModelResidency(components: components, reduceMemory: configuration.reduceMemory, onDemand: [.encoder])
     }
 
     /// Compiles every package that is not compiled yet with Core ML's asynchronous compiler and
@@ -121,6 +130,7 @@ public final class CoreMLBackend: ComputeUnitFallback, ComputeUnitReporting, @un
     }
 
     public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor, timestepCond: Tensor?) throws -> Tensor {
+        try selectFunction(.unet, try latentFunction(sample))
         try residency.prepare(.unet)
         var inputs: [String: MLMultiArray] = [
             ResourceNames.unetSample: sample.multiArray,
@@ -154,7 +164,34 @@ public final class CoreMLBackend: ComputeUnitFallback, ComputeUnitReporting, @un
         return try Self.output(ResourceNames.unetOutput, of: last, model: "Unet")
     }
 
+    /// VAEEncoder: `z` (the image in [-1, 1]) -> `latent` (posterior mean and log-variance).
+    public func encodeImage(_ image: Tensor) throws -> Tensor {
+        guard let encoder else { throw PipelineError.missingEncoder }
+        guard image.shape.count == 4 else { throw TensorError.rankMismatch(expected: 4, shape: image.shape) }
+        try selectFunction(.encoder, try description.function(imageHeight: image.shape[2], width: image.shape[3]))
+        try residency.prepare(.encoder)
+        return try encoder.perform { model in
+            let provider = try MLDictionaryFeatureProvider(dictionary: [ResourceNames.encoderInput: image.multiArray])
+            return try Self.output(ResourceNames.encoderOutput, of: model.prediction(from: provider), model: "VAEEncoder")
+        }
+    }
+
+    /// The function of the size whose latent `(B, C, h, w)` has this h and w (nil without `sizes`).
+    private func latentFunction(_ latents: Tensor) throws -> String? {
+        guard description.sizes != nil else { return nil }
+        guard latents.shape.count == 4 else { throw TensorError.rankMismatch(expected: 4, shape: latents.shape) }
+        return try description.function(latentHeight: latents.shape[2], width: latents.shape[3])
+    }
+
+    /// Moves `component`'s models to `function` (released now, loaded with it by the next
+    /// `prepare`); nothing for folders without `sizes`.
+    private func selectFunction(_ component: PipelineDescription.ComponentName, _ function: String?) throws {
+        guard let function else { return }
+        for model in residency.models(of: component) { _ = model.switchFunction(to: function) }
+    }
+
     public func decode(latents: Tensor) throws -> Tensor {
+        try selectFunction(.decoder, try latentFunction(latents))
         try residency.prepare(.decoder)
         return try decoder.perform { model in
             let provider = try MLDictionaryFeatureProvider(dictionary: [ResourceNames.decoderInput: latents.multiArray])
@@ -191,6 +228,8 @@ public enum CoreMLBackendError: LocalizedError, Equatable {
     case missingOutput(String, model: String)
     case imageConversionFailed
     case unsupportedOutputType(String)
+    /// A folder with `sizes` (multifunction packages) on an OS before iOS 18 / macOS 15.
+    case multifunctionNeedsNewerOS(String, function: String)
 
     public var errorDescription: String? {
         switch self {
@@ -206,6 +245,9 @@ public enum CoreMLBackendError: LocalizedError, Equatable {
             return "could not convert the decoded image to a CGImage"
         case let .unsupportedOutputType(type):
             return "expected a float16, float32, float64 or int32 model output, got \(type)"
+        case let .multifunctionNeedsNewerOS(file, function):
+            return "\(file) is a multifunction package (function \(function), one per image size), which needs iOS 18 or macOS 15; "
+                + "convert the folder with one image size for this OS"
         }
     }
 }

@@ -12,14 +12,18 @@ public final class ManagedModel: LoadableModel, @unchecked Sendable {
     private let cache: CompiledModelCache
     private let queue: DispatchQueue
     private var computeUnits: MLComputeUnits
+    /// The function of a multifunction package to load (`MLModelConfiguration.functionName`); nil: the default one.
+    private var functionName: String?
     private var compiledURL: URL?
     private var model: MLModel?
 
-    /// A model that is not loaded yet.
-    public init(url: URL, sha256: String?, computeUnits: MLComputeUnits, cache: CompiledModelCache) {
+    /// A model that is not loaded yet; `functionName` picks a function of a multifunction package
+    /// (iOS 18 / macOS 15), nil the package's default.
+    public init(url: URL, sha256: String?, computeUnits: MLComputeUnits, cache: CompiledModelCache, functionName: String? = nil) {
         self.sourceURL = url
         self.sha256 = sha256
         self.computeUnits = computeUnits
+        self.functionName = functionName
         self.cache = cache
         self.queue = DispatchQueue(label: "SnapFusionKit.ManagedModel.\(url.lastPathComponent)")
     }
@@ -70,6 +74,20 @@ public final class ManagedModel: LoadableModel, @unchecked Sendable {
         }
     }
 
+    /// The function the model loads (nil: the package's default).
+    public var currentFunctionName: String? { queue.sync { functionName } }
+
+    /// Releases the model and loads function `name` from now on (one size of a multifunction
+    /// package in memory at a time). Returns false when it already uses it.
+    public func switchFunction(to name: String?) -> Bool {
+        queue.sync {
+            guard functionName != name else { return false }
+            functionName = name
+            model = nil
+            return true
+        }
+    }
+
     /// Runs `body` with the loaded model (loading it first if needed).
     public func perform<R>(_ body: (MLModel) throws -> R) throws -> R {
         try queue.sync {
@@ -90,6 +108,12 @@ public final class ManagedModel: LoadableModel, @unchecked Sendable {
         do {
             let configuration = MLModelConfiguration()
             configuration.computeUnits = computeUnits
+            if let functionName {
+                guard #available(iOS 18.0, macOS 15.0, *) else {
+                    throw CoreMLBackendError.multifunctionNeedsNewerOS(sourceURL.lastPathComponent, function: functionName)
+                }
+                configuration.functionName = functionName
+            }
             let loaded = try MLModel(contentsOf: try compiled(), configuration: configuration)
             model = loaded
             return loaded

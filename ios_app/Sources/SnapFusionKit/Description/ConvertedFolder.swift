@@ -17,8 +17,10 @@ public struct ConvertedFolder: Sendable {
 
     /// Reads `url/pipeline.json` and checks the files it names.
     ///
-    /// - Parameter required: components that must be present (all three to generate images).
-    public init(url: URL, requiring required: [PipelineDescription.ComponentName] = PipelineDescription.ComponentName.allCases) throws {
+    /// - Parameter required: components that must be present (text encoder, UNet and decoder to
+    ///   generate images). A listed encoder's files must be present too; a folder without one
+    ///   opens, and image-to-image on it throws `PipelineError.missingEncoder`.
+    public init(url: URL, requiring required: [PipelineDescription.ComponentName] = PipelineDescription.ComponentName.textToImage) throws {
         let file = url.appendingPathComponent(PipelineDescription.fileName)
         guard FileManager.default.fileExists(atPath: file.path) else {
             throw PipelineDescriptionError.missingPipelineFile(url.path)
@@ -26,6 +28,7 @@ public struct ConvertedFolder: Sendable {
         let description = try PipelineDescription.decode(Data(contentsOf: file), source: file.path)
         self.init(url: url, description: description)
         for name in required { _ = try modelURLs(name) }
+        if description.components.encoder != nil, !required.contains(.encoder) { _ = try modelURLs(.encoder) }
         for name in [description.tokenizer.vocab, description.tokenizer.merges]
         where !FileManager.default.fileExists(atPath: url.appendingPathComponent(name).path) {
             throw PipelineDescriptionError.missingFile(name, component: "tokenizer", folder: url.path)

@@ -1,11 +1,20 @@
 import Foundation
 
 extension PipelineDescription {
-    /// Names of the three components in pipeline.json's `components`.
+    /// Names of the components in pipeline.json's `components`.
     public enum ComponentName: String, CaseIterable, Sendable {
         case textEncoder = "text_encoder"
         case unet
         case decoder
+        /// The VAE encoder of image-to-image (optional, format_version 3).
+        case encoder
+
+        /// What text-to-image needs (and `ConvertedFolder` requires by default).
+        public static let textToImage: [ComponentName] = [.textEncoder, .unet, .decoder]
+
+        /// Whether the component's packages hold one function per entry of `sizes`
+        /// (everything but the text encoder).
+        public var isSizeDependent: Bool { self != .textEncoder }
     }
 
     /// Decodes and checks pipeline.json bytes; `source` names the file in errors. This is the one
@@ -41,7 +50,8 @@ extension PipelineDescription {
         if description.formatVersion >= 2, description.samplerName == nil {
             throw PipelineDescriptionError.unsupportedSampler(description.sampler.name, source)
         }
-        if let problem = description.firstInvalidValue() ?? description.firstInvalidSamplerValue() {
+        if let problem = description.firstInvalidValue() ?? description.firstInvalidSizesValue()
+            ?? description.firstInvalidSamplerValue() {
             throw PipelineDescriptionError.malformed(source, problem)
         }
         return description
@@ -53,6 +63,7 @@ extension PipelineDescription {
         case .textEncoder: return components.textEncoder
         case .unet: return components.unet
         case .decoder: return components.decoder
+        case .encoder: return components.encoder
         }
     }
 
@@ -67,6 +78,10 @@ extension PipelineDescription {
                                       ("noise_schedule.num_train_timesteps", noiseSchedule.numTrainTimesteps)]
         if let image { sizes += [("image.height", image.height), ("image.width", image.width)] }
         if let imageSize { sizes.append(("image_size", imageSize)) }
+        for (index, entry) in (self.sizes ?? []).enumerated() {
+            sizes += [("sizes[\(index)].image.height", entry.image.height), ("sizes[\(index)].image.width", entry.image.width),
+                      ("sizes[\(index)].latent.height", entry.latent.height), ("sizes[\(index)].latent.width", entry.latent.width)]
+        }
         for name in ComponentName.allCases {
             guard let component = component(name) else { continue }
             for (kind, tensors) in [("inputs", component.inputs), ("outputs", component.outputs)] {
@@ -110,6 +125,31 @@ extension PipelineDescription {
                         + Self.tensorDTypes.joined(separator: " or ") + ", got \(tensor.dtype)"
                 }
             }
+        }
+        return nil
+    }
+
+    /// "expected sizes ..., got ..." for the first `sizes` value the contract does not allow: an
+    /// empty list (absent or null means one size), a function name that is empty or repeated, an
+    /// image size listed twice, or a first entry (the default) other than the top-level `image`
+    /// and `latent`. Dimensions >= 1 are checked with the other sizes (`firstInvalidValue`).
+    func firstInvalidSizesValue() -> String? {
+        guard let sizes else { return nil }
+        guard let first = sizes.first else { return "expected sizes as a non-empty list (null for one size), got []" }
+        var functions = Set<String>()
+        var images = Set<String>()
+        for (index, entry) in sizes.enumerated() {
+            guard !entry.function.isEmpty, functions.insert(entry.function).inserted else {
+                return "expected sizes[\(index)].function as a distinct non-empty name, got \"\(entry.function)\""
+            }
+            guard images.insert(entry.label).inserted else {
+                return "expected sizes[\(index)].image as a size listed once, got \(entry.label) again"
+            }
+        }
+        guard first.image.height == imageHeight, first.image.width == imageWidth,
+              first.latent.height == latent.height, first.latent.width == latent.width else {
+            return "expected sizes[0] (the default) equal to the top-level image \(imageHeight)x\(imageWidth) and latent "
+                + "\(latent.height)x\(latent.width), got image \(first.label) and latent \(first.latent.height)x\(first.latent.width)"
         }
         return nil
     }

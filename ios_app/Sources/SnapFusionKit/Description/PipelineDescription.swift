@@ -1,7 +1,9 @@
 import Foundation
 
-/// pipeline.json, format_version 1 and 2 (docs/contracts.md sections 2 and 3): everything the app needs to run
-/// a converted folder and nothing it must guess. Unknown keys are ignored. The Python twin is
+/// pipeline.json, format_version 1, 2 and 3 (docs/contracts.md sections 2 and 3): everything the app needs to
+/// run a converted folder and nothing it must guess. Format 3 adds the optional VAE encoder component
+/// (`components.encoder`, image-to-image) and the optional `sizes` list (multifunction packages, one
+/// function per image size). Unknown keys are ignored. The Python twin is
 /// snapfusion_coreml/pipeline_json.py (`PipelineManifest`); both read tests/golden/pipelines.json.
 ///
 /// ```swift
@@ -9,8 +11,9 @@ import Foundation
 /// let sampler = try folder.description.makeSampler(steps: folder.description.sampler.defaultSteps)
 /// ```
 public struct PipelineDescription: Codable, Equatable, Sendable {
-    /// The formats this reader understands: 1 (DDIM only) and 2 (the sampler record of section 3).
-    public static let supportedFormatVersions = [1, 2]
+    /// The formats this reader understands: 1 (DDIM only), 2 (the sampler record of section 3) and 3
+    /// (optional `components.encoder` and `sizes`).
+    public static let supportedFormatVersions = [1, 2, 3]
     /// The file name inside a converted folder.
     public static let fileName = ResourceNames.pipeline
     /// Pixels per latent cell along each side (the VAE's downsampling): image = 8 x latent.
@@ -31,11 +34,51 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
     public var guidance: Guidance
     public var tokenizer: Tokenizer
     public var components: Components
+    /// The image sizes the size-dependent packages (UNet, decoder, encoder) hold one function each
+    /// for, the first one the default (equal to `image` and `latent`); nil: one size, every
+    /// package has the one function `main`. Use `availableSizes`.
+    public var sizes: [Size]?
 
     /// Image height and width in pixels.
     public struct ImageSize: Codable, Equatable, Sendable {
         public var height: Int
         public var width: Int
+
+        /// A size in pixels.
+        public init(height: Int, width: Int) {
+            self.height = height
+            self.width = width
+        }
+    }
+
+    /// Latent height and width of one entry of `sizes`.
+    public struct LatentSize: Codable, Equatable, Sendable {
+        public var height: Int
+        public var width: Int
+
+        /// A size in latent cells.
+        public init(height: Int, width: Int) {
+            self.height = height
+            self.width = width
+        }
+    }
+
+    /// One entry of `sizes`: the package function (`image_{H}x{W}`) that runs this image size.
+    public struct Size: Codable, Equatable, Sendable {
+        /// The function name of the size-dependent packages (`MLModelConfiguration.functionName`).
+        public var function: String
+        public var image: ImageSize
+        public var latent: LatentSize
+
+        /// An entry from its parts.
+        public init(function: String, image: ImageSize, latent: LatentSize) {
+            self.function = function
+            self.image = image
+            self.latent = latent
+        }
+
+        /// "HxW" (height first, as `--image-size` takes it).
+        public var label: String { "\(image.height)x\(image.width)" }
     }
 
     /// The converter that wrote the folder.
@@ -172,11 +215,14 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
         public var padTokenId: Int
     }
 
-    /// The converted components; the pipeline needs all three.
+    /// The converted components; text-to-image needs the first three, image-to-image also `encoder`.
     public struct Components: Codable, Equatable, Sendable {
         public var textEncoder: Component?
         public var unet: Component?
         public var decoder: Component?
+        /// The VAE encoder (`VAEEncoder.mlpackage`, format_version 3): image `z` (1, 3, H, W) in
+        /// [-1, 1] -> `latent` (1, 2C, h, w), the posterior's mean then log-variance; nil when not converted.
+        public var encoder: Component?
     }
 
     /// One converted Core ML package.
@@ -276,8 +322,44 @@ public struct PipelineDescription: Codable, Equatable, Sendable {
     /// Output image width in pixels: `image.width`, else `image_size`, else `vaeFactor` x the latent width.
     public var imageWidth: Int { image?.width ?? imageSize ?? latent.width * Self.vaeFactor }
 
-    /// The latent shape for one image: `(1, channels, height, width)`.
+    /// The latent shape for one image of the default size: `(1, channels, height, width)`.
     public var latentShape: [Int] { [1, latent.channels, latent.height, latent.width] }
+
+    /// The sizes this folder generates, the default first: `sizes`, or (no `sizes`) the one
+    /// top-level size with function `main`.
+    public var availableSizes: [Size] {
+        sizes ?? [Size(function: "main", image: ImageSize(height: imageHeight, width: imageWidth),
+                       latent: LatentSize(height: latent.height, width: latent.width))]
+    }
+
+    /// The size of an image `height` x `width`; nil asks for the default.
+    /// - Throws: `PipelineError.unsupportedImageSize` (listing the available sizes) for a size the folder lacks.
+    public func size(height: Int, width: Int) throws -> Size {
+        guard let found = availableSizes.first(where: { $0.image.height == height && $0.image.width == width }) else {
+            throw PipelineError.unsupportedImageSize(height: height, width: width, available: availableSizes.map(\.label))
+        }
+        return found
+    }
+
+    /// The package function that runs latents of `height` x `width` (the UNet and decoder), nil
+    /// when the folder has no `sizes` (single-function packages: load them without a function name).
+    /// - Throws: `PipelineError.unsupportedImageSize` when no listed size has that latent.
+    public func function(latentHeight height: Int, width: Int) throws -> String? {
+        guard let sizes else { return nil }
+        guard let found = sizes.first(where: { $0.latent.height == height && $0.latent.width == width }) else {
+            throw PipelineError.unsupportedImageSize(height: height * Self.vaeFactor, width: width * Self.vaeFactor,
+                                                     available: sizes.map(\.label))
+        }
+        return found.function
+    }
+
+    /// The package function that encodes images of `height` x `width` (the VAE encoder); nil
+    /// without `sizes`.
+    /// - Throws: `PipelineError.unsupportedImageSize` when no listed size has that image size.
+    public func function(imageHeight height: Int, width: Int) throws -> String? {
+        guard sizes != nil else { return nil }
+        return try size(height: height, width: width).function
+    }
 }
 
 extension PipelineDescription.Tokenizer {

@@ -6,7 +6,9 @@ import Foundation
 /// with the Python package, Linux included. The server runs a chunked UNet itself.
 ///
 /// Token ids are sent in the dtype pipeline.json declares for the text encoder's `input_ids`
-/// (float32 or int32), like the Core ML backend reads it from the model description.
+/// (float32 or int32), like the Core ML backend reads it from the model description. For a
+/// folder with `sizes`, UNet, decoder and encoder requests name the function of the size their
+/// input has (`"function"`); the text encoder has one function and never names it.
 public final class InterpreterBackend: DiffusionBackend, @unchecked Sendable {
     public let description: PipelineDescription
     private let channel: any InterpreterChannel
@@ -48,18 +50,35 @@ public final class InterpreterBackend: DiffusionBackend, @unchecked Sendable {
         if let timestepCond {
             inputs.append(.init(name: ResourceNames.unetTimestepCond, float32: timestepCond))
         }
-        return try call(.unet, inputs, output: ResourceNames.unetOutput)
+        return try call(.unet, inputs, function: try latentFunction(sample), output: ResourceNames.unetOutput)
     }
 
     public func decode(latents: Tensor) throws -> Tensor {
-        try call(.decoder, [.init(name: ResourceNames.decoderInput, float32: latents)], output: ResourceNames.decoderOutput)
+        try call(.decoder, [.init(name: ResourceNames.decoderInput, float32: latents)], function: try latentFunction(latents),
+                 output: ResourceNames.decoderOutput)
+    }
+
+    /// Runs component "encoder" (`z` -> `latent`).
+    public func encodeImage(_ image: Tensor) throws -> Tensor {
+        guard description.components.encoder != nil else { throw PipelineError.missingEncoder }
+        guard image.shape.count == 4 else { throw TensorError.rankMismatch(expected: 4, shape: image.shape) }
+        let function = try description.function(imageHeight: image.shape[2], width: image.shape[3])
+        return try call(.encoder, [.init(name: ResourceNames.encoderInput, float32: image)], function: function,
+                        output: ResourceNames.encoderOutput)
+    }
+
+    /// The function of the size whose latent `(B, C, h, w)` has this h and w (nil without `sizes`).
+    private func latentFunction(_ latents: Tensor) throws -> String? {
+        guard description.sizes != nil else { return nil }
+        guard latents.shape.count == 4 else { throw TensorError.rankMismatch(expected: 4, shape: latents.shape) }
+        return try description.function(latentHeight: latents.shape[2], width: latents.shape[3])
     }
 
     private func call(_ component: PipelineDescription.ComponentName, _ inputs: [InterpreterProtocol.Payload],
-                      output: String) throws -> Tensor {
+                      function: String? = nil, output: String) throws -> Tensor {
         lock.lock()
         defer { lock.unlock() }
-        let outputs = try InterpreterProtocol.call(channel, component: component, inputs: inputs)
+        let outputs = try InterpreterProtocol.call(channel, component: component, function: function, inputs: inputs)
         guard let payload = outputs.first(where: { $0.name == output }) else {
             throw InterpreterError.missingOutput(output, component: component.rawValue)
         }

@@ -61,14 +61,19 @@ public enum InterpreterProtocol {
         }
 
         var component: String?
+        /// The package function to run (folders with `sizes`); omitted: the package's default function.
+        var function: String?
         var inputs: [Entry]?
         var outputs: [Entry]?
         var error: String?
     }
 
-    /// The request bytes: the JSON line, then each input's bytes in order.
-    public static func request(component: PipelineDescription.ComponentName, inputs: [Payload]) throws -> [UInt8] {
-        let header = Header(component: component.rawValue,
+    /// The request bytes: the JSON line, then each input's bytes in order. `function` names the
+    /// package function to run (the optional `"function"` field, for folders with `sizes`); nil
+    /// leaves it out and the server runs the package's default function.
+    public static func request(component: PipelineDescription.ComponentName, function: String? = nil,
+                               inputs: [Payload]) throws -> [UInt8] {
+        let header = Header(component: component.rawValue, function: function,
                             inputs: inputs.map { .init(name: $0.name, dtype: $0.dtype, shape: $0.shape) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -82,8 +87,8 @@ public enum InterpreterProtocol {
     /// - Throws: `InterpreterError.server` for an error response, `.malformedResponse` when the
     ///   answer breaks the protocol.
     public static func call(_ channel: any InterpreterChannel, component: PipelineDescription.ComponentName,
-                            inputs: [Payload]) throws -> [Payload] {
-        try channel.write(try request(component: component, inputs: inputs))
+                            function: String? = nil, inputs: [Payload]) throws -> [Payload] {
+        try channel.write(try request(component: component, function: function, inputs: inputs))
         let line = try channel.readLine()
         let header: Header
         do {

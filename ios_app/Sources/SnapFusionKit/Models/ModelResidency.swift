@@ -26,7 +26,8 @@ extension LoadableModel {
 ///
 /// Memory held (M = a model's loaded size):
 /// - normal: after `load()` or `prewarm()`, text encoder + UNet (all chunks) + decoder stay
-///   resident: M(text encoder) + M(UNet) + M(decoder); no load during generation.
+///   resident: M(text encoder) + M(UNet) + M(decoder); no load during generation. An on-demand
+///   component (the VAE encoder) joins them at its first `prepare(_:)` (the first image-to-image).
 /// - reduce memory: at most one component at a time, max(M(text encoder), M(UNet), M(decoder)).
 ///   `load()` makes the first stage's model (the text encoder) resident; each stage then releases
 ///   the previous component before loading its own (`prepare(_:)`), so every generation loads
@@ -44,8 +45,11 @@ extension LoadableModel {
 public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
     /// Keep one component in memory at a time.
     public let reduceMemory: Bool
-    /// The models of each component, in stage order (text encoder, UNet chunks, decoder).
+    /// The models of each component, in stage order (text encoder, image encoder, UNet chunks, decoder).
     public let components: [(name: PipelineDescription.ComponentName, models: [Model])]
+    /// Components that `load()` leaves out in normal mode: they load on their first `prepare(_:)`
+    /// and then stay (the VAE encoder: only image-to-image needs it).
+    public let onDemand: Set<PipelineDescription.ComponentName>
     /// Serializes loads (held across them, possibly for a minute); `unload()` never takes it.
     private let lock = NSRecursiveLock()
     /// Guards `unloads`; held for a few instructions only.
@@ -54,10 +58,12 @@ public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
     /// abandoned when the count has moved on.
     private var unloads = 0
 
-    /// Residency over `components` (stage order).
-    public init(components: [(name: PipelineDescription.ComponentName, models: [Model])], reduceMemory: Bool) {
+    /// Residency over `components` (stage order); `onDemand` components load on first use.
+    public init(components: [(name: PipelineDescription.ComponentName, models: [Model])], reduceMemory: Bool,
+                onDemand: Set<PipelineDescription.ComponentName> = []) {
         self.components = components
         self.reduceMemory = reduceMemory
+        self.onDemand = onDemand
     }
 
     /// Every model, in stage order.
@@ -104,9 +110,11 @@ public final class ModelResidency<Model: LoadableModel>: @unchecked Sendable {
         if reduceMemory {
             if let first = components.first { try prepareLocked(first.name, ticket) }
         } else {
-            for model in allModels {
-                try model.load()
-                try checkpoint(ticket)
+            for entry in components where !onDemand.contains(entry.name) {
+                for model in entry.models {
+                    try model.load()
+                    try checkpoint(ticket)
+                }
             }
         }
     }

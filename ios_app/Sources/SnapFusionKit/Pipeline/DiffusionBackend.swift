@@ -1,8 +1,11 @@
-/// The three models of a text-to-image pipeline, behind one protocol so the orchestration,
+/// The models of a text-to-image (and image-to-image) pipeline, behind one protocol so the orchestration,
 /// the sampler and the benchmark harness run anywhere (Core ML on Apple platforms, the Python
 /// interpreter over a pipe in snapfusion-cli, a fake model in the Linux tests).
 ///
-/// Shapes follow docs/contracts.md section 1. Calls are synchronous and may be slow; the
+/// Shapes follow docs/contracts.md section 1. Folders with `sizes` (several image sizes, one
+/// package function each) need no extra argument: a backend runs the UNet, decoder and encoder
+/// function of the size whose latent (encoder: image) height and width the input has
+/// (`PipelineDescription.function(latentHeight:width:)`). Calls are synchronous and may be slow; the
 /// pipeline calls them from the task that generates, one call at a time. Implementations are
 /// `Sendable`: one backend may be shared by several screens of an app.
 public protocol DiffusionBackend: AnyObject, Sendable {
@@ -20,9 +23,17 @@ public protocol DiffusionBackend: AnyObject, Sendable {
     /// Decoder: `z` `(1, 4, h, w)` (already divided by the latent scale factor) -> image
     /// `(1, 3, 8h, 8w)` in [-1, 1].
     func decode(latents: Tensor) throws -> Tensor
+    /// VAE encoder (image-to-image): image `z` `(1, 3, H, W)` in [-1, 1] -> `latent`
+    /// `(1, 2C, H/8, W/8)`, the posterior's mean (channels 0..<C) then log-variance.
+    func encodeImage(_ image: Tensor) throws -> Tensor
 }
 
 extension DiffusionBackend {
+    /// Backends without a VAE encoder (text-to-image only) throw `PipelineError.missingEncoder`.
+    public func encodeImage(_ image: Tensor) throws -> Tensor {
+        throw PipelineError.missingEncoder
+    }
+
     /// The UNet of a model without a guidance embedding.
     public func predictNoise(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor) throws -> Tensor {
         try predictNoise(sample: sample, timestep: timestep, encoderHiddenStates: encoderHiddenStates, timestepCond: nil)

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Text to image over a `DiffusionBackend`: tokenize, encode the prompts, sample from seeded
-/// noise with the sampler pipeline.json selects (DDIM, PNDM, DPM-Solver++, Euler, Euler
-/// ancestral, LCM, TCD) and classifier-free guidance or a guidance embedding, decode.
+/// Text to image (and image to image) over a `DiffusionBackend`: tokenize, encode the prompts,
+/// sample from seeded noise (or from a starting image's VAE latent noised to the strength's
+/// first timestep) with the sampler pipeline.json selects (DDIM, PNDM, DPM-Solver++, Euler,
+/// Euler ancestral, LCM, TCD) and classifier-free guidance or a guidance embedding, decode.
 ///
 /// ```swift
 /// let folder = try ConvertedFolder(url: modelFolder)    // pipeline.json, read once
@@ -91,10 +92,26 @@ public final class Pipeline: Sendable {
     ///   - progress: called after the text encoder, after every UNet step, before decoding and
     ///     when done.
     /// - Throws: `PipelineError.cancelled` when cancelled, `PipelineError.nonFiniteOutput` for NaN
-    ///   or infinity in a model output, or the backend's errors.
+    ///   or infinity in a model output; before any model runs, `PipelineError.unsupportedImageSize`
+    ///   for a size the folder lacks and, for image-to-image, `.missingEncoder`,
+    ///   `.strengthOutOfRange`, `.noStepsLeft` or `.initImageSize`; or the backend's errors.
     public func generate(_ request: GenerationRequest, cancellation: CancellationToken? = nil, previewEvery: Int = 0,
                          progress: ((GenerationProgress) -> Void)? = nil) throws -> GenerationResult {
-        var sampler = try description.makeSampler(steps: request.steps ?? description.sampler.defaultSteps)
+        let steps = request.steps ?? description.sampler.defaultSteps
+        var sampler = try description.makeSampler(steps: steps)
+        // The size: its latent shape here, its package function in the backend (by the latent's shape).
+        let size = try request.imageSize.map { try description.size(height: $0.height, width: $0.width) } ?? description.availableSizes[0]
+        let latentShape = [1, description.latent.channels, size.latent.height, size.latent.width]
+        // Image-to-image: checked before any model runs.
+        var begin = 0
+        if let image = request.initImage {
+            guard description.components.encoder != nil else { throw PipelineError.missingEncoder }
+            begin = try ImageToImage.beginIndex(steps: steps, strength: request.strength ?? GenerationRequest.defaultStrength)
+            try image.checkPreparable(for: size.image)  // a size this platform cannot resample, before the text encoder
+            try sampler.setBeginIndex(begin)
+        } else if let strength = request.strength {
+            throw PipelineError.strengthWithoutImage(strength)
+        }
         let scale = request.guidanceScale ?? description.guidance.defaultScale
         // Guidance-distilled UNets take w as an embedding and never run classifier-free guidance
         // (diffusers: do_classifier_free_guidance needs time_cond_proj_dim None).
@@ -103,7 +120,7 @@ public final class Pipeline: Sendable {
         let unetBatch = description.guidance.unetBatch
         guard unetBatch == 1 || unetBatch == 2 else { throw PipelineError.invalidGuidanceBatch(unetBatch) }
         var timings = StageTimings()
-        let unetTimesteps = sampler.unetTimesteps
+        let unetTimesteps = Array(sampler.unetTimesteps[begin...])
         let total = unetTimesteps.count
         let start = clock.now()
         func check() throws {
@@ -125,29 +142,51 @@ public final class Pipeline: Sendable {
         try check()
         progress?(GenerationProgress(stage: .textEncoder, step: 0, totalSteps: total, timings: timings))
 
-        // 3. denoise from seeded noise (1, C, h, w) x init_noise_sigma; h != w is allowed. The
-        //    sampler's own noise continues the same random stream.
+        // 3. the start latents (1, C, h, w), h != w allowed, from one random stream that the
+        //    sampler's own noise continues. Text-to-image: seeded noise x init_noise_sigma.
+        //    Image-to-image (diffusers' prepare_latents): the encoder's posterior sampled with the
+        //    first draw, noised with the second at timesteps[begin].
         var generator = TorchRandomSource(seed: request.seed)
-        var latents = generator.normalTensor(shape: description.latentShape).scaled(by: Float(sampler.initNoiseSigma))
-        for (index, t) in unetTimesteps.enumerated() {
+        var latents: Tensor
+        if let image = request.initImage {
             try check()
+            let (moments, encoderMs) = try clock.measure { () throws -> Tensor in
+                let pixels = try image.prepared(for: size.image).tensor()
+                return try finite(.encoder, step: nil) { try backend.encodeImage(pixels) }
+            }
+            timings.imageEncoderMs = encoderMs
+            let posteriorNoise = generator.normalTensor(shape: latentShape)
+            let imageLatents = try ImageToImage.posteriorSample(moments: moments, noise: posteriorNoise,
+                                                                scaleFactor: description.latent.scaleFactor)
+            latents = try sampler.addNoise(to: imageLatents, noise: generator.normalTensor(shape: latentShape), index: begin)
+            try check()
+            progress?(GenerationProgress(stage: .imageEncoder, step: 0, totalSteps: total, timings: timings))
+        } else {
+            latents = generator.normalTensor(shape: latentShape).scaled(by: Float(sampler.initNoiseSigma))
+        }
+
+        // 4. denoise: sampler calls begin..<count, their lists indexed as in a whole run
+        for (offset, t) in unetTimesteps.enumerated() {
+            try check()
+            let index = begin + offset
+            let step = offset + 1
             let input = sampler.scaleModelInput(latents, index: index)
             let (prediction, stepMs) = try clock.measure {
-                try predict(input, t: Float(t), step: index + 1, hidden: hidden, guided: guided, scale: Float(scale),
+                try predict(input, t: Float(t), step: step, hidden: hidden, guided: guided, scale: Float(scale),
                             unetBatch: unetBatch, timestepCond: timestepCond)
             }
             let stepped = try sampler.step(index: index, modelOutput: prediction, sample: latents, random: &generator)
             latents = stepped.previous
             timings.unetStepMs.append(stepMs)
             var preview: RGBAImage?
-            if previewEvery > 0, (index + 1) % previewEvery == 0, index + 1 < total {
+            if previewEvery > 0, step % previewEvery == 0, step < total {
                 try check()
-                preview = try RGBAImage(image: try decodeChecked(stepped.predictedOriginal, step: index + 1))
+                preview = try RGBAImage(image: try decodeChecked(stepped.predictedOriginal, step: step))
             }
-            progress?(GenerationProgress(stage: .unet, step: index + 1, totalSteps: total, timings: timings, preview: preview))
+            progress?(GenerationProgress(stage: .unet, step: step, totalSteps: total, timings: timings, preview: preview))
         }
 
-        // 4. decode latents / scale_factor
+        // 5. decode latents / scale_factor
         try check()
         progress?(GenerationProgress(stage: .decoder, step: total, totalSteps: total, timings: timings))
         let (image, decoderMs) = try clock.measure { try decodeChecked(latents, step: nil) }

@@ -42,9 +42,21 @@ public struct DDIMSampler: Sampler {
 
     public var initNoiseSigma: Double { 1 }
 
+    public private(set) var beginIndex = 0
+
+    public mutating func setBeginIndex(_ index: Int) throws {
+        try NoiseAdding.check(index, count: timesteps.count)
+        beginIndex = index
+    }
+
+    public func addNoise(to original: Tensor, noise: Tensor, index: Int) throws -> Tensor {
+        try NoiseAdding.check(index, count: timesteps.count)
+        return try NoiseAdding.alpha(original, noise, schedule: schedule, timestep: timesteps[index])
+    }
+
     public mutating func step(index: Int, modelOutput: Tensor, sample: Tensor,
                               random: inout TorchRandomSource) throws -> SamplerStep {
-        guard timesteps.indices.contains(index) else { throw SamplerError.stepOutOfRange(index, count: timesteps.count) }
+        guard index >= beginIndex, timesteps.indices.contains(index) else { throw SamplerError.stepOutOfRange(index, count: timesteps.count) }
         let out = try step(modelOutput: modelOutput, sample: sample, timestep: timesteps[index],
                            previousTimestep: previousTimestep(after: index))
         return SamplerStep(previous: out.previous, predictedOriginal: out.predictedOriginal)

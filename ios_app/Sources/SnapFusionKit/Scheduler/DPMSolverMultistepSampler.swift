@@ -31,6 +31,22 @@ public struct DPMSolverMultistepSampler: Sampler {
     private var lowerOrderNums = 0
 
     public var initNoiseSigma: Double { 1 }
+    public private(set) var beginIndex = 0
+
+    /// Starts at call `index` with an empty history (the first update there is first order, as
+    /// diffusers' `lower_order_nums` starts at 0); the lists stay indexed as in a whole run.
+    public mutating func setBeginIndex(_ index: Int) throws {
+        try NoiseAdding.check(index, count: min(unetTimesteps.count, sigmas.count - 1))
+        beginIndex = index
+        previousEstimate = nil
+        lowerOrderNums = 0
+    }
+
+    /// `alpha_t x0 + sigma_t e` at `sigmas[index]` (DPMSolverMultistepScheduler.add_noise).
+    public func addNoise(to original: Tensor, noise: Tensor, index: Int) throws -> Tensor {
+        try NoiseAdding.check(index, count: min(unetTimesteps.count, sigmas.count - 1))
+        return try NoiseAdding.variancePreservingSigma(original, noise, sigma: sigmas[index])
+    }
 
     /// - Throws: `SamplerError.unsupportedOption` for orders other than 1 and 2 or a solver
     ///   type other than "midpoint" and "heun".
@@ -63,7 +79,7 @@ public struct DPMSolverMultistepSampler: Sampler {
     public mutating func step(index: Int, modelOutput: Tensor, sample: Tensor,
                               random: inout TorchRandomSource) throws -> SamplerStep {
         let count = unetTimesteps.count
-        guard index >= 0, index < count, index + 1 < sigmas.count else { throw SamplerError.stepOutOfRange(index, count: count) }
+        guard index >= beginIndex, index < count, index + 1 < sigmas.count else { throw SamplerError.stepOutOfRange(index, count: count) }
         guard modelOutput.shape == sample.shape else { throw TensorError.incompatibleShapes(modelOutput.shape, sample.shape) }
         let lowerFinal = index == count - 1 && (eulerAtFinal || (lowerOrderFinal && count < 15) || finalSigmasType == "zero")
 
@@ -87,7 +103,7 @@ public struct DPMSolverMultistepSampler: Sampler {
             }
         } else {
             // multistep_dpm_solver_second_order_update with m0 = this estimate, m1 = the previous one
-            guard let m1 = previousEstimate, index >= 1 else { throw SamplerError.stepOutOfRange(index, count: count) }
+            guard let m1 = previousEstimate, index >= beginIndex + 1 else { throw SamplerError.stepOutOfRange(index, count: count) }
             let s1 = Self.parameters(sigmas[index - 1])
             let r0 = (s0.lambda - s1.lambda) / h
             for i in previous.scalars.indices {

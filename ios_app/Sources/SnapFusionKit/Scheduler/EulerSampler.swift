@@ -36,6 +36,19 @@ public struct EulerSampler: Sampler {
         self.ancestral = ancestral
     }
 
+    public private(set) var beginIndex = 0
+
+    public mutating func setBeginIndex(_ index: Int) throws {
+        try NoiseAdding.check(index, count: min(unetTimesteps.count, sigmas.count - 1))
+        beginIndex = index
+    }
+
+    /// `x0 + sigmas[index] e` (EulerDiscreteScheduler.add_noise at the begin index).
+    public func addNoise(to original: Tensor, noise: Tensor, index: Int) throws -> Tensor {
+        try NoiseAdding.check(index, count: min(unetTimesteps.count, sigmas.count - 1))
+        return try NoiseAdding.varianceExploding(original, noise, sigma: sigmas[index])
+    }
+
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor {
         guard scalesModelInput, sigmas.indices.contains(index) else { return sample }
         let sigma = sigmas[index]
@@ -47,7 +60,7 @@ public struct EulerSampler: Sampler {
 
     public mutating func step(index: Int, modelOutput: Tensor, sample: Tensor,
                               random: inout TorchRandomSource) throws -> SamplerStep {
-        guard index >= 0, index < unetTimesteps.count, index + 1 < sigmas.count else {
+        guard index >= beginIndex, index < unetTimesteps.count, index + 1 < sigmas.count else {
             throw SamplerError.stepOutOfRange(index, count: unetTimesteps.count)
         }
         guard modelOutput.shape == sample.shape else { throw TensorError.incompatibleShapes(modelOutput.shape, sample.shape) }

@@ -23,6 +23,17 @@ public struct LCMSampler: Sampler {
 
     public var unetTimesteps: [Double] { timesteps.map(Double.init) }
     public var initNoiseSigma: Double { 1 }
+    public private(set) var beginIndex = 0
+
+    public mutating func setBeginIndex(_ index: Int) throws {
+        try NoiseAdding.check(index, count: timesteps.count)
+        beginIndex = index
+    }
+
+    public func addNoise(to original: Tensor, noise: Tensor, index: Int) throws -> Tensor {
+        try NoiseAdding.check(index, count: timesteps.count)
+        return try NoiseAdding.alpha(original, noise, schedule: schedule, timestep: timesteps[index])
+    }
 
     /// An LCM sampler over the record's lists.
     public init(schedule: NoiseSchedule, predictionType: PredictionType, timesteps: [Int], previousTimesteps: [Int],
@@ -37,7 +48,7 @@ public struct LCMSampler: Sampler {
 
     public mutating func step(index: Int, modelOutput: Tensor, sample: Tensor,
                               random: inout TorchRandomSource) throws -> SamplerStep {
-        guard timesteps.indices.contains(index), index < previousTimesteps.count else {
+        guard index >= beginIndex, timesteps.indices.contains(index), index < previousTimesteps.count else {
             throw SamplerError.stepOutOfRange(index, count: timesteps.count)
         }
         guard modelOutput.shape == sample.shape else { throw TensorError.incompatibleShapes(modelOutput.shape, sample.shape) }

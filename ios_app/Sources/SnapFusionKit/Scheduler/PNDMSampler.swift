@@ -10,6 +10,12 @@ import Foundation
 /// call 1 averages with call 0's output and restarts from the sample call 0 started from.
 /// v-prediction outputs are turned into epsilon after combining, with the step's own sample,
 /// as `_get_prev_sample` does.
+///
+/// Image-to-image (`setBeginIndex(b)` with b > 0) follows diffusers too: PNDMScheduler has no
+/// begin index, so its counter restarts at 0 on `timesteps[b]` and each call's step is derived
+/// from its UNet timestep `t` and the ratio `r = num_train_timesteps // steps` as `step_plms` does:
+/// counter 1 goes from `t + r` to `t`, every other counter from `t` to `t - r` (the record's
+/// `current_timesteps`/`previous_timesteps` are these for b = 0).
 public struct PNDMSampler: Sampler {
     /// The noise schedule the model was trained with.
     public let schedule: NoiseSchedule
@@ -27,6 +33,29 @@ public struct PNDMSampler: Sampler {
     private var firstSample: Tensor?
 
     public var initNoiseSigma: Double { 1 }
+    public private(set) var beginIndex = 0
+
+    /// Restarts the counter and the output history at call `index`.
+    public mutating func setBeginIndex(_ index: Int) throws {
+        try NoiseAdding.check(index, count: min(unetTimesteps.count, currentTimesteps.count))
+        beginIndex = index
+        ets = []
+        firstSample = nil
+    }
+
+    public func addNoise(to original: Tensor, noise: Tensor, index: Int) throws -> Tensor {
+        try NoiseAdding.check(index, count: unetTimesteps.count)
+        return try NoiseAdding.alpha(original, noise, schedule: schedule, timestep: Int(unetTimesteps[index]))
+    }
+
+    /// The (current, previous) timesteps of call `index`: the record's for a whole run, else
+    /// `step_plms`'s from the call's UNet timestep and its counter `index - beginIndex`.
+    func stepTimesteps(_ index: Int) -> (current: Int, previous: Int) {
+        guard beginIndex > 0 else { return (currentTimesteps[index], previousTimesteps[index]) }
+        let ratio = schedule.alphasCumprod.count / max(unetTimesteps.count - 1, 1)
+        let t = Int(unetTimesteps[index])
+        return index - beginIndex == 1 ? (t + ratio, t) : (t, t - ratio)
+    }
 
     /// A PLMS sampler over the record's lists (equal lengths: checked by `PipelineDescription.decode`).
     public init(schedule: NoiseSchedule, predictionType: PredictionType, timesteps: [Double],
@@ -40,18 +69,20 @@ public struct PNDMSampler: Sampler {
 
     public mutating func step(index: Int, modelOutput: Tensor, sample: Tensor,
                               random: inout TorchRandomSource) throws -> SamplerStep {
-        guard currentTimesteps.indices.contains(index), index < previousTimesteps.count else {
+        guard index >= beginIndex, currentTimesteps.indices.contains(index), index < previousTimesteps.count,
+              index < unetTimesteps.count else {
             throw SamplerError.stepOutOfRange(index, count: currentTimesteps.count)
         }
         guard modelOutput.shape == sample.shape else { throw TensorError.incompatibleShapes(modelOutput.shape, sample.shape) }
         let out = modelOutput.scalars
         var z = sample
-        if index != 1 {
+        let counter = index - beginIndex
+        if counter != 1 {
             ets = Array(ets.suffix(3)) + [out]
         }
         // The combined output per element, as step_plms chooses it from len(ets) and the counter.
         let combine: (Int) -> Double
-        switch (ets.count, index) {
+        switch (ets.count, counter) {
         case (1, 0):
             firstSample = sample
             combine = { Double(out[$0]) }
@@ -73,8 +104,9 @@ public struct PNDMSampler: Sampler {
         }
 
         // _get_prev_sample: formula (9) of the PNDM paper, from current to previous timestep.
-        let ac = schedule.alphaCumprod(at: currentTimesteps[index])
-        let acPrev = schedule.alphaCumprod(at: previousTimesteps[index])
+        let (current, previousTimestep) = stepTimesteps(index)
+        let ac = schedule.alphaCumprod(at: current)
+        let acPrev = schedule.alphaCumprod(at: previousTimestep)
         let (a, s) = (ac.squareRoot(), max(1 - ac, 0).squareRoot())
         let sampleCoefficient = (acPrev / ac).squareRoot()
         let denominator = ac * max(1 - acPrev, 0).squareRoot() + (ac * (1 - ac) * acPrev).squareRoot()

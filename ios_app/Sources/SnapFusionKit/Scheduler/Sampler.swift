@@ -5,13 +5,27 @@ import Foundation
 ///
 /// Samplers are values built from pipeline.json's `sampler` record (`SamplerName.makeSampler`);
 /// the multistep ones (PNDM, DPM-Solver++) keep the previous model outputs in their own state,
-/// so make one per generation and call `step` once per entry of `unetTimesteps`, in order.
+/// so make one per generation and call `step` once per entry of `unetTimesteps`, in order, from
+/// `beginIndex` on (image-to-image starts later: `setBeginIndex`, then `addNoise` at that index).
 /// Arithmetic is float64 on float32 tensors; results are rounded back to float32.
 public protocol Sampler: Sendable {
     /// The UNet's `timestep` input, one per call, in order.
     var unetTimesteps: [Double] { get }
     /// Initial latents are `randn(shape) * initNoiseSigma`.
     var initNoiseSigma: Double { get }
+    /// The first call of this generation: 0, or the image-to-image start (`setBeginIndex`).
+    var beginIndex: Int { get }
+    /// Starts the generation at call `index` (diffusers' `set_begin_index`, which
+    /// StableDiffusionImg2ImgPipeline calls with the strength's first step): calls run from
+    /// `index` to the end with the record's lists indexed as in a whole run, and the multistep
+    /// history starts empty there. Call it before the first `step`.
+    /// - Throws: `SamplerError.stepOutOfRange` for an index outside `unetTimesteps`.
+    mutating func setBeginIndex(_ index: Int) throws
+    /// Image-to-image: the start latent at call `index` from the clean latent `original` and
+    /// `noise` of its shape (diffusers' `add_noise` at `timesteps[index]`; not scaled by
+    /// `initNoiseSigma`). Alpha samplers: `sqrt(ac[t]) x0 + sqrt(1 - ac[t]) e`; sigma samplers
+    /// as their diffusers class.
+    func addNoise(to original: Tensor, noise: Tensor, index: Int) throws -> Tensor
     /// The UNet input of call `index` for `sample` (identity unless the sampler scales it).
     func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor
     /// Call `index`'s update from the (guided) model output. Noise, when the sampler adds any,
@@ -104,6 +118,40 @@ public enum SamplerName: String, CaseIterable, Sendable {
                               previousTimesteps: try list(record.previousTimesteps, "previous_timesteps"),
                               eta: record.eta ?? 0.3)
         }
+    }
+}
+
+/// Image-to-image start latents, the formulas of diffusers' `add_noise` (docs/contracts.md,
+/// image-to-image), float64 per element rounded back to float32.
+enum NoiseAdding {
+    /// DDIM, PNDM, LCM, TCD (DDPM's `add_noise`): `sqrt(ac[t]) x0 + sqrt(1 - ac[t]) e`.
+    static func alpha(_ original: Tensor, _ noise: Tensor, schedule: NoiseSchedule, timestep t: Int) throws -> Tensor {
+        let (a, s) = schedule.alphaSigma(at: t)
+        return try combine(original, a, noise, s)
+    }
+
+    /// DPM-Solver++: `alpha_t x0 + sigma_t e`, `alpha_t = 1 / sqrt(sigma^2 + 1)`, `sigma_t = sigma alpha_t`.
+    static func variancePreservingSigma(_ original: Tensor, _ noise: Tensor, sigma: Double) throws -> Tensor {
+        let alpha = 1 / (sigma * sigma + 1).squareRoot()
+        return try combine(original, alpha, noise, sigma * alpha)
+    }
+
+    /// Euler, Euler ancestral: `x0 + sigma e`.
+    static func varianceExploding(_ original: Tensor, _ noise: Tensor, sigma: Double) throws -> Tensor {
+        try combine(original, 1, noise, sigma)
+    }
+
+    /// `a x + b e` per element.
+    private static func combine(_ x: Tensor, _ a: Double, _ e: Tensor, _ b: Double) throws -> Tensor {
+        guard x.shape == e.shape else { throw TensorError.incompatibleShapes(x.shape, e.shape) }
+        var out = x
+        for i in out.scalars.indices { out.scalars[i] = Float(a * Double(x.scalars[i]) + b * Double(e.scalars[i])) }
+        return out
+    }
+
+    /// Throws unless `index` is a call of a sampler with `count` calls.
+    static func check(_ index: Int, count: Int) throws {
+        guard index >= 0, index < count else { throw SamplerError.stepOutOfRange(index, count: count) }
     }
 }
 
