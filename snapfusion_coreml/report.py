@@ -122,7 +122,8 @@ def load_benchmark(path: Path) -> BenchmarkResult:
         env, config, load = data["environment"], data["config"], data["load"]
         summary = {stage: _stage_summary(data["summary"][stage]) for stage in STAGES}
         runs = data["runs"]
-        requested = str(env["compute_units"])
+        # Core AI (environment.runtime "coreai") places work itself: the runtime is what was asked for
+        requested = "Core AI" if env.get("runtime") == "coreai" else str(env["compute_units"])
         return BenchmarkResult(
             source=str(path), device_model=str(env["device_model"]), os=str(env["os"]),
             compute_units=requested, steps=int(config["steps"]),

@@ -208,3 +208,17 @@ def test_bad_benchmark_files_name_the_problem(tmp_path, content, message):
 def test_no_files_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="at least one"):
         write_report([], tmp_path)
+
+
+def test_core_ai_runs_say_so(tmp_path):
+    """A Core AI folder's benchmark (environment.runtime "coreai") is labelled by its runtime, not compute units."""
+    assert load_benchmark(BENCHMARK).compute_units == "cpuAndNeuralEngine"
+
+    def edit(data):
+        data["environment"]["runtime"], data["environment"]["compute_units"] = "coreai", "all"
+        for run in data["runs"]:
+            del run["compute_units"]  # the Core AI backend does not report placement
+
+    result = load_benchmark(_edited(tmp_path, edit))
+    assert result.compute_units == "Core AI" and result.fallbacks == ()
+    assert "| Core AI |" in markdown_table([result])

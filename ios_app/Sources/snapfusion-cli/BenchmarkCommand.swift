@@ -50,8 +50,10 @@ enum BenchmarkCommand: Command {
         let output = fileURL(args.string("--output") ?? "benchmark.json")
         #if canImport(CoreML)
         let opened = try ConvertedFolder(url: folder)
-        let backend = try CoreMLBackend(folder: opened, configuration: .init(computeUnits: units, reduceMemory: options.reduceMemory))
-        options.computeUnits = backend.computeUnits
+        // Core ML or Core AI, whichever the folder's files are for (Core AI places work itself: .all)
+        let backend = try opened.makeBackend(coreML: .init(computeUnits: units, reduceMemory: options.reduceMemory))
+        options.runtime = try opened.format()
+        options.computeUnits = (backend as? CoreMLBackend)?.computeUnits ?? .all
         let runner = BenchmarkRunner(pipeline: try Pipeline(folder: opened, backend: backend), options: options)
         let report = try runner.run(log: { printError($0) })
         try ReportCoding.write(report, to: output)

@@ -1,15 +1,16 @@
 import Foundation
 import SnapFusionKit
 
-/// `snapfusion-cli generate`: one image from a prompt, with Core ML or the Python interpreter.
+/// `snapfusion-cli generate`: one image from a prompt, with Core ML, Core AI or the Python interpreter.
 enum GenerateCommand: Command {
     static let name = "generate"
-    static let summary = "generate an image with Core ML (macOS) or the Python Core ML interpreter (anywhere)"
+    static let summary = "generate an image with Core ML or Core AI (macOS) or the Python Core ML interpreter (anywhere)"
     static let help = """
     usage: snapfusion-cli generate --resources DIR --prompt TEXT [options]
 
     Generates one image from a converted folder (snapfusion-coreml convert -o DIR) and writes a PNG.
-    --backend coreml needs Core ML (macOS; apps on iOS). --backend interpreter runs the packages
+    --backend apple runs the folder with Apple's runtime for its format: Core ML for .mlpackage folders
+    (macOS 13+; apps on iOS 16+), Core AI for .aimodel folders (macOS 27). --backend interpreter runs the packages
     through the project's Python Core ML interpreter (`snapfusion-coreml interpret DIR`) on any
     machine with the Python package, Linux included; everything else (tokenizer, noise, sampler,
     guidance, decoding, PNG) is this Swift pipeline. The sampler is the one pipeline.json names
@@ -35,14 +36,14 @@ enum GenerateCommand: Command {
                              only with --init-image)
       --image-size HxW       one of the folder's sizes (pipeline.json sizes; height first, e.g. 512x768);
                              default: the folder's first size
-      --backend B            coreml | interpreter (default coreml)
+      --backend B            apple | interpreter (default apple; coreml is accepted for apple)
       --python-command CMD   interpreter: the command that runs the Python CLI (default snapfusion-coreml;
                              e.g. ".venv/bin/python -m snapfusion_coreml")
       --precision P          interpreter: fp16 (as on device, default) | fp32
-      --compute-units U      coreml: cpuOnly | cpuAndGPU | cpuAndNeuralEngine | all (default: what the folder's
+      --compute-units U      apple, Core ML folders: cpuOnly | cpuAndGPU | cpuAndNeuralEngine | all (default: what the folder's
                              attention was converted for: original -> cpuAndGPU, else cpuAndNeuralEngine)
-      --reduce-memory        coreml: keep one model in memory at a time
-      --retry-on-gpu         coreml: rerun a component on cpuAndGPU when it returns NaN or infinity
+      --reduce-memory        apple, Core ML folders: keep one model in memory at a time
+      --retry-on-gpu         apple, Core ML folders: rerun a component on cpuAndGPU when it returns NaN or infinity
       -o, --output FILE      PNG to write (default image.png)
       -h, --help             show this help
     """
@@ -73,7 +74,7 @@ enum GenerateCommand: Command {
         let output = fileURL(args.string("--output") ?? "image.png")
         try checkWritable(output)
         let recovery: Pipeline.NonFiniteRecovery = args.flag("--retry-on-gpu") ? .retryOnCPUAndGPU : .fail
-        switch args.string("--backend") ?? "coreml" {
+        switch args.string("--backend") ?? "apple" {
         case "interpreter":
             let precision = args.string("--precision") ?? "fp16"
             guard ["fp16", "fp32"].contains(precision) else {
@@ -96,10 +97,10 @@ enum GenerateCommand: Command {
             try generate(request, pipeline: pipeline, output: output)
             #else
             _ = (units, recovery)
-            throw CLIError.unavailable("--backend coreml needs Core ML, which this platform does not have; use --backend interpreter here")
+            throw CLIError.unavailable("--backend apple needs Core ML or Core AI, which this platform does not have; use --backend interpreter here")
             #endif
         case let other:
-            throw CLIError.usage("expected --backend coreml or interpreter, got \(other.debugDescription)")
+            throw CLIError.usage("expected --backend apple or interpreter, got \(other.debugDescription)")
         }
     }
 

@@ -223,6 +223,23 @@ final class FakeBlockBackend: BlockBackend {
         #expect((report.memory?.processPeakBytes ?? 0) >= report.runs.map(\.peakMemoryBytes).max()!)
     }
 
+    /// A Core AI folder's benchmark says so; reports without `runtime` (before Core AI) still decode.
+    @Test func runtimeIsRecorded() throws {
+        let clock = FakeClock()
+        let pipeline = try Self.fakePipeline(FakeBackend(clock: clock), clock: clock)
+        var options = BenchmarkOptions(warmup: 0, runs: 1, computeUnits: .all, memorySampleInterval: nil)
+        options.runtime = .coreAI
+        let report = try BenchmarkRunner(pipeline: pipeline, options: options, memory: FakeMemoryProbe(),
+                                         thermal: FakeThermalProbe(.nominal)).run()
+        #expect(report.environment.runtime == "coreai" && report.environment.computeUnits == .all)
+        var object = try #require(try JSONSerialization.jsonObject(with: ReportCoding.encoder().encode(report)) as? [String: Any])
+        var environment = try #require(object["environment"] as? [String: Any])
+        environment["runtime"] = nil
+        object["environment"] = environment
+        let older = try ReportCoding.decoder().decode(BenchmarkReport.self, from: try JSONSerialization.data(withJSONObject: object))
+        #expect(older.environment.runtime == nil)
+    }
+
     /// Version 1 files (no thermal state, compute units used or memory method) still decode.
     @Test func versionOneReportsStillDecode() throws {
         var object = try #require(try JSONSerialization.jsonObject(with: ReportCoding.encoder().encode(try Self.fakeReport()))
@@ -248,7 +265,9 @@ final class FakeBlockBackend: BlockBackend {
         #expect(Set(try #require(run["compute_units"] as? [String: Any]).keys) == ["text_encoder", "unet", "decoder"])
         #expect(Set(try #require(run["thermal_state"] as? [String: Any]).keys) == ["start", "end"])
         let environment = try #require(object["environment"] as? [String: Any])
-        #expect(Set(environment.keys) == ["host", "device_model", "os", "compute_units", "tool_version", "date", "build_configuration"])
+        #expect(Set(environment.keys) == ["host", "device_model", "os", "compute_units", "runtime", "tool_version", "date",
+                                          "build_configuration"])
+        #expect(environment["runtime"] as? String == "coreml")
         let config = try #require(object["config"] as? [String: Any])
         #expect(config["stage_times_include_loads"] as? Bool == false)
         #expect(Set(try #require(object["models"] as? [String: Any]).keys) == ["text_encoder", "unet", "decoder"])

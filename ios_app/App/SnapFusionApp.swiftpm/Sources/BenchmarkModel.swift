@@ -41,7 +41,8 @@ final class BenchmarkModel: ObservableObject {
             var options = requested
             do {
                 let (pipeline, backend) = try await store.pipeline()
-                options.computeUnits = backend.computeUnits
+                options.computeUnits = (backend as? CoreMLBackend)?.computeUnits ?? .all  // Core AI places work itself
+                options.runtime = try store.folderFormat()
                 self?.log = ["Benchmarking \(options.runs) runs after \(options.warmup) warm-up on \(options.computeUnits)…"]
                 let measured = options
                 let (report, url) = try await Task.detached(priority: .userInitiated) { () throws -> (BenchmarkReport, URL) in

@@ -114,10 +114,10 @@ final class GeneratorModel: ObservableObject {
         task = Task { [weak self] in
             defer { store.end(.generating) }
             do {
-                // 1. the shared pipeline (built off the main actor), compile (Core ML's asynchronous
-                //    compiler) and load, off the main thread
+                // 1. the shared pipeline (built off the main actor), prepare (Core ML's asynchronous
+                //    compiler, or Core AI's specialization) and load, off the main thread
                 let shared = try await store.pipeline()
-                try await shared.backend.compile()
+                try await shared.backend.prepare()
                 try Task.checkCancellation()
                 try await Task.detached(priority: .userInitiated) { try shared.backend.load() }.value
                 try Task.checkCancellation()

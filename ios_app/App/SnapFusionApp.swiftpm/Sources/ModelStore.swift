@@ -34,7 +34,7 @@ final class ModelStore: ObservableObject {
     @Published private(set) var activity: Activity?
 
     private static let importedKey = "SnapFusionImportedModelFolder"
-    private var shared: (key: String, pipeline: Pipeline, backend: CoreMLBackend)?
+    private var shared: (key: String, pipeline: Pipeline, backend: any PreparableBackend)?
 
     init() {
         refreshImported()
@@ -80,20 +80,27 @@ final class ModelStore: ObservableObject {
     /// the previous models released) only when the folder or a setting changes. The backend and
     /// the tokenizer (vocab.json and merges.txt, tens of thousands of entries) are built off the
     /// main actor.
-    func pipeline() async throws -> (pipeline: Pipeline, backend: CoreMLBackend) {
+    func pipeline() async throws -> (pipeline: Pipeline, backend: any PreparableBackend) {
         guard let folder, let opened else { throw AppError.noModel }
         let (units, reduceMemory) = (computeUnits, self.reduceMemory)
         let key = "\(folder.path)|\(units?.rawValue ?? "auto")|\(reduceMemory)"
         if let shared, shared.key == key { return (shared.pipeline, shared.backend) }
         releaseShared()
-        let built = try await Task.detached(priority: .userInitiated) { () throws -> (Pipeline, CoreMLBackend) in
-            let backend = try CoreMLBackend(folder: opened, configuration: .init(computeUnits: units, reduceMemory: reduceMemory))
+        let built = try await Task.detached(priority: .userInitiated) { () throws -> (Pipeline, any PreparableBackend) in
+            // Core ML for .mlpackage folders, Core AI for .aimodel folders (iOS 27)
+            let backend = try opened.makeBackend(coreML: .init(computeUnits: units, reduceMemory: reduceMemory))
             return (try Pipeline(folder: opened, backend: backend, nonFiniteRecovery: .retryOnCPUAndGPU), backend)
         }.value
         // Settings may have changed while building: the newest request wins, older ones are discarded.
         if let shared, shared.key == key { return (shared.pipeline, shared.backend) }
         shared = (key, built.0, built.1)
         return built
+    }
+
+    /// The open folder's format: Core ML packages or Core AI assets.
+    func folderFormat() throws -> FolderFormat {
+        guard let opened else { throw AppError.noModel }
+        return try opened.format()
     }
 
     /// Releases the models (memory warning, app in the background) without blocking the main
@@ -191,7 +198,7 @@ final class ModelStore: ObservableObject {
         shared = nil
     }
 
-    private static func release(_ backend: CoreMLBackend) {
+    private static func release(_ backend: any PreparableBackend) {
         let task = UIApplication.shared.beginBackgroundTask(withName: "Release models", expirationHandler: nil)
         Task.detached(priority: .userInitiated) {
             backend.unload()

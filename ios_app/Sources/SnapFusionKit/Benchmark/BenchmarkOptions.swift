@@ -37,6 +37,8 @@ public struct BenchmarkOptions: Equatable, Sendable {
     /// Recorded in the report as requested; the backend was created with it (what each model
     /// ran on is recorded per run when the backend reports it, `ComputeUnitReporting`).
     public var computeUnits: ComputeUnits
+    /// The runtime of the folder's files (recorded in the report).
+    public var runtime: FolderFormat = .coreML
     /// nil: measured runs follow each other at once.
     public var coolDown: CoolDown?
     /// How often the run's memory is sampled besides every stage boundary, in seconds (nil: at

@@ -28,7 +28,11 @@ public struct BenchmarkReport: Codable, Equatable, Sendable {
         public var deviceModel: String
         public var os: String
         /// What the backend was asked for; `Run.computeUnits` says what each model ran on.
+        /// Core AI places work itself: its reports record the default request, `.all`.
         public var computeUnits: ComputeUnits
+        /// The runtime that ran the folder: "coreml" or "coreai" (pipeline.json's component
+        /// `format`); absent in reports written before Core AI (read as "coreml").
+        public var runtime: String?
         public var toolVersion: String
         /// ISO 8601, UTC.
         public var date: String

@@ -79,8 +79,9 @@ public final class BenchmarkRunner {
         let description = pipeline.description
         return BenchmarkReport(
             environment: .init(host: "device", deviceModel: SystemInfo.deviceModel, os: SystemInfo.operatingSystem,
-                               computeUnits: options.computeUnits, toolVersion: SnapFusionKitVersion.string,
-                               date: SystemInfo.timestamp(), buildConfiguration: SystemInfo.buildConfiguration),
+                               computeUnits: options.computeUnits, runtime: options.runtime.rawValue,
+                               toolVersion: SnapFusionKitVersion.string, date: SystemInfo.timestamp(),
+                               buildConfiguration: SystemInfo.buildConfiguration),
             models: .init(textEncoder: description.components.textEncoder?.sha256, unet: description.components.unet?.sha256,
                           decoder: description.components.decoder?.sha256),
             config: .init(steps: options.steps ?? description.sampler.defaultSteps,
