@@ -74,6 +74,7 @@ def autoencoder(
     kl_weight: Annotated[float, typer.Option(callback=finite("--kl-weight"), help="Weight of the KL term.")] = 1e-6,
     decoder: Annotated[Optional[Path], typer.Option(help="Model folder whose full-width decoder (and latent scale factor) is kept "
                                                          "frozen: only the encoder trains, for a model without one (image to image).")] = None,
+    init_encoder: Annotated[Optional[Path], typer.Option(help="AutoencoderKL folder whose encoder (same architecture) starts the training.")] = None,
     max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 8, lr: LearningRate = 1e-3,
     gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
     checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
@@ -84,9 +85,10 @@ def autoencoder(
 
     channels = _int_list(block_out_channels, "--block-out-channels")
     training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite, models=(decoder,) if decoder else ())
+                         checkpoint_every, run_dir, resume, overwrite, models=tuple(p for p in (decoder, init_encoder) if p))
     model, result = train_autoencoder(AutoencoderConfig(data, training, image_size, channels, layers_per_block,
-                                                        norm_num_groups, kl_weight=kl_weight, decoder=decoder))
+                                                        norm_num_groups, kl_weight=kl_weight, decoder=decoder,
+                                                        init_encoder=init_encoder))
     _report("autoencoder", out, result.losses, as_json, f"; latent scaling factor {model.config.scaling_factor:.4g}",
             scaling_factor=model.config.scaling_factor)
 

@@ -49,6 +49,7 @@ class AutoencoderConfig:
     kl_weight: float = 1e-6  # of the summed per-sample KL, as LDM's KL-f8 autoencoder
     sample_posterior: bool = False  # decode a posterior sample (LDM) instead of its mean
     decoder: Path | None = None  # a model folder whose decoder is kept frozen (only the encoder trains)
+    init_encoder: Path | None = None  # an AutoencoderKL folder whose encoder + quant_conv start the training
 
     def build(self, seed: int) -> nn.Module:
         AutoencoderKL = require("diffusers", "train", "training an autoencoder").AutoencoderKL
@@ -98,6 +99,14 @@ def train_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, TrainResult
         vae.load_state_dict(decoder_state, strict=False)
         for name, p in vae.named_parameters():
             p.requires_grad_(not name.startswith(("decoder.", "post_quant_conv.")))
+    if config.init_encoder is not None:
+        start = load_vae_encoder(config.init_encoder).state_dict()
+        encoder_state = {k: v for k, v in start.items() if k.startswith(("encoder.", "quant_conv."))}
+        mine = vae.state_dict()
+        wrong = [k for k in mine if k.startswith(("encoder.", "quant_conv.")) and (k not in encoder_state or encoder_state[k].shape != mine[k].shape)]
+        if wrong:
+            raise UserError(f"expected an encoder of the same architecture, got none or another shape for {wrong[0]} (in {config.init_encoder})")
+        vae.load_state_dict(encoder_state, strict=False)
     stream = DataStream(load_examples(config.data), run.batch_size, run.seed, 0.0, config.image_size,
                         accelerator.process_index, accelerator.num_processes)
     if not stream.has_pixels:
@@ -122,7 +131,8 @@ def train_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, TrainResult
     fingerprint = {"kind": "train-autoencoder", "data": str(config.data), "image_size": config.image_size,
                    "block_out_channels": list(config.block_out_channels), "layers_per_block": config.layers_per_block,
                    "norm_num_groups": config.norm_num_groups, "kl_weight": config.kl_weight, "sample_posterior": config.sample_posterior,
-                   "decoder": str(config.decoder) if config.decoder else None}
+                   "decoder": str(config.decoder) if config.decoder else None,
+                   "init_encoder": str(config.init_encoder) if config.init_encoder else None}
     result = run_training(accelerator, run, vae, step_fn, "train autoencoder", fingerprint)
 
     # 4. scaling factor from a held-out batch (a frozen decoder keeps its model's), then save

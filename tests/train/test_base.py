@@ -1,5 +1,6 @@
 """train autoencoder -> train latents -> train base on tiny seeded models (a few steps: it runs, not quality)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -70,6 +71,12 @@ def test_autoencoder_with_a_frozen_decoder_trains_only_the_encoder(tmp_path, tra
                                latent_channels=model.config.latent_channels).build(seed=0)
     assert not torch.equal(saved["encoder.conv_in.weight"], seeded.encoder.conv_in.weight)
     assert len(result.losses) == 3 and result.losses[-1] < result.losses[0]
+    # --init-encoder: a second run starts from the first one's encoder (at learning rate 0 it keeps it)
+    again = dataclasses.replace(config, training=training(tmp_path / "again", max_steps=1, learning_rate=0.0),
+                                init_encoder=tmp_path / "vae")
+    train_autoencoder(again)
+    kept = load_file(str(tmp_path / "again" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(kept[k], v) for k, v in saved.items())
 
 
 def test_autoencoder_refuses_prompt_lists(tmp_path, training, prompts):
