@@ -9,8 +9,9 @@ pixels:
   3. resized to (tw, th) with Lanczos only when the crop's size differs;
   4. pixels x in 0..255 -> x / 127.5 - 1 (diffusers' VaeImageProcessor: 2 * x / 255 - 1).
 
-Bad files are one UserError line: missing, not a file, not an image or unreadable (truncated),
-zero size, more than MAX_PIXELS pixels (or PIL's decompression-bomb limit).
+Bad files are one UserError line: missing, not a file, empty, not an image or unreadable
+(truncated, a zero width or height), more than MAX_PIXELS pixels (or PIL's decompression-bomb
+limit).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def open_init_image(path: str | Path):
         raise UserError(f"init image not found: {path}")
     if not path.is_file():
         raise UserError(f"expected --init-image to be an image file, got a folder: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"expected an image file for --init-image, got an empty file (in {path})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
