@@ -9,10 +9,14 @@ import io
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from cli_runner import run_cli
 from snapfusion_coreml.pipeline_json import PipelineManifest
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest on a shared machine
+
 
 
 def _one_line(err: str) -> str:
@@ -33,7 +37,7 @@ def test_convert_writes_the_encoder_package(converted_with_encoder, diffusers_fo
     assert [(t.name, t.shape) for t in encoder.outputs] == [("latent", (1, 8, 8, 8))]
 
 
-def test_verify_checks_the_encoder_and_inspect_lists_it(converted_with_encoder, capsys, one_thread):
+def test_verify_checks_the_encoder_and_inspect_lists_it(converted_with_encoder, capsys):
     from snapfusion_coreml.verify.check import verify_folder
 
     report = verify_folder(converted_with_encoder, modes=("fp32", "fp16"))
@@ -70,7 +74,7 @@ def test_a_model_without_an_encoder_converts_as_before_and_refuses_components_en
                               f"{tiny_model_dir} without one (drop encoder from --components)")
 
 
-def test_the_interpret_server_runs_the_encoder(converted_with_encoder, diffusers_folder, one_thread):
+def test_the_interpret_server_runs_the_encoder(converted_with_encoder, diffusers_folder):
     from snapfusion_coreml.interpret.server import serve
     from snapfusion_coreml.modeling.loading import ModelFolder
     from snapfusion_coreml.verify.folder import ConvertedFolder
@@ -85,3 +89,22 @@ def test_the_interpret_server_runs_the_encoder(converted_with_encoder, diffusers
     with torch.no_grad():
         expected = ModelFolder(diffusers_folder[0]).load("encoder")(torch.from_numpy(image)).numpy()
     np.testing.assert_allclose(np.frombuffer(payload, "<f4").reshape(1, 8, 8, 8), expected, atol=1e-4)
+
+
+def test_coreai_writes_and_verifies_the_encoder_asset(diffusers_folder, tmp_path, capsys):
+    from tests.coreai.test_coreai import HAVE_COREAI
+
+    if not HAVE_COREAI:
+        import pytest
+
+        pytest.skip("the [coreai] extra is not installed")
+    out = tmp_path / "ai"
+    code, _, err = run_cli(["convert", str(diffusers_folder[0]), "-o", str(out), "--components", "encoder",
+                            "--format", "coreai"], capsys)
+    assert code == 0, err
+    encoder = PipelineManifest.read(out).component("encoder")
+    assert (encoder.file, encoder.format) == ("VAEEncoder.aimodel", "coreai")
+    code, stdout, err = run_cli(["verify", str(out), "--json"], capsys)
+    assert code == 0, err
+    checks = json.loads(stdout)["checks"]
+    assert [(c["component"], c["output"], c["mode"]) for c in checks] == [("encoder", "latent", "coreai")]

@@ -17,6 +17,9 @@ from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.modeling.loading import ModelFolder, load_pipeline, save_pipeline
 from tests.modeling.sd_files import tiny_models, write_sd_folder
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest on a shared machine
+
+
 
 def _assert_encodes_like(encoder, vae) -> None:
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1

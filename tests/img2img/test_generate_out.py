@@ -18,9 +18,12 @@ from tests.samplers.test_generate_vs_diffusers import NEGATIVE, PROMPT, SCHEDULE
 
 CASES = [c for c in SCHEDULERS if c[0] in ("ddim", "lcm-lora", "dpmsolver++")]
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest on a shared machine
+
+
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
-def test_generate_out_follows_the_model_per_step(case, converted_with_encoder, diffusers_folder, tmp_path, one_thread):
+def test_generate_out_follows_the_model_per_step(case, converted_with_encoder, diffusers_folder, tmp_path):
     from snapfusion_coreml.convert import ConvertOptions
     from snapfusion_coreml.convert.pipeline_manifest import choose_sampling
     from snapfusion_coreml.interpret.backend import load_package_pipeline
@@ -49,7 +52,7 @@ def test_generate_out_follows_the_model_per_step(case, converted_with_encoder, d
     assert psnr(reference, picture) >= 30.0
 
 
-def test_cli_generate_init_image_model_and_out(converted_with_encoder, diffusers_folder, tmp_path, capsys, one_thread):
+def test_cli_generate_init_image_model_and_out(converted_with_encoder, diffusers_folder, tmp_path, capsys):
     """The CLI reads the PNG, fits it and draws what Pipeline.generate draws from the same image;
     a non-square PNG is center-cropped and resized first."""
     from PIL import Image

@@ -16,6 +16,9 @@ from snapfusion_coreml.image_size import ImageSize
 from snapfusion_coreml.init_image import fit_init_image, init_image_tensor, open_init_image
 from tests.img2img.images import init_image
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest on a shared machine
+
+
 
 def _png(width: int, height: int, data: bytes | None = None) -> bytes:
     """A PNG whose IHDR says width x height (RGB, 8 bits), with `data` as its one IDAT chunk."""
