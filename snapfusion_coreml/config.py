@@ -303,6 +303,48 @@ class DecoderConfig:
         return config
 
 
+@dataclass(frozen=True)
+class EncoderConfig:
+    """SD's VAE encoder (diffusers' vae.Encoder with double_z, then quant_conv): image -> the
+    posterior moments (mean and log-variance, latent_channels each)."""
+
+    in_channels: int = 3
+    latent_channels: int = 4
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    norm_num_groups: int = 32
+    use_quant_conv: bool = True
+
+    @property
+    def latent_factor(self) -> int:
+        """Pixels per latent cell along each side (8 for SD's four blocks)."""
+        return vae_factor(self.block_out_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["block_out_channels"] = list(self.block_out_channels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "encoder config") -> "EncoderConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        try:
+            kwargs = {k: v for k, v in data.items() if k in fields}
+            if "block_out_channels" in kwargs:
+                kwargs["block_out_channels"] = tuple(int(c) for c in kwargs["block_out_channels"])
+            config = cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"malformed encoder config: {exc} (in {source})") from None
+        if not config.block_out_channels or config.layers_per_block < 1 or config.in_channels < 1 or config.latent_channels < 1:
+            raise UserError(f"expected an encoder config with block_out_channels, layers_per_block >= 1 and positive channel "
+                            f"counts, got {config.to_dict()} (in {source})")
+        for c in config.block_out_channels:
+            if c <= 0 or c % config.norm_num_groups:
+                raise UserError(f"encoder channels {config.block_out_channels} must be multiples of "
+                                f"norm_num_groups={config.norm_num_groups} (in {source})")
+        return config
+
+
 BETA_SCHEDULES = ("scaled_linear", "linear")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")

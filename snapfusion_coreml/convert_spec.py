@@ -10,7 +10,11 @@ from pathlib import Path
 
 from .errors import UserError
 
-COMPONENTS = ("text_encoder", "unet", "decoder")
+COMPONENTS = ("text_encoder", "unet", "decoder", "encoder")  # encoder: the VAE encoder of image to image
+# What `convert` converts when --components is not given: every component the model has (a model
+# without a VAE encoder converts the other three; naming `encoder` then is an error).
+DEFAULT_COMPONENTS = COMPONENTS
+UNPALETTIZED = ("decoder", "encoder")  # kept fp16 unless --palettize names them, as Apple keeps its VAE
 PALETTIZE_BITS = (4, 6, 8)
 MIXED_BITS_CHOICES = (2, 4, 6, 8)
 
@@ -32,7 +36,7 @@ def parse_palettize(value: str, method: str) -> tuple[CompressionSpec, tuple[tup
     """--palettize as (default for text encoder and UNet, per-component overrides).
 
     Either one spec ("6", "mixed:4.5") or comma-separated COMPONENT=SPEC pairs
-    ("text_encoder=8,unet=6"; the decoder may be named too). Components not named stay fp16.
+    ("text_encoder=8,unet=6"; the decoder and encoder may be named too). Components not named stay fp16.
     """
     if "=" not in value:
         return parse_compression(value, method), ()

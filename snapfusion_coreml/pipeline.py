@@ -1,4 +1,5 @@
-"""The text-to-image pipeline: tokenizer -> text encoder -> the model's sampler with CFG -> decoder.
+"""The text-to-image pipeline: tokenizer -> text encoder -> the model's sampler with CFG -> decoder;
+image to image starts the sampler from an encoded, noised image instead (VAE encoder).
 
 One implementation of the generation steps (`generate_image`) runs over a `DiffusionBackend`:
 the PyTorch modules (`TorchBackend`, the reference) or the converted Core ML packages run by the
@@ -15,8 +16,11 @@ import numpy as np
 import torch
 
 from .config import PipelineDefaults, SchedulerConfig
+from .errors import UserError
 from .guidance import runs_cfg
-from .image_size import ImageSize, latent_size
+from .image_size import VAE_FACTOR, ImageSize, latent_size
+from .init_image import init_image_tensor
+from .samplers.img2img import start_index
 from .samplers.plan import plan
 from .samplers.record import SamplerRecord
 from .samplers.run import StepFn, run_sampler
@@ -28,7 +32,7 @@ StepCallback = StepFn  # (call index, timestep, new latent), after every UNet ca
 
 
 class DiffusionBackend(Protocol):
-    """The three networks of a pipeline, whatever runs them.
+    """The networks of a pipeline, whatever runs them (the VAE encoder only for image to image).
 
     unet_batch: the UNet batch the backend requires (1 or 2), or None when any batch works.
     guidance_embedding_dim: D of the UNet's `timestep_cond` (B, D) input, None without one.
@@ -52,6 +56,18 @@ class DiffusionBackend(Protocol):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (1, C, h, w), already divided by the latent scale factor -> image (1, 3, 8h, 8w) in [-1, 1]."""
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """image (1, 3, 8h, 8w) in [-1, 1] -> the VAE posterior's moments (1, 2C, h, w): mean, then
+        log-variance; a UserError when the backend has no encoder."""
+
+
+def image_latent(moments: torch.Tensor, noise: torch.Tensor, scale_factor: float) -> torch.Tensor:
+    """diffusers' DiagonalGaussianDistribution.sample of the moments with `noise`, times the
+    latent scale factor: (mean + exp(0.5 * clamp(logvar, -30, 20)) * noise) * scale_factor."""
+    mean, logvar = moments.float().chunk(2, dim=1)
+    std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+    return (mean + std * noise.to(mean.device)) * scale_factor
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -80,12 +96,17 @@ class SamplingPlan:
 def generate_image(backend: DiffusionBackend, tokenizer, sampling: SamplingPlan, defaults: PipelineDefaults,
                    prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                    image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
-                   negative_prompt: str = "", device: torch.device | str = "cpu") -> np.ndarray:
+                   negative_prompt: str = "", device: torch.device | str = "cpu", init_image=None,
+                   strength: float = 0.8) -> np.ndarray:
     """A (H, W, 3) uint8 image, the one diffusers' StableDiffusionPipeline (or, for a UNet with a
     guidance embedding, LatentConsistencyModelPipeline) draws with the same scheduler, steps,
     guidance and `generator=torch.Generator("cpu").manual_seed(seed)`.
+
+    With `init_image` (a PIL image, fitted to the image size by init_image.fit_init_image): the
+    image StableDiffusionImg2ImgPipeline draws from it at `strength` with the same arguments.
     """
     record = sampling.record_for(steps, defaults.steps)
+    begin = 0 if init_image is None else start_index(record.default_steps, strength)  # before any network runs
     w = defaults.guidance_scale if guidance_scale is None else guidance_scale
     embedding_dim = backend.guidance_embedding_dim
     guided = runs_cfg(w, embedding_dim)  # diffusers' do_classifier_free_guidance
@@ -111,10 +132,20 @@ def generate_image(backend: DiffusionBackend, tokenizer, sampling: SamplingPlan,
         uncond, cond = call(2, context).chunk(2)
         return guided_prediction(cond, uncond, w) if guided else cond
 
-    # 3. sample from seeded noise, every draw from one generator, 4. decode
+    # 3. sample from seeded noise, every draw from one generator (image to image: the encoder's
+    #    posterior sample first, then the noise added to the image latent), 4. decode
     generator = torch.Generator("cpu").manual_seed(seed)
-    latents = run_sampler(record, sampling.scheduler, denoise, (1, backend.latent_channels, height, width), generator,
-                          on_step, device)
+    shape = (1, backend.latent_channels, height, width)
+    start = None
+    if init_image is not None:
+        pixels = init_image_tensor(init_image, ImageSize(height * VAE_FACTOR, width * VAE_FACTOR))
+        moments = backend.encode_image(pixels.to(device))
+        if tuple(moments.shape) != (1, 2 * backend.latent_channels, height, width):
+            raise UserError(f"expected VAE encoder moments of shape {(1, 2 * backend.latent_channels, height, width)}, "
+                            f"got {tuple(moments.shape)}")
+        start = image_latent(moments, torch.randn(shape, generator=generator, dtype=torch.float32),
+                             defaults.latent_scale_factor)
+    latents = run_sampler(record, sampling.scheduler, denoise, shape, generator, on_step, device, start, begin)
     return to_uint8(backend.decode(latents / defaults.latent_scale_factor))
 
 
@@ -142,6 +173,13 @@ class TorchBackend:
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.pipeline.decoder(z)
 
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        encoder = self.pipeline.encoder
+        if encoder is None:
+            raise UserError(f"expected a model with a VAE encoder for --init-image, got {self.pipeline.source or 'one'} "
+                            "without one (a diffusers vae/ with encoder weights, or our vae_encoder/)")
+        return encoder(image.to(next(encoder.parameters()).device))
+
 
 @dataclass
 class Pipeline:
@@ -153,6 +191,7 @@ class Pipeline:
     defaults: PipelineDefaults = field(default_factory=PipelineDefaults)
     source: str = ""
     scheduler_config: dict | None = None  # the raw scheduler config (diffusers': `_class_name` and fields)
+    encoder: torch.nn.Module | None = None  # VAEEncoder (image to image), None when the model has none
 
     def sampler_settings(self, override: str | None = None, eta: float | None = None) -> SamplerSettings:
         """The model's sampler (samplers/settings.py), or `override` over the model's config."""
@@ -184,13 +223,13 @@ class Pipeline:
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                  image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
                  skip_blocks: frozenset[str] = frozenset(), negative_prompt: str = "",
-                 sampler: SamplerSettings | None = None) -> np.ndarray:
+                 sampler: SamplerSettings | None = None, init_image=None, strength: float = 0.8) -> np.ndarray:
         """A (H, W, 3) uint8 image (see `generate_image`; image_size: an int for a square or an ImageSize).
 
         skip_blocks: UNet blocks that act as identity (architecture evolution scores them so);
-        sampler: another sampler than the model's own.
+        sampler: another sampler than the model's own; init_image (a PIL image) and strength: image to image.
         """
         sampling = SamplingPlan(self.scheduler, sampler or self.sampler_settings())
         return generate_image(TorchBackend(self, skip_blocks), self.tokenizer, sampling, self.defaults, prompt,
                               steps, guidance_scale, seed, image_size, on_step, negative_prompt,
-                              device=next(self.unet.parameters()).device)
+                              device=next(self.unet.parameters()).device, init_image=init_image, strength=strength)

@@ -13,6 +13,7 @@ current form):
     neither key                                                   -> image = VAE_FACTOR x latent;
   - format_version 1 (DDIM only)                                 -> the `ddim` record whose previous
                                                                     timestep is the next entry;
+  - format_version 1 or 2, or no `components.encoder`            -> no VAE encoder (text to image only);
   - no `guidance.embedding`                                       -> none (a plain UNet);
   - `input_ids` declared int32 (converters before 0.2)            -> kept as declared;
   - no `source.loras`                                             -> [] (no LoRA merged);
@@ -42,10 +43,10 @@ from .json_fields import JsonFields
 from .samplers.record import SamplerRecord
 
 PIPELINE_JSON = "pipeline.json"
-FORMAT_VERSION = 2  # 2: the sampler record of docs/contracts.md section 3; 1 (DDIM only) is still read
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 3: the optional VAE encoder component; 2: the sampler record of docs/contracts.md section 3
+READ_VERSIONS = (1, 2, 3)  # 1 (DDIM only) and 2 are still read
 GUIDANCE_INPUT = "timestep_cond"  # the UNet input of a guidance embedding
-COMPONENT_KEYS = ("text_encoder", "unet", "decoder")  # in the order they run
+COMPONENT_KEYS = ("text_encoder", "unet", "decoder", "encoder")  # encoder: optional (image to image), since format 3
 TENSOR_DTYPES = ("float32", "float16", "int32")  # what a Core ML multi-array feature may declare
 GUIDANCE_BATCHES = (1, 2)  # guidance.unet_batch: two calls, or [uncond, cond] in one
 COMPONENT_FORMATS = ("coreml", "coreai")  # component `format`: .mlpackage (Core ML) or .aimodel (Core AI) files
@@ -285,7 +286,7 @@ class Component:
 
 @dataclass(frozen=True)
 class PipelineManifest:
-    """The whole of pipeline.json (format_version 2; 1 is read too)."""
+    """The whole of pipeline.json (format_version 3; 1 and 2 are read too)."""
 
     tool_version: str
     prediction_type: str  # PREDICTION_TYPES

@@ -186,25 +186,28 @@ def test_a_new_option_is_an_input_without_declaring_it(tmp_path, capsys):
     assert (d / "style.bin").read_bytes() == b"the user's file"
 
 
-@pytest.mark.parametrize("command", ["generate", "latency", "report"])
+@pytest.mark.parametrize("command", ["generate", "generate init image", "latency", "report"])
 def test_output_files_may_not_replace_an_input(command, tiny_model_dir, tmp_path, capsys):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
+    start = _images(tmp_path / "D") / "0.png"
     bench = tmp_path / "bench"
     bench.mkdir()
     shutil.copy(REPO / "tests" / "golden" / "swift" / "benchmark.json", bench / "report.md")  # named like the output
     argv, out, given, relation = {
         "generate": (["generate", str(model), "--prompt", "x", "-o", str(model / "unet" / "x.png")],
                      model / "unet" / "x.png", model, "lies inside"),
+        "generate init image": (["generate", str(model), "--prompt", "x", "--init-image", str(start), "-o", str(start)],
+                                start, start, "is"),
         "latency": (["latency", "estimate", str(model), "--out", str(model / "snapfusion.json")],
                     model / "snapfusion.json", model, "lies inside"),
         "report": (["report", str(bench / "report.md"), "-o", str(bench)], bench / "report.md", bench / "report.md", "is"),
     }[command]
-    before = snapshot(model, bench)
+    before = snapshot(model, bench, start.parent)
     code, _, err = run_cli(argv, capsys)
     assert code == 2
     assert one_error(err) == f"error: expected an output file outside the input {given}, got {out}, which {relation} it"
-    assert snapshot(model, bench) == before and not (model / "unet" / "x.png").exists()
+    assert snapshot(model, bench, start.parent) == before and not (model / "unet" / "x.png").exists()
 
 
 # ---- 2. no write through a link we did not make ---------------------------------------------

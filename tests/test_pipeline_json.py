@@ -47,7 +47,7 @@ def with_documented_defaults(data: dict) -> dict:
             "eta": old["eta"], "clip_sample": None, "use_karras_sigmas": None, "final_sigmas_type": None,
             "solver_order": None, "solver_type": None, "lower_order_final": None, "euler_at_final": None,
             "original_inference_steps": None, "timestep_scaling": None}
-    out["format_version"] = 2
+    out["format_version"] = 3  # what to_dict writes
     return out
 
 
@@ -83,8 +83,8 @@ def test_older_forms_read_as_documented():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(format_version=3), "expected pipeline.json format_version 1 or 2, got 3"),
-    (lambda d: d.pop("format_version"), "expected pipeline.json format_version 1 or 2, got none"),
+    (lambda d: d.update(format_version=4), "expected pipeline.json format_version 1 or 2 or 3, got 4"),
+    (lambda d: d.pop("format_version"), "expected pipeline.json format_version 1 or 2 or 3, got none"),
     (lambda d: d.update(format_version=2) or d["sampler"].update(name="heun"),
      "expected sampler.name as ddim or pndm or dpmsolver++ or euler or euler_ancestral or lcm or tcd, got a string 'heun'"),
     (lambda d: d.update(format_version=2), "expected key sampler.previous_timesteps, got none"),
@@ -107,7 +107,7 @@ def test_older_forms_read_as_documented():
     (lambda d: d["sampler"].update(timesteps=[999, "874"]), "expected sampler.timesteps[1] as an integer >= 0"),
     (lambda d: d["noise_schedule"].update(beta_schedule="cosine"),
      "expected noise_schedule.beta_schedule as scaled_linear or linear, got a string 'cosine'"),
-    (lambda d: d["components"].update(vae_encoder={}), "expected components from text_encoder, unet, decoder, got vae_encoder"),
+    (lambda d: d["components"].update(vae_encoder={}), "expected components from text_encoder, unet, decoder, encoder, got vae_encoder"),
     (lambda d: d["components"]["unet"]["inputs"][0].update(shape=[2, 4, -8, 8]),
      "expected components.unet.inputs[0].shape[2] as an integer >= 1, got a number -8"),
     (lambda d: d["components"]["unet"]["inputs"][1].update(dtype="float64"),

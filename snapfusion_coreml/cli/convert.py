@@ -8,7 +8,14 @@ from typing import List, Optional
 import typer
 
 from ..assets import default_model_dir
-from ..convert_spec import check_coreai_flags, check_overrides_converted, parse_components, parse_lora_option, parse_palettize
+from ..convert_spec import (
+    DEFAULT_COMPONENTS,
+    check_coreai_flags,
+    check_overrides_converted,
+    parse_components,
+    parse_lora_option,
+    parse_palettize,
+)
 from ..coreai.tools import check_coreai_installed
 from ..errors import check_interrupted
 from ..io import claim_output
@@ -60,7 +67,9 @@ def convert(
                                                   "[default: the model's]"),
     eta: Optional[float] = eta_option(),
     target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
-    components: str = typer.Option("text_encoder,unet,decoder", "--components", help="Comma-separated components"),
+    components: Optional[str] = typer.Option(None, "--components",
+                                             help="Comma-separated from text_encoder, unet, decoder, encoder (the VAE "
+                                                  "encoder of image to image) [default: every one the model has]"),
     chunk_unet: bool = typer.Option(False, "--chunk-unet", help="Split the UNet into two packages (after palettization)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle (.bin/.ckpt) weights"),
@@ -77,7 +86,7 @@ def convert(
 
     # every flag is checked before torch or coremltools is imported
     compression, per_component = parse_palettize(palettize, palettize_mode)
-    converted = parse_components(components)
+    converted = DEFAULT_COMPONENTS if components is None else parse_components(components)
     check_overrides_converted(per_component, converted)
     if fmt == "coreai":
         check_coreai_flags(chunk_unet, compression, per_component)

@@ -1,5 +1,6 @@
 """`snapfusion-coreml generate`: prompt -> PNG, with the PyTorch pipeline of a model folder or with
-the Core ML packages of a converted folder (run by the Linux interpreter)."""
+the Core ML packages of a converted folder (run by the Linux interpreter); `--init-image PNG
+--strength S` starts from an image instead (image to image, through the VAE encoder)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def generate(
     precision: Optional[str] = typer.Option(None, "--precision", callback=one_of("--precision", ("fp16", "fp32")),
                                             help="OUT only: fp16 (the program's declared precision, as on device) "
                                                  "or fp32 [default: fp16]"),
+    init_image: Optional[Path] = typer.Option(None, "--init-image",
+                                              help="Start from this image (image to image): center-cropped to the "
+                                                   "image size's aspect ratio and resized (Lanczos)"),
+    strength: Optional[float] = typer.Option(None, "--strength",
+                                             help="With --init-image: how much of the schedule runs, in (0, 1] "
+                                                  "(1 ignores the image's content) [default: 0.8]"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow loading pickle weights"),
     as_json: bool = typer.Option(False, "--json", help="Print the result (file, size, steps, seed) as JSON"),
 ) -> None:
@@ -52,6 +59,14 @@ def generate(
 
     if out.suffix.lower() != ".png":
         raise UserError(f"expected an output file ending in .png, got {out}")
+    if strength is not None and init_image is None:
+        raise UserError(f"expected --strength only with --init-image, got --strength {strength} alone")
+    if init_image is not None:
+        from ..init_image import open_init_image
+        from ..samplers.img2img import check_strength
+
+        strength = check_strength(0.8 if strength is None else strength)
+        start = open_init_image(init_image)  # a bad file fails before any model is read
     if out.is_dir():
         raise UserError(f"expected an output file ending in .png, got a folder: {out}")
     writable_parent(out)
@@ -74,6 +89,9 @@ def generate(
         from ..interpret.backend import load_package_pipeline
 
         pipeline = load_package_pipeline(model, precision or "fp16")
+        if init_image is not None and "encoder" not in pipeline.folder.components:
+            raise UserError(f"expected a VAE encoder in {model} for --init-image, found none: "
+                            "convert with --components including encoder")
     else:
         from ..modeling.attention import AttentionImpl
         from ..modeling.loading import ModelFolder
@@ -81,13 +99,24 @@ def generate(
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         folder = ModelFolder(str(model or default_model_dir()), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
+        if init_image is not None:
+            from ..samplers.img2img import start_index
+
+            start_index(steps or folder.defaults.steps, strength)  # too few steps: before the weights are read
+            if not folder.has_encoder:
+                raise UserError(f"expected a model with a VAE encoder for --init-image, got {folder.source} without one")
         pipeline = folder.pipeline()
-        for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder):
-            module.to(device)
+        for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder, pipeline.encoder):
+            if module is not None:
+                module.to(device)
+    from ..samplers.img2img import start_index
     from ..samplers.plan import plan
 
     settings = pipeline.sampler_settings(sampler, eta)
     total = plan(settings, pipeline.scheduler, steps or pipeline.defaults.steps).calls  # refuses impossible steps
+    if init_image is not None:
+        total -= start_index(steps or pipeline.defaults.steps, strength)
+    image_args = {} if init_image is None else {"init_image": start, "strength": strength}
 
     console = stderr_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -96,7 +125,7 @@ def generate(
         try:
             image = pipeline.generate(prompt, steps, guidance, seed, image_size,
                                       on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)),
-                                      negative_prompt=negative_prompt, sampler=settings)
+                                      negative_prompt=negative_prompt, sampler=settings, **image_args)
         finally:
             if converted:
                 pipeline.close()  # a Core AI folder's loaded assets
@@ -107,6 +136,8 @@ def generate(
     backend = pipeline.runtime if converted else "PyTorch"
     if as_json:
         print_json({"out": str(out), "width": image.shape[1], "height": image.shape[0], "steps": steps or pipeline.defaults.steps,
-                    "sampler": settings.name, "unet_steps": total, "seed": seed, "backend": backend})
+                    "sampler": settings.name, "unet_steps": total, "seed": seed, "backend": backend,
+                    **({} if init_image is None else {"init_image": str(init_image), "strength": strength})})
     else:
-        console.print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, {settings.name}, {total} steps, seed {seed}, {backend})")
+        what = "" if init_image is None else f", from {init_image} at strength {strength:g}"
+        console.print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, {settings.name}, {total} steps, seed {seed}{what}, {backend})")

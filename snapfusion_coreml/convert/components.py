@@ -14,11 +14,13 @@ from torch import nn
 
 from ..config import UNetLayout
 from ..convert_spec import COMPONENTS
+from ..errors import UserError
 from ..pipeline import Pipeline
 from ..pipeline_json import GUIDANCE_INPUT, TensorSpec
 from ..tokenizer import MAX_LENGTH
 
-FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage"}
+FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage",
+              "encoder": "VAEEncoder.mlpackage"}
 CHUNK_NAMES = ("UnetChunk1.mlpackage", "UnetChunk2.mlpackage")
 # Token ids enter the text encoder as float32, as in Apple's ml-stable-diffusion converter (its
 # Swift pipeline feeds MLShapedArray<Float32>); every CLIP id (<= 49407 < 2^24) is exact in float32.
@@ -57,12 +59,12 @@ class UnetExport(nn.Module):
 
 @dataclass
 class ComponentSpec:
-    key: str  # "text_encoder" | "unet" | "decoder"
+    key: str  # "text_encoder" | "unet" | "decoder" | "encoder"
     file: str
     module: nn.Module
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[str, ...]
-    compress: bool  # Apple palettizes text encoder and UNet, keeps the decoder fp16
+    compress: bool  # Apple palettizes text encoder and UNet, keeps the VAE (decoder, encoder) fp16
     attention: str | None = None
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
@@ -71,9 +73,9 @@ class ComponentSpec:
 
 def component_spec(key: str, module: nn.Module, layout: UNetLayout, latent: tuple[int, int] | int,
                    unet_batch: int = 2) -> ComponentSpec:
-    """The export description of one component ("text_encoder" | "unet" | "decoder") around its
-    loaded module; `latent` is the latent (height, width) (an int for a square), the UNet's inputs
-    have batch `unet_batch`."""
+    """The export description of one component ("text_encoder" | "unet" | "decoder" | "encoder")
+    around its loaded module; `latent` is the latent (height, width) (an int for a square), the
+    UNet's inputs have batch `unet_batch`; the encoder takes the image of that latent."""
     from ..modeling.text_encoder import TextEncoderExport
 
     h, w = (latent, latent) if isinstance(latent, int) else latent
@@ -93,14 +95,21 @@ def component_spec(key: str, module: nn.Module, layout: UNetLayout, latent: tupl
     if key == "decoder":
         return ComponentSpec(key, FILE_NAMES[key], module.eval(), (TensorSpec("z", (1, module.config.latent_channels, h, w)),),
                              ("image",), False)
+    if key == "encoder":  # the RGB image in [-1, 1] -> moments (mean, log-variance): Apple's VAEEncoder
+        f = module.config.latent_factor
+        return ComponentSpec(key, FILE_NAMES[key], module.eval(), (TensorSpec("z", (1, module.config.in_channels, h * f, w * f)),),
+                             ("latent",), False)
     raise ValueError(f"unknown component {key!r}")
 
 
 def component_specs(pipeline: Pipeline, latent: tuple[int, int] | int, components: tuple[str, ...] = COMPONENTS,
                     unet_batch: int = 2) -> list[ComponentSpec]:
-    """The specs of the requested components of a loaded pipeline, in conversion order."""
+    """The specs of the requested components of a loaded pipeline, in conversion order (a
+    UserError when `encoder` is asked of a pipeline without one)."""
+    if "encoder" in components and pipeline.encoder is None:
+        raise UserError(f"expected a model with a VAE encoder, got {pipeline.source or 'one'} without one")
     return [component_spec(key, getattr(pipeline, key), pipeline.unet.layout, latent, unet_batch)
-            for key in ("text_encoder", "unet", "decoder") if key in components]
+            for key in COMPONENTS if key in components]
 
 
 def numpy_inputs(spec: ComponentSpec) -> dict[str, np.ndarray]:

@@ -28,7 +28,8 @@ from ..memory import release_freed_memory
 from .components import ComponentSpec
 from .options import ConvertOptions
 
-COREAI_FILE_NAMES = {"text_encoder": "TextEncoder.aimodel", "unet": "Unet.aimodel", "decoder": "VAEDecoder.aimodel"}
+COREAI_FILE_NAMES = {"text_encoder": "TextEncoder.aimodel", "unet": "Unet.aimodel", "decoder": "VAEDecoder.aimodel",
+                     "encoder": "VAEEncoder.aimodel"}
 COREAI_DEPLOYMENT_TARGET = "iOS27"  # Core AI assets run on iOS / iPadOS / macOS 27 and later
 UNCAST_INPUTS = ("input_ids",)  # token ids carried as float32: exact there, not in float16
 UNPALETTIZED_OPS = ("coreai.gather_nd",)  # the token embedding lookup

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ..config import UNetLayout, resolve_layout
-from ..convert_spec import COMPONENTS
+from ..convert_spec import COMPONENTS, DEFAULT_COMPONENTS, UNPALETTIZED
 from ..coreai.tools import check_coreai_installed
 from ..errors import UserError
 from ..image_size import ImageSize, latent_size
@@ -52,6 +52,7 @@ class LoadedPipeline:
         self.scheduler_config = pipeline.scheduler_config
         self.source = pipeline.source
         self.loras: tuple[LoraFile, ...] = ()
+        self.has_encoder = pipeline.encoder is not None
 
     def load(self, name: str) -> torch.nn.Module:
         if name == "unet" and self.pipeline.unet.attention != self.attention:
@@ -107,11 +108,16 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
         check_coreai_installed("convert --format coreai")
     # 2. every component through the same recipe, into a temporary folder, one in memory at a time
     keys = [c for c in COMPONENTS if c in options.components]
-    if mixed_recipe is None and any(options.compression_for(k, k != "decoder").mode == "mixed" for k in keys):
+    if "encoder" in keys and not source.has_encoder:
+        if options.components != DEFAULT_COMPONENTS:
+            raise UserError(f"expected a model with a VAE encoder for --components {','.join(options.components)}, "
+                            f"got {source.source} without one (drop encoder from --components)")
+        keys.remove("encoder")  # the default: every component the model has
+    if mixed_recipe is None and any(options.compression_for(k, k not in UNPALETTIZED).mode == "mixed" for k in keys):
         raise ValueError(NO_MIXED_RECIPE)  # before any work
     results, inputs = [], {}
     with atomic_directory(options.out, options.overwrite) as tmp, collections_of_new_objects_only() as settle:
-        for key in (c for c in COMPONENTS if c in options.components):
+        for key in keys:
             if on_component:
                 on_component(key, "start")
             spec = component_spec(key, source.load(key), source.layout, latent, sampling.unet_batch)

@@ -21,16 +21,17 @@ from ..convert.components import NUMPY_DTYPES
 from ..errors import UserError, expected
 from ..image_size import ImageSize
 from ..pipeline import SamplingPlan, StepCallback, generate_image
-from ..pipeline_json import COMPONENT_KEYS, GUIDANCE_INPUT
+from ..pipeline_json import GUIDANCE_INPUT
 from ..samplers.settings import SamplerSettings, model_settings
 from ..tokenizer import load_tokenizer
 from ..verify.folder import ConvertedFolder
 
-REQUIRED = COMPONENT_KEYS
+REQUIRED = ("text_encoder", "unet", "decoder")  # the VAE encoder only for image to image
 
 
 class PackageBackend:
-    """DiffusionBackend over a ConvertedFolder's three components."""
+    """DiffusionBackend over a ConvertedFolder's components (text encoder, UNet, decoder and,
+    for image to image, the VAE encoder)."""
 
     def __init__(self, folder: ConvertedFolder):
         missing = [k for k in REQUIRED if k not in folder.components]
@@ -71,6 +72,12 @@ class PackageBackend:
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.folder.run("decoder", {"z": _np(z)})["image"])
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        if "encoder" not in self.folder.components:
+            raise UserError(f"expected a VAE encoder in {self.folder.path} for --init-image, found none: "
+                            "convert with --components including encoder")
+        return torch.from_numpy(self.folder.run("encoder", {"z": _np(image)})["latent"])
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -114,11 +121,13 @@ class PackagePipeline:
 
     def generate(self, prompt: str, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                  image_size: ImageSize | int | None = None, on_step: StepCallback | None = None,
-                 negative_prompt: str = "", sampler: SamplerSettings | None = None) -> np.ndarray:
+                 negative_prompt: str = "", sampler: SamplerSettings | None = None, init_image=None,
+                 strength: float = 0.8) -> np.ndarray:
         """As Pipeline.generate; `sampler` replaces the folder's sampler (replanned for the steps)."""
         sampling = self.sampling if sampler in (None, self.sampling.sampler) else SamplingPlan(self.scheduler, sampler)
         return generate_image(self.backend, self.tokenizer, sampling, self.defaults, prompt, steps,
-                              guidance_scale, seed, image_size, on_step, negative_prompt)
+                              guidance_scale, seed, image_size, on_step, negative_prompt, init_image=init_image,
+                              strength=strength)
 
 
 def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePipeline:

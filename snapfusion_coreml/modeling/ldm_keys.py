@@ -8,8 +8,9 @@ Synthesis with Latent Diffusion Models", the stable-diffusion repository's confi
   cond_stage_model.transformer. SD-1.x: transformers' CLIPTextModel, keys as transformers wrote them
   cond_stage_model.model.       SD-2.x: OpenCLIP ViT-H/14 (token_embedding, transformer.resblocks, ...)
 
-Everything else (EMA copies under model_ema., the DDPM buffers betas/alphas_cumprod/..., the
-autoencoder's encoder) is not needed to generate images and is dropped. Every kept key must be
+Everything else (EMA copies under model_ema., the DDPM buffers betas/alphas_cumprod/...) is not
+needed to generate images and is dropped; the autoencoder's encoder is read on its own
+(ldm_vae_encoder_to_diffusers, for image to image). Every kept key must be
 recognised: an unknown one is an error naming it, never silently ignored.
 
 The UNet numbering is data-driven from the diffusers config (layers_per_block, block types):
@@ -185,6 +186,49 @@ def _vae_key(key: str, num_levels: int) -> str | None:
         if match.group(3) is not None:
             return f"decoder.up_blocks.{level}.resnets.{match.group(3)}.{_rename(match.group(4), resnet)}"
         return f"decoder.up_blocks.{level}.upsamplers.0.conv.{match.group(4)}"
+    return None
+
+
+def ldm_vae_encoder_to_diffusers(state: Mapping[str, torch.Tensor], num_levels: int, source: str) -> dict[str, torch.Tensor]:
+    """Autoencoder tensors (prefix removed) -> diffusers AutoencoderKL keys of the encoder and
+    quant_conv (image to image); the decoder and post_quant_conv are dropped. LDM numbers the
+    encoder's down levels as diffusers does (down.0 at full resolution)."""
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        if key.startswith(("decoder.", "post_quant_conv.", "loss.")):
+            continue
+        new = _vae_encoder_key(key, num_levels)
+        if new is None:
+            unknown.append(key)
+            continue
+        if ".mid_block.attentions.0.to_" in new and new.endswith(".weight") and value.dim() == 4:
+            value = value[:, :, 0, 0]  # LDM's 1x1 conv q/k/v/proj_out -> diffusers' Linear
+        out[new] = value
+    if unknown:
+        raise UserError(f"expected autoencoder keys of the original LDM layout, got {len(unknown)} others "
+                        f"(first: {VAE_PREFIX}{sorted(unknown)[0]}) (in {source})")
+    return out
+
+
+def _vae_encoder_key(key: str, num_levels: int) -> str | None:
+    if key.startswith(("quant_conv.", "encoder.conv_in.", "encoder.conv_out.")):
+        return key
+    if key.startswith("encoder.norm_out."):
+        return "encoder.conv_norm_out." + key[len("encoder.norm_out."):]
+    resnet = (("nin_shortcut.", "conv_shortcut."),)
+    match = re.match(r"encoder\.mid\.block_([12])\.(.*)$", key)
+    if match:
+        return f"encoder.mid_block.resnets.{int(match.group(1)) - 1}.{_rename(match.group(2), resnet)}"
+    match = re.match(r"encoder\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)$", key)
+    if match:
+        return f"encoder.mid_block.attentions.0.{_VAE_ATTENTION[match.group(1)]}.{match.group(2)}"
+    match = re.match(r"encoder\.down\.(\d+)\.(block\.(\d+)|downsample\.conv)\.(.*)$", key)
+    if match and int(match.group(1)) < num_levels:
+        level = int(match.group(1))
+        if match.group(3) is not None:
+            return f"encoder.down_blocks.{level}.resnets.{match.group(3)}.{_rename(match.group(4), resnet)}"
+        return f"encoder.down_blocks.{level}.downsamplers.0.conv.{match.group(4)}"
     return None
 
 

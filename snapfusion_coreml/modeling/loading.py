@@ -4,7 +4,7 @@ Accepted MODEL forms:
   - a local diffusers folder (model_index.json, text_encoder/, tokenizer/, unet/config.json,
     vae/, scheduler/) - SD-1.x/2.x format, tokenizer as vocab.json + merges.txt or tokenizer.json;
   - a folder saved by this project (model_index.json naming SnapFusionPipeline, unet/layout.json,
-    vae_decoder/, snapfusion.json with sampling defaults);
+    vae_decoder/, an optional vae_encoder/ (image to image), snapfusion.json with sampling defaults);
   - a hub id "hf:org/name" when a network is available (downloads only the needed files); a bare
     "org/name" only when the hub cache already holds it.
 """
@@ -30,6 +30,7 @@ from .text_encoder import load_text_encoder, text_encoder_config
 from .unet import SnapFusionUNet
 from .unet_mapping import map_unet_state
 from .vae_decoder import VAEDecoder
+from .vae_encoder import VAEEncoder, has_encoder_weights
 
 OWN_CLASS = "SnapFusionPipeline"
 __all__ = ["Pipeline", "ModelFolder", "load_pipeline", "save_pipeline", "resolve_model_path", "load_unet"]
@@ -56,7 +57,9 @@ class ModelFolder:
 
     Opening reads only configs and the tokenizer (what pipeline.json and size checks need);
     `load(name)` reads that component's weights, merging the LoRAs given, so a caller can hold one
-    component at a time (convert does; load_pipeline loads all three).
+    component at a time (convert does; load_pipeline loads them all). The VAE encoder is optional
+    (`has_encoder`): a diffusers VAE holds one unless its file is decoder-only; our folders hold
+    one in vae_encoder/ when their source had one.
     """
 
     def __init__(self, model: str | Path, layout: UNetLayout | None = None,
@@ -82,8 +85,25 @@ class ModelFolder:
                                                index.get("_class_name"), self.scheduler_config)
         self.tokenizer = load_tokenizer(_component(self.root, "tokenizer"))
 
+    @property
+    def has_encoder(self) -> bool:
+        """Whether the model has a VAE encoder (read from the folder layout and weight names only)."""
+        if self.own:
+            return (self.root / "vae_encoder").is_dir()
+        weights = find_weights(_component(self.root, "vae"), self.allow_pickle)
+        if weights.suffix != ".safetensors":
+            return True  # a pickle's names cannot be read without loading it; AutoencoderKL files hold the encoder
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), "pt") as f:
+                return has_encoder_weights(dict.fromkeys(f.keys()))
+        except Exception:  # a corrupt file: loading it names the problem
+            return True
+
     def load(self, name: str) -> torch.nn.Module:
-        """One component, "text_encoder" | "unet" | "decoder", in eval mode."""
+        """One component, "text_encoder" | "unet" | "decoder" | "encoder", in eval mode (the
+        encoder: a UserError when the model has none)."""
         if name == "text_encoder":
             return self._text_encoder()
         if name == "unet":
@@ -96,7 +116,24 @@ class ModelFolder:
             vae_weights = find_weights(vae_dir, self.allow_pickle)
             return VAEDecoder.from_diffusers(read_state_dict(vae_weights, self.allow_pickle),
                                              read_json(vae_dir / "config.json", "the VAE config"), str(vae_weights)).eval()
+        if name == "encoder":
+            encoder = self._encoder()
+            if encoder is None:
+                raise UserError(f"expected a VAE encoder in {self.source} (image to image), found none: "
+                                f"{'no vae_encoder/ folder' if self.own else 'its VAE weights hold no encoder.* tensors'}")
+            return encoder
         raise ValueError(f"unknown component {name!r}")
+
+    def _encoder(self) -> VAEEncoder | None:
+        if self.own:
+            directory = self.root / "vae_encoder"
+            return VAEEncoder.load(directory).eval() if directory.is_dir() else None
+        vae_dir = _component(self.root, "vae")
+        vae_weights = find_weights(vae_dir, self.allow_pickle)
+        state = read_state_dict(vae_weights, self.allow_pickle)
+        if not has_encoder_weights(state):
+            return None
+        return VAEEncoder.from_diffusers(state, read_json(vae_dir / "config.json", "the VAE config"), str(vae_weights)).eval()
 
     def _text_encoder(self) -> torch.nn.Module:
         directory = _component(self.root, "text_encoder")
@@ -112,7 +149,7 @@ class ModelFolder:
         # 1. tokenizer and text encoder, 2. UNet, 3. decoder, scheduler and sampling defaults
         text_encoder, unet, decoder = (self.load(name) for name in ("text_encoder", "unet", "decoder"))
         return Pipeline(self.tokenizer, text_encoder, unet, decoder, self.scheduler, self.defaults, self.source,
-                        self.scheduler_config)
+                        self.scheduler_config, self._encoder())
 
 
 def load_pipeline(model: str | Path, layout: UNetLayout | None = None,
@@ -143,13 +180,15 @@ def _component(root: Path, name: str) -> Path:
 
 
 def save_pipeline(pipeline: Pipeline, out: Path, overwrite: bool = False, dtype: torch.dtype | None = None) -> None:
-    """Write `pipeline` as this project's folder format, atomically (weights cast to dtype if given)."""
+    """Write `pipeline` as this project's folder format, atomically (weights cast to dtype if given);
+    vae_encoder/ only when the pipeline has an encoder."""
     with atomic_directory(Path(out), overwrite) as tmp:
-        write_json(tmp / "model_index.json", {"_class_name": OWN_CLASS, "_snapfusion_coreml_version": __version__,
-                                              "text_encoder": ["transformers", "CLIPTextModel"],
-                                              "tokenizer": ["transformers", "CLIPTokenizer"],
-                                              "unet": ["snapfusion_coreml", "SnapFusionUNet"],
-                                              "vae_decoder": ["snapfusion_coreml", "VAEDecoder"]})
+        index = {"_class_name": OWN_CLASS, "_snapfusion_coreml_version": __version__,
+                 "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+                 "unet": ["snapfusion_coreml", "SnapFusionUNet"], "vae_decoder": ["snapfusion_coreml", "VAEDecoder"]}
+        if pipeline.encoder is not None:
+            index["vae_encoder"] = ["snapfusion_coreml", "VAEEncoder"]
+        write_json(tmp / "model_index.json", index)
         for name in ("tokenizer", "text_encoder", "unet", "scheduler"):
             (tmp / name).mkdir()
         save_tokenizer(pipeline.tokenizer, tmp / "tokenizer", special_tokens=True)
@@ -158,6 +197,8 @@ def save_pipeline(pipeline: Pipeline, out: Path, overwrite: bool = False, dtype:
         pipeline.unet.layout.save(tmp / "unet" / "layout.json")
         save_weights(pipeline.unet, tmp / "unet" / "diffusion_pytorch_model.safetensors", dtype)
         pipeline.decoder.save(tmp / "vae_decoder", dtype)
+        if pipeline.encoder is not None:
+            pipeline.encoder.save(tmp / "vae_encoder", dtype)
         # the model's own sampler (a diffusers class and its fields) stays with it
         write_json(tmp / "scheduler" / "scheduler_config.json", {**(pipeline.scheduler_config or {}), **pipeline.scheduler.to_dict()})
         write_json(tmp / "snapfusion.json", pipeline.defaults.to_dict())

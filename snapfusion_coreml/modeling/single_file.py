@@ -33,6 +33,7 @@ from .ldm_keys import (
     checkpoint_family,
     ldm_unet_to_diffusers,
     ldm_vae_decoder_to_diffusers,
+    ldm_vae_encoder_to_diffusers,
     open_clip_to_transformers,
     sub_dict,
 )
@@ -40,6 +41,7 @@ from .text_encoder import build_text_encoder, load_text_encoder_state
 from .unet import SnapFusionUNet
 from .unet_mapping import map_unet_state
 from .vae_decoder import VAEDecoder
+from .vae_encoder import VAEEncoder, has_encoder_weights
 
 BASES_DIR = Path(__file__).resolve().parents[1] / "bases"
 BASES = ("sd-v1", "sd-v2", "sd-v2-base")
@@ -104,10 +106,14 @@ def load_single_file(path: str | Path, base: str | None, layout: UNetLayout | No
             report.append(mapping.summary())
     unet = load_new(lambda: SnapFusionUNet(layout or own, attention), unet_state, source).eval()
 
-    # 4. decoder, tokenizer, scheduler and the diffusers defaults
+    # 4. decoder, encoder (when the file has one), tokenizer, scheduler and the diffusers defaults
     vae_config = read_json(base_dir / "vae" / "config.json", "the VAE config")
     vae_state = ldm_vae_decoder_to_diffusers(sub_dict(state, VAE_PREFIX), len(vae_config.get("block_out_channels", ())), source)
     decoder = VAEDecoder.from_diffusers(vae_state, vae_config, source)
+    levels = len(vae_config.get("block_out_channels", ()))
+    vae_all = sub_dict(state, VAE_PREFIX)
+    encoder = (VAEEncoder.from_diffusers(ldm_vae_encoder_to_diffusers(vae_all, levels, source), vae_config, source).eval()
+               if has_encoder_weights(vae_all) else None)  # image to image; files without it still generate
     tokenizer_dir = base_dir / "tokenizer"
     has_vocab = (tokenizer_dir / "vocab.json").is_file() or (tokenizer_dir / "tokenizer.json").is_file()
     tokenizer = load_tokenizer(tokenizer_dir if has_vocab else bundled_tokenizer_dir(), pad=pad_token(tokenizer_dir))
@@ -116,4 +122,4 @@ def load_single_file(path: str | Path, base: str | None, layout: UNetLayout | No
     scheduler_config = read_json(sched_path, "the scheduler config")
     scheduler = scheduler_from_diffusers(scheduler_config, str(sched_path))
     return Pipeline(tokenizer, text_encoder, unet, decoder.eval(), scheduler,
-                    diffusers_defaults(vae_config, unet.layout, None, scheduler_config), source, scheduler_config)
+                    diffusers_defaults(vae_config, unet.layout, None, scheduler_config), source, scheduler_config, encoder)

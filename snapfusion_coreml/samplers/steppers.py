@@ -32,14 +32,19 @@ def stepper(name: str):
     return register
 
 
-def make_stepper(record: SamplerRecord, cumprod: np.ndarray, prediction_type: str) -> "Stepper":
+def make_stepper(record: SamplerRecord, cumprod: np.ndarray, prediction_type: str, begin: int = 0) -> "Stepper":
+    """The stepper of one generation whose first call is record index `begin` (0; image to image: later)."""
     if prediction_type not in ("epsilon", "v_prediction"):
         raise UserError(f"expected prediction_type epsilon or v_prediction, got {prediction_type!r}")
-    return _REGISTRY[record.name](record, cumprod, prediction_type)
+    stepper = _REGISTRY[record.name](record, cumprod, prediction_type)
+    stepper.begin = begin
+    return stepper
 
 
 class Stepper:
     """Base: alpha_cumprod lookups and the model-output conversions all samplers share."""
+
+    begin = 0  # the record index of the generation's first call (image to image starts later)
 
     def __init__(self, record: SamplerRecord, cumprod: np.ndarray, prediction_type: str):
         self.record, self.cumprod, self.prediction_type = record, cumprod, prediction_type
@@ -88,20 +93,34 @@ class DDIM(Stepper):
 
 @stepper("pndm")
 class PNDM(Stepper):
-    """PNDMScheduler.step_plms: linear multistep over the last four raw outputs."""
+    """PNDMScheduler.step_plms: linear multistep over the last four raw outputs.
+
+    Its counter starts at the first call. From a later `begin` (image to image) diffusers keeps
+    counting from 0 over timesteps[begin:], so the record's current/previous lists (those of a
+    start at 0) do not apply: call j = i - begin steps timestep t = timesteps[i] to t - ratio,
+    except j == 1, which redoes t + ratio -> t (ratio = num_train_timesteps // steps).
+    """
 
     def __init__(self, *args):
         super().__init__(*args)
         self.outputs: list[torch.Tensor] = []
         self.first_sample: torch.Tensor | None = None
 
+    def _timesteps(self, i: int) -> tuple[int, int]:
+        """(current, previous) timestep of record call i."""
+        if self.begin == 0:
+            return self.record.current_timesteps[i], self.record.previous_timesteps[i]
+        t, ratio = int(self.record.timesteps[i]), len(self.cumprod) // self.record.default_steps
+        return (t + ratio, t) if i - self.begin == 1 else (t, max(t - ratio, -1))
+
     def _step(self, i, out, z, noise):
-        if i != 1:
+        j = i - self.begin  # diffusers' counter
+        if j != 1:
             self.outputs = self.outputs[-3:] + [out]
         ets = self.outputs
-        if len(ets) == 1 and i == 0:
+        if len(ets) == 1 and j == 0:
             combined, self.first_sample = out, z
-        elif len(ets) == 1 and i == 1:  # redo step 0 with the mean of both outputs, from its start
+        elif len(ets) == 1 and j == 1:  # redo step 0 with the mean of both outputs, from its start
             combined, z = (out + ets[-1]) / 2, self.first_sample
         elif len(ets) == 2:
             combined = (3 * ets[-1] - ets[-2]) / 2
@@ -109,7 +128,7 @@ class PNDM(Stepper):
             combined = (23 * ets[-1] - 16 * ets[-2] + 5 * ets[-3]) / 12
         else:
             combined = (55 * ets[-1] - 59 * ets[-2] + 37 * ets[-3] - 9 * ets[-4]) / 24
-        t, t_prev = self.record.current_timesteps[i], self.record.previous_timesteps[i]
+        t, t_prev = self._timesteps(i)
         a_t, a_prev = self.alpha_cumprod(t), self.alpha_cumprod(t_prev)
         eps = combined
         if self.prediction_type == "v_prediction":

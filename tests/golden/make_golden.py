@@ -16,7 +16,8 @@ Files:
                    (square "image_size", int32 ids, no loras, no pad id); format_version 2: one valid
                    folder per sampler (docs/contracts.md section 3, lists as
                    tests/golden/make_sampler_golden.py records them from diffusers) and malformed
-                   sampler records
+                   sampler records; format_version 3: a folder with the VAE encoder of image to
+                   image (components.encoder), and one whose encoder has no file
   blocks_manifests.json  manifest.json samples of `export-blocks` folders: valid, and malformed
 
 The fake model (identical in ios_app/Tests/SnapFusionKitTests/FakeModel.swift):
@@ -367,6 +368,20 @@ def v2_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
     return cases
 
 
+def v3_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
+    """format_version 3: the optional VAE encoder (image to image; docs/contracts.md section 1)."""
+    with_encoder = v2_pipeline(valid, "ddim")
+    with_encoder["format_version"] = 3
+    encoder = component("VAEEncoder.mlpackage", [io("z", [1, 3, 64, 64])], [io("latent", [1, 8, 8, 8])], "4" * 64)
+    with_encoder["components"]["encoder"] = {**encoder, "attention": None, "compression": {"mode": "none"}}
+    no_file = json.loads(json.dumps(with_encoder))
+    no_file["components"]["encoder"]["file"] = None
+    return [  # (a format 3 folder without an encoder reads as the v2 cases do)
+        {"name": "v3_with_encoder", "expect": "ok", "pipeline": with_encoder},
+        {"name": "v3_encoder_without_file", "expect": "malformed", "pipeline": no_file},
+    ]
+
+
 def pipeline_cases(out: Path) -> None:
     valid = valid_pipeline()
     chunked = json.loads(json.dumps(valid))
@@ -455,6 +470,7 @@ def pipeline_cases(out: Path) -> None:
         {"name": "unet_file_outside_folder", "expect": "malformed", "pipeline": outside},
         {"name": "vocab_outside_folder", "expect": "malformed", "pipeline": vocab_outside},
         *v2_pipeline_cases(valid),
+        *v3_pipeline_cases(valid),
     ]
     write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md sections 2 and 3)",
           {"cases": cases}, out)

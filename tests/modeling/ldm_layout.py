@@ -88,17 +88,30 @@ def unet_to_ldm(unet) -> dict[str, torch.Tensor]:
     return renamed(dict(unet.state_dict()), unet_prefix_table(unet), "model.diffusion_model.")
 
 
+def vae_encoder_prefix_table(vae) -> dict[str, str]:
+    """diffusers prefix -> LDM prefix for an AutoencoderKL's encoder and quant_conv (LDM numbers
+    the down levels from full resolution, as diffusers does)."""
+    table = {"quant_conv": "quant_conv", "encoder.conv_in": "encoder.conv_in", "encoder.conv_out": "encoder.conv_out",
+             "encoder.conv_norm_out": "encoder.norm_out"}
+    for i in range(2):
+        _resnet_rows(table, f"encoder.mid_block.resnets.{i}", f"encoder.mid.block_{i + 1}", VAE_RESNET)
+    for new, old in VAE_ATTENTION.items():
+        table[f"encoder.mid_block.attentions.0.{new}"] = f"encoder.mid.attn_1.{old}"
+    for level, block in enumerate(vae.encoder.down_blocks):
+        for j in range(len(block.resnets)):
+            _resnet_rows(table, f"encoder.down_blocks.{level}.resnets.{j}", f"encoder.down.{level}.block.{j}", VAE_RESNET)
+        if block.downsamplers is not None:
+            table[f"encoder.down_blocks.{level}.downsamplers.0.conv"] = f"encoder.down.{level}.downsample.conv"
+    return table
+
+
 def vae_to_ldm(vae) -> dict[str, torch.Tensor]:
-    """Decoder under LDM names (mid attention as 1x1 convs, as LDM stores it), the encoder and
-    quant_conv carried along under their own names as the file would hold them."""
-    state = {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
-    out = renamed(state, vae_prefix_table(vae), "first_stage_model.")
+    """The whole autoencoder under LDM names (mid attentions as 1x1 convs, as LDM stores them)."""
+    table = {**vae_prefix_table(vae), **vae_encoder_prefix_table(vae)}
+    out = renamed(dict(vae.state_dict()), table, "first_stage_model.")
     for key in list(out):
         if ".mid.attn_1." in key and key.endswith(".weight") and out[key].dim() == 2:
             out[key] = out[key][:, :, None, None]
-    for key, value in vae.state_dict().items():
-        if key.startswith(("encoder.", "quant_conv.")):
-            out["first_stage_model." + key] = value
     return out
 
 
