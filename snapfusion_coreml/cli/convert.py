@@ -8,7 +8,14 @@ from typing import List, Optional
 import typer
 
 from ..assets import default_model_dir
-from ..convert_spec import check_coreai_flags, check_overrides_converted, parse_components, parse_lora_option, parse_palettize
+from ..convert_spec import (
+    check_coreai_flags,
+    check_overrides_converted,
+    parse_components,
+    parse_lora_option,
+    parse_palettize,
+    resolve_target,
+)
 from ..coreai.tools import check_coreai_installed
 from ..errors import check_interrupted
 from ..io import claim_output
@@ -21,7 +28,7 @@ from .options import (
     eta_option,
     finite,
     human_bytes,
-    image_size_option,
+    image_sizes_option,
     one_of,
     print_json,
     print_titled,
@@ -47,8 +54,10 @@ def convert(
                                   help="none, 4, 6, 8 or mixed:BITS for text encoder and UNet, or per component: "
                                        "text_encoder=8,unet=mixed:4.5"),
     palettize_mode: str = typer.Option("kmeans", "--palettize-mode", help="kmeans or uniform"),
-    image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_size_option,
-                                             help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_sizes_option,
+                                             help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768, or a comma list of sizes "
+                                                  "(512,512x768,768x512: one folder, one package function per size, "
+                                                  "the first the default; iOS 18) [default: the model's]"),
     unet_batch: Optional[int] = typer.Option(None, "--unet-batch", callback=one_of("--unet-batch", (1, 2)),
                                              help="2 = guidance in one UNet call, 1 = two calls "
                                                   "[default: 1 where the default guidance runs no CFG batch, else 2]"),
@@ -59,7 +68,8 @@ def convert(
                                              help="Default guidance scale w recorded in pipeline.json (1 = none) "
                                                   "[default: the model's]"),
     eta: Optional[float] = eta_option(),
-    target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
+    target: Optional[Target] = typer.Option(None, "--target", help="Minimum deployment target "
+                                            "[default: iOS16; iOS18 with several --image-size sizes]"),
     components: str = typer.Option("text_encoder,unet,decoder", "--components", help="Comma-separated components"),
     chunk_unet: bool = typer.Option(False, "--chunk-unet", help="Split the UNet into two packages (after palettization)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
@@ -79,6 +89,8 @@ def convert(
     compression, per_component = parse_palettize(palettize, palettize_mode)
     converted = parse_components(components)
     check_overrides_converted(per_component, converted)
+    sizes = image_size or ()
+    target_name = resolve_target(None if target is None else target.value, len(sizes), fmt)
     if fmt == "coreai":
         check_coreai_flags(chunk_unet, compression, per_component)
         check_coreai_installed("convert --format coreai")
@@ -87,7 +99,8 @@ def convert(
         spec.check_file()
     source = str(model or default_model_dir())
     folder = resolve_model_path(source, allow_file=True)
-    check_image_size_fits(image_size, folder, layout)
+    for size in sizes:
+        check_image_size_fits(size, folder, layout)
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):
         from ..convert import ConvertOptions, convert_pipeline
@@ -96,7 +109,7 @@ def convert(
 
         options = ConvertOptions(
             out=out, components=converted, attention=attention, compression=compression,
-            component_compression=per_component, image_size=image_size, unet_batch=unet_batch, target=target.value,
+            component_compression=per_component, image_size=sizes or None, unet_batch=unet_batch, target=target_name,
             chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle, base=base, loras=loras,
             sampler=sampler, steps=steps, guidance=guidance, eta=eta,
             format=fmt,
