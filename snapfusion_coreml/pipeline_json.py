@@ -168,7 +168,8 @@ class Size:
                    (latent.integer("height", minimum=1), latent.integer("width", minimum=1)))
         h, w = size.latent
         if size.image != ImageSize(h * VAE_FACTOR, w * VAE_FACTOR):
-            raise f.fail("image", f"{VAE_FACTOR} x its latent ({h * VAE_FACTOR}x{w * VAE_FACTOR})", str(size.image))
+            raise expected(f"{f.name('image')} as {VAE_FACTOR} x its latent ({h * VAE_FACTOR}x{w * VAE_FACTOR})",
+                           str(size.image), f.source)
         if size.function != function_name(size.image):
             raise f.fail("function", function_name(size.image), size.function)
         return size
@@ -186,7 +187,7 @@ def read_sizes(top: JsonFields, image: ImageSize, latent: "Latent") -> tuple[Siz
     functions = [size.function for size in sizes]
     repeated = sorted({name for name in functions if functions.count(name) > 1})
     if repeated:
-        raise top.fail("sizes", "distinct sizes", f"{', '.join(repeated)} more than once")
+        raise expected("sizes with distinct images", f"{', '.join(repeated)} more than once", top.source)
     first = sizes[0]
     if first.image != image or first.latent != latent.size:
         raise expected(f"sizes[0] as the top-level image {image} and latent {latent.height}x{latent.width}",

@@ -24,7 +24,7 @@ def test_output_folder_follows_the_contract(converted, tiny_pipeline):
     assert names == ["TextEncoder.mlpackage", "Unet.mlpackage", "VAEDecoder.mlpackage", "merges.txt", "pipeline.json", "vocab.json"]
     manifest = json.loads((out / "pipeline.json").read_text())
     assert manifest == summary.pipeline_manifest.to_dict()
-    assert manifest["format_version"] == 2 and manifest["prediction_type"] == "v_prediction"
+    assert manifest["format_version"] == 3 and manifest["prediction_type"] == "v_prediction"
     assert manifest["sampler"]["timesteps"] == timesteps(tiny_pipeline.scheduler, tiny_pipeline.defaults.steps)
     assert (manifest["sampler"]["name"], manifest["sampler"]["previous_timesteps"][-1]) == ("ddim", -1)
     assert manifest["guidance"] == {"default_scale": 7.5, "unet_batch": 2, "embedding": None}
