@@ -204,13 +204,36 @@ class SameRecipe:
         return self.recipe
 
 
+def _boundary_in_program_order(block, op_idx: int) -> list:
+    """The tensors crossing a bisection after operation op_idx, in program order (producing op,
+    then output). coremltools' own `_get_first_chunk_outputs` collects them in a set of Var objects
+    (hashed by address), so chunk 1's outputs, chunk 2's inputs and the casts added for them came
+    in a different order on every run and the chunks were not byte-reproducible."""
+    found, seen = [], set()
+    for op in block.operations[: op_idx + 1]:
+        if op.op_type.startswith("const"):
+            continue
+        for var in op.outputs:
+            if var.val is None and id(var) not in seen and any(
+                    block.operations.index(child) > op_idx for child in var.child_ops):
+                seen.add(id(var))
+                found.append(var)
+    return found
+
+
 def chunk_unet(path: Path, out_dir: Path) -> list[str]:
     """Split Unet.mlpackage into UnetChunk1/2.mlpackage of about equal size."""
     from .components import CHUNK_NAMES
 
     ct = quiet_coremltools()
     work = out_dir / ".chunks"
-    ct.models.utils.bisect_model(str(path), str(work), check_output_correctness=False)
+    utils = ct.models.utils
+    collect = utils._get_first_chunk_outputs
+    utils._get_first_chunk_outputs = _boundary_in_program_order  # deterministic chunks (see there)
+    try:
+        utils.bisect_model(str(path), str(work), check_output_correctness=False)
+    finally:
+        utils._get_first_chunk_outputs = collect
     stem = path.stem
     for i, name in enumerate(CHUNK_NAMES, start=1):
         produced = work / f"{stem}_chunk{i}.mlpackage"

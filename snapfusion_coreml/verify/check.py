@@ -117,7 +117,8 @@ def _verify(folder: Path, pipeline_manifest, reference: str | None, min_psnr: fl
         for size, function in component_functions(folder, component, pipeline_manifest):
             declared = replace(component, inputs=tensors_at(component.inputs, default, size),
                                outputs=tensors_at(component.outputs, default, size))
-            features = assets.features if assets else partial(package_features, function=function)
+            features = assets.features if assets else \
+                None if function == SINGLE_FUNCTION else partial(package_features, function=function)
             mismatches = declared_io_problems(folder, key, declared, files, features)
             if mismatches:  # inputs built from the declaration could not be trusted: not run
                 report.integrity.extend(mismatches if function == SINGLE_FUNCTION else
