@@ -131,6 +131,10 @@ def test_older_forms_read_as_documented():
     (lambda d: d["components"]["unet"].update(file=None, chunks=["A.mlpackage", "/tmp/B.mlpackage"]),
      "expected components.unet.chunks as a list of file names inside the folder"),
     (lambda d: d["tokenizer"].update(merges=".."), "expected tokenizer.merges as a file name inside the folder"),
+    (lambda d: d.update(sizes={"function": "main"}), "expected sizes as a list, got an object"),
+    (lambda d: d.update(sizes=[{"function": "main", "image": {"height": 64, "width": 64},
+                                "latent": {"height": 8, "width": 8}}]),
+     "expected sizes[0].function as image_64x64, got a string 'main'"),
 ])
 def test_bad_values_give_one_line_naming_key_and_file(edit, message):
     data = _case("valid")
@@ -184,17 +188,17 @@ def test_several_sizes_read_as_documented():
     assert [t.shape for t in tensors_at(decoder.outputs, default, wide)] == [(1, 3, 64, 96)]
     one = PipelineManifest.from_dict(_case("v3_sizes_null"))
     assert one.sizes is None and [(s.function, s.latent) for s in one.size_list] == [("main", (8, 8))]
-    assert PipelineManifest.from_dict(_case("v3_sizes_absent")) == one
+    absent = _case("v3_sizes_null")
+    del absent["sizes"]
+    assert PipelineManifest.from_dict(absent) == one
     assert PipelineManifest.from_dict(_case("v2_ddim")).size_list == one.size_list  # format 2 still reads
 
 
 @pytest.mark.parametrize("name, message", [
     ("v3_sizes_empty", "expected sizes as a non-empty list (or null for one size), got a list"),
-    ("v3_sizes_not_a_list", "expected sizes as a list, got an object"),
     ("v3_sizes_first_not_the_default", "expected sizes[0] as the top-level image 64x64 and latent 8x8, got image 96x64"),
     ("v3_sizes_repeated", "expected sizes with distinct images, got image_64x96 more than once"),
     ("v3_sizes_function_misnamed", "expected sizes[1].function as image_64x96, got a string 'image_96x64'"),
-    ("v3_sizes_function_main", "expected sizes[0].function as image_64x64, got a string 'main'"),
     ("v3_sizes_image_not_8x_latent", "expected sizes[2].image as 8 x its latent (88x64), got 96x64"),
     ("v3_sizes_latent_zero", "expected sizes[1].latent.width as an integer >= 1, got a number 0"),
     ("v3_sizes_without_function", "expected key sizes[1].function, got none"),

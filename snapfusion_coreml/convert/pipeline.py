@@ -4,6 +4,10 @@ Components are loaded one at a time: the model folder is opened (configs, tokeni
 the image size checked against the UNet) before any weights are read, then each component is
 loaded, converted and released before the next, so the peak memory is that of the largest
 component, not of the whole pipeline.
+
+With several image sizes (options.image_sizes), each size-dependent component is traced and
+converted once per size and written as one multifunction package (recipe.convert_multifunction);
+pipeline.json then lists the sizes (`sizes`, docs/contracts.md section 2).
 """
 
 from __future__ import annotations

@@ -41,4 +41,5 @@ def test_committed_sampler_golden_is_current(tmp_path):
 
 def test_golden_files_stay_small():
     total = sum(p.stat().st_size for p in GOLDEN.rglob("*.json"))
-    assert total < 400 * 1024, f"golden JSON files total {total / 1024:.0f} KB"
+    # 400 KB until pipeline.json format 3 added its cases (several sizes) to pipelines.json
+    assert total < 480 * 1024, f"golden JSON files total {total / 1024:.0f} KB"
