@@ -1,5 +1,5 @@
 """What a `convert` run is asked for, parsed without torch or coremltools: components,
-compression (--palettize) and LoRA files (--lora). The CLI checks these before anything heavy is
+compression (--palettize), LoRA files (--lora) and the deployment target a size list needs. The CLI checks these before anything heavy is
 imported, so bad input fails in well under a second."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .coreml.tools import TARGETS
 from .errors import UserError
 
 COMPONENTS = ("text_encoder", "unet", "decoder", "encoder")  # encoder: the VAE encoder of image to image
@@ -17,6 +18,10 @@ DEFAULT_COMPONENTS = COMPONENTS
 UNPALETTIZED = ("decoder", "encoder")  # kept fp16 unless --palettize names them, as Apple keeps its VAE
 PALETTIZE_BITS = (4, 6, 8)
 MIXED_BITS_CHOICES = (2, 4, 6, 8)
+DEFAULT_TARGET = "iOS16"
+# Several sizes in one folder are multifunction packages (one function per size), which Core ML
+# loads by MLModelConfiguration.functionName: iOS 18 / macOS 15, Core ML specification 9.
+MULTIFUNCTION_TARGET = "iOS18"
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,22 @@ def check_coreai_flags(chunk_unet: bool, compression: CompressionSpec,
         raise UserError("expected --palettize none, 4, 6 or 8 with --format coreai, got a mixed:BITS recipe")
     if any(spec.enabled and spec.method != "kmeans" for spec in specs):
         raise UserError("expected --palettize-mode kmeans with --format coreai (coreai-opt palettizes by k-means), got uniform")
+
+
+def resolve_target(target: str | None, sizes: int, fmt: str = "coreml") -> str:
+    """The deployment target of a conversion to `sizes` image sizes: --target when given, else
+    iOS18 for several sizes (multifunction packages) and iOS16 for one. Refuses an older target or
+    --format coreai with several sizes, in one line."""
+    if sizes > 1 and fmt == "coreai":
+        raise UserError(f"expected one --image-size with --format coreai (several sizes in one folder are "
+                        f"multifunction Core ML packages), got {sizes} sizes")
+    if target is None:
+        return MULTIFUNCTION_TARGET if sizes > 1 else DEFAULT_TARGET
+    if sizes > 1 and target in TARGETS and TARGETS.index(target) < TARGETS.index(MULTIFUNCTION_TARGET):
+        raise UserError(f"expected --target {MULTIFUNCTION_TARGET} (or none) with several --image-size sizes: "
+                        f"multifunction packages need iOS 18 / macOS 15 (MLModelConfiguration.functionName), "
+                        f"got --target {target}")
+    return target
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Image sizes: `--image-size 512` (square) or `512x768` (height x width), and the latent size a
-UNet can take for them.
+"""Image sizes: `--image-size 512` (square) or `512x768` (height x width), the latent size a
+UNet can take for them, and `convert`'s size lists (`--image-size 512,512x768,768x512`: one
+folder whose size-dependent packages hold one function per size, named by `function_name`).
 
 The VAE divides each side by 8; a UNet with L resolution levels halves the latent L - 1 times,
 so each latent side must be a multiple of 2**(L - 1) (UNetLayout.latent_divisor).
@@ -60,6 +61,27 @@ def parse_image_size(text: str | int | None) -> ImageSize | None:
     if height <= 0 or width <= 0:
         raise UserError(f"expected --image-size sides > 0, got {text!r}")
     return ImageSize(height, width)
+
+
+def parse_image_sizes(text: str | int | None) -> tuple[ImageSize, ...] | None:
+    """convert's --image-size "512,512x768,768x512" -> the sizes in order (the first is the
+    default); one size gives a 1-tuple, None stays None. Refuses empty entries and repeated sizes
+    in one line."""
+    if text is None:
+        return None
+    entries = str(text).split(",")
+    if any(not entry.strip() for entry in entries):
+        raise UserError(f"expected --image-size SIZE[,SIZE...] (e.g. 512,512x768,768x512), got {text!r}")
+    sizes = tuple(parse_image_size(entry) for entry in entries)
+    repeated = sorted({str(size) for size in sizes if sizes.count(size) > 1})
+    if repeated:
+        raise UserError(f"expected distinct --image-size sizes, got {', '.join(repeated)} more than once in {text!r}")
+    return sizes  # type: ignore[return-value]
+
+
+def function_name(image: ImageSize) -> str:
+    """The multifunction package function of one size: `image_{H}x{W}`, height first."""
+    return f"image_{image.height}x{image.width}"
 
 
 def latent_size(image: ImageSize, latent_divisor: int, num_levels: int) -> tuple[int, int]:

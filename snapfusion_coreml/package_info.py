@@ -18,18 +18,21 @@ _LUT_OPS = ("constexpr_lut_to_dense",)
 
 
 def inspect_package(path: Path) -> dict[str, Any]:
-    """Facts about one .mlpackage (readable on Linux: no Core ML runtime needed)."""
+    """Facts about one .mlpackage (readable on Linux: no Core ML runtime needed). A multifunction
+    package (one function per image size) is described by its default function, and its
+    functions are listed with their inputs and outputs."""
     from .coreml.tools import quiet_coremltools
-    from .verify.program import load_mil, read_spec
+    from .verify.program import function_description, function_names, load_mil, read_spec
 
     quiet_coremltools()
     path = Path(path)
     spec = read_spec(path)
-    program = load_mil(path)
+    names, default = function_names(spec)
+    program = load_mil(path, default)
     ops: dict[str, int] = {}
     dense = palettized = 0
     bits: dict[int, int] = {}
-    for op in program.functions["main"].operations:
+    for op in program.functions[default].operations:
         ops[op.op_type] = ops.get(op.op_type, 0) + 1
         if op.op_type in _LUT_OPS:
             n = int(np.prod(op.outputs[0].shape))
@@ -46,8 +49,11 @@ def inspect_package(path: Path) -> dict[str, Any]:
         "path": str(path),
         "size_bytes": dir_size(path),
         "deployment_target": SPEC_VERSION_TARGETS.get(spec.specificationVersion, f"spec v{spec.specificationVersion}"),
-        "inputs": describe_features(spec.description.input),
-        "outputs": describe_features(spec.description.output),
+        "inputs": describe_features(function_description(spec).input),
+        "outputs": describe_features(function_description(spec).output),
+        "default_function": default,
+        "functions": [{"name": name, "inputs": describe_features(function_description(spec, name).input),
+                       "outputs": describe_features(function_description(spec, name).output)} for name in names],
         "op_counts": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         "weights": weights,
         "palettized_share": palettized / weights if weights else 0.0,
@@ -82,6 +88,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
         "pipeline": {
             "prediction_type": pipeline_manifest.prediction_type,
             "image": pipeline_manifest.image.to_dict(),
+            "sizes": None if pipeline_manifest.sizes is None else [size.to_dict() for size in pipeline_manifest.sizes],
             "loras": [lora.to_dict() for lora in source.loras],
             "unet_layout": source.unet_layout,
             "source_model": source.model,

@@ -20,13 +20,17 @@ current form):
   - no `tokenizer.pad_token_id`                                   -> eos_token_id (CLIP's <|endoftext|>);
   - no `source`                                                   -> every source field unknown;
   - a component without `file`, `chunks`, `attention`, ... keys   -> null;
-  - a component without `format` (folders before Core AI)         -> "coreml".
+  - a component without `format` (folders before Core AI)         -> "coreml";
+  - no `sizes` (format_version 1 and 2, or one size)                -> one size, the top-level image
+                                                                    and latent, function `main`.
 
 Values are checked beyond their types, with the rules the Swift reader applies
 (PipelineDescription+Decoding.swift `firstInvalidValue`, tested on the same tests/golden/pipelines.json):
 every number finite, sizes >= 1, latent.scale_factor > 0, noise_schedule.beta_start and beta_end
 in (0, 1), guidance.unet_batch 1 or 2, the sampler record as samplers/record.py checks it, component
-`file`/`chunks` and tokenizer `vocab`/`merges` plain file names inside the folder.
+`file`/`chunks` and tokenizer `vocab`/`merges` plain file names inside the folder, `sizes` (when
+present) a non-empty list of distinct sizes whose first is the top-level image and latent, each
+image VAE_FACTOR x its latent and each function named `image_{H}x{W}` for its image.
 """
 
 from __future__ import annotations
@@ -37,14 +41,15 @@ from typing import Any
 
 from .config import BETA_SCHEDULES, PREDICTION_TYPES, SchedulerConfig
 from .errors import UserError, expected
-from .image_size import VAE_FACTOR, ImageSize
+from .image_size import VAE_FACTOR, ImageSize, function_name
 from .io import read_json, write_json
 from .json_fields import JsonFields
 from .samplers.record import SamplerRecord
 
 PIPELINE_JSON = "pipeline.json"
-FORMAT_VERSION = 3  # 3: the optional VAE encoder component; 2: the sampler record of docs/contracts.md section 3
+FORMAT_VERSION = 3  # 3: the optional VAE encoder and `sizes`; 2: the sampler record of docs/contracts.md section 3
 READ_VERSIONS = (1, 2, 3)  # 1 (DDIM only) and 2 are still read
+SINGLE_FUNCTION = "main"  # the one function of every package of a one-size folder (and of size-independent ones)
 GUIDANCE_INPUT = "timestep_cond"  # the UNet input of a guidance embedding
 COMPONENT_KEYS = ("text_encoder", "unet", "decoder", "encoder")  # encoder: optional (image to image), since format 3
 TENSOR_DTYPES = ("float32", "float16", "int32")  # what a Core ML multi-array feature may declare
@@ -138,6 +143,66 @@ class Latent:
     def from_fields(cls, f: JsonFields) -> "Latent":
         return cls(f.integer("channels", minimum=1), f.integer("height", minimum=1), f.integer("width", minimum=1),
                    f.positive("scale_factor"))
+
+
+@dataclass(frozen=True)
+class Size:
+    """One image size of a several-size folder (`sizes`): the package function that runs it
+    (`image_{H}x{W}`), its image and its latent (height, width)."""
+
+    function: str
+    image: ImageSize
+    latent: tuple[int, int]
+
+    @classmethod
+    def of(cls, image: ImageSize, latent: tuple[int, int]) -> "Size":
+        return cls(function_name(image), image, (int(latent[0]), int(latent[1])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"function": self.function, "image": self.image.to_dict(),
+                "latent": {"height": self.latent[0], "width": self.latent[1]}}
+
+    @classmethod
+    def from_fields(cls, f: JsonFields) -> "Size":
+        image, latent = f.object("image"), f.object("latent")
+        size = cls(f.string("function"), ImageSize(image.integer("height", minimum=1), image.integer("width", minimum=1)),
+                   (latent.integer("height", minimum=1), latent.integer("width", minimum=1)))
+        h, w = size.latent
+        if size.image != ImageSize(h * VAE_FACTOR, w * VAE_FACTOR):
+            raise expected(f"{f.name('image')} as {VAE_FACTOR} x its latent ({h * VAE_FACTOR}x{w * VAE_FACTOR})",
+                           str(size.image), f.source)
+        if size.function != function_name(size.image):
+            raise f.fail("function", function_name(size.image), size.function)
+        return size
+
+
+def read_sizes(top: JsonFields, image: ImageSize, latent: "Latent") -> tuple[Size, ...] | None:
+    """`sizes`: None when absent or null; else a non-empty list of distinct sizes, the first the
+    top-level image and latent."""
+    if not top.has("sizes"):
+        return None
+    items = top.objects("sizes")
+    if not items:
+        raise top.fail("sizes", "a non-empty list (or null for one size)", [])
+    sizes = tuple(Size.from_fields(item) for item in items)
+    functions = [size.function for size in sizes]
+    repeated = sorted({name for name in functions if functions.count(name) > 1})
+    if repeated:
+        raise expected("sizes with distinct images", f"{', '.join(repeated)} more than once", top.source)
+    first = sizes[0]
+    if first.image != image or first.latent != latent.size:
+        raise expected(f"sizes[0] as the top-level image {image} and latent {latent.height}x{latent.width}",
+                       f"image {first.image} and latent {first.latent[0]}x{first.latent[1]}", top.source)
+    return sizes
+
+
+def tensors_at(tensors: tuple[TensorSpec, ...], default: Size, size: Size) -> tuple[TensorSpec, ...]:
+    """A component's declared tensors (which describe the default size) at another `size`: in every
+    4-D (N, C, H, W) tensor, trailing sides equal to the default latent become the size's latent and
+    sides equal to the default image the size's image; other tensors are the same at every size."""
+    swaps = {default.latent: size.latent, (default.image.height, default.image.width): (size.image.height, size.image.width)}
+    return tuple(TensorSpec(t.name, t.shape[:2] + swaps[t.shape[2:]], t.dtype)
+                 if len(t.shape) == 4 and t.shape[2:] in swaps else t for t in tensors)
 
 
 @dataclass(frozen=True)
@@ -299,6 +364,23 @@ class PipelineManifest:
     components: dict[str, Component]  # a subset of COMPONENT_KEYS, in that order
     source: Source = field(default_factory=Source)
     tool_name: str = "snapfusion-coreml"
+    sizes: tuple[Size, ...] | None = None  # several sizes (multifunction packages), the default first
+
+    @property
+    def size_list(self) -> tuple[Size, ...]:
+        """Every size the folder runs, the default first: `sizes`, or the one size as function `main`."""
+        return self.sizes or (Size(SINGLE_FUNCTION, self.image, self.latent.size),)
+
+    def size(self, image: ImageSize | None, where: str = PIPELINE_JSON) -> Size:
+        """The size that runs `image` (None: the default), or one error listing the folder's sizes."""
+        sizes = self.size_list
+        if image is None:
+            return sizes[0]
+        for size in sizes:
+            if size.image == image:
+                return size
+        listed = ", ".join(str(s.image) for s in sizes)
+        raise UserError(f"expected an image size this folder was converted for ({listed}), got {image} (in {where})")
 
     def component(self, key: str, where: str = PIPELINE_JSON) -> Component:
         """The component `key`, or one error naming the ones the folder has."""
@@ -326,6 +408,7 @@ class PipelineManifest:
             "guidance": self.guidance.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "components": {k: c.to_dict() for k, c in self.components.items()},
+            "sizes": None if self.sizes is None else [size.to_dict() for size in self.sizes],
         }
 
     @classmethod
@@ -342,10 +425,11 @@ class PipelineManifest:
         if unknown:
             raise expected(f"components from {', '.join(COMPONENT_KEYS)}", ", ".join(unknown), source)
         latent = Latent.from_fields(top.object("latent"))
+        image = _image(top, latent)
         return cls(
             tool_version=tool.string("version"),
             prediction_type=top.string("prediction_type", PREDICTION_TYPES),
-            image=_image(top, latent),
+            image=image,
             latent=latent,
             noise_schedule=NoiseSchedule.from_fields(top.object("noise_schedule")),
             sampler=SamplerRecord.from_fields(top.object("sampler"), version),
@@ -354,6 +438,7 @@ class PipelineManifest:
             components={k: Component.from_fields(components.object(k)) for k in COMPONENT_KEYS if components.has(k)},
             source=Source.from_fields(top.object("source", default=None)),
             tool_name=tool.string("name"),
+            sizes=read_sizes(top, image, latent),
         )
 
     @classmethod

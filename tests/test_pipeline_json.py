@@ -37,6 +37,7 @@ def with_documented_defaults(data: dict) -> dict:
             component.setdefault(key, None)
         component.setdefault("format", "coreml")  # folders before Core AI
     out["guidance"].setdefault("embedding", None)
+    out.setdefault("sizes", None)  # one size (format_version 1 and 2 have no sizes)
     if out["format_version"] == 1:  # the DDIM record whose previous timestep is the next entry
         old = out["sampler"]
         out["sampler"] = {
@@ -130,6 +131,10 @@ def test_older_forms_read_as_documented():
     (lambda d: d["components"]["unet"].update(file=None, chunks=["A.mlpackage", "/tmp/B.mlpackage"]),
      "expected components.unet.chunks as a list of file names inside the folder"),
     (lambda d: d["tokenizer"].update(merges=".."), "expected tokenizer.merges as a file name inside the folder"),
+    (lambda d: d.update(sizes={"function": "main"}), "expected sizes as a list, got an object"),
+    (lambda d: d.update(sizes=[{"function": "main", "image": {"height": 64, "width": 64},
+                                "latent": {"height": 8, "width": 8}}]),
+     "expected sizes[0].function as image_64x64, got a string 'main'"),
 ])
 def test_bad_values_give_one_line_naming_key_and_file(edit, message):
     data = _case("valid")
@@ -164,3 +169,41 @@ def test_the_cli_refuses_a_bad_pipeline_json_with_exit_2_and_keeps_it(tiny_conve
         assert code == 2 and len(lines) == 1, (argv, err)
         assert f"expected latent.height as an integer >= 1, got a number -1 (in {folder / PIPELINE_JSON})" in lines[0]
     assert (folder / PIPELINE_JSON).read_text() == before and not (tmp_path / "a.png").exists()
+
+
+def test_several_sizes_read_as_documented():
+    from snapfusion_coreml.image_size import ImageSize
+    from snapfusion_coreml.pipeline_json import tensors_at
+
+    manifest = PipelineManifest.from_dict(_case("v3_three_sizes"))
+    assert [s.function for s in manifest.size_list] == ["image_64x64", "image_64x96", "image_96x64"]
+    assert manifest.size(None).function == "image_64x64" and manifest.size(ImageSize(96, 64)).latent == (12, 8)
+    with pytest.raises(UserError, match=r"^expected an image size this folder was converted for \(64x64, 64x96, 96x64\), "
+                                        r"got 96x96 \(in OUT/pipeline.json\)$"):
+        manifest.size(ImageSize(96, 96), "OUT/pipeline.json")
+    # the declared tensors describe the default size; another size swaps the latent and image sides
+    default, wide = manifest.size_list[0], manifest.size_list[1]
+    unet, decoder = manifest.component("unet"), manifest.component("decoder")
+    assert [t.shape for t in tensors_at(unet.inputs, default, wide)] == [(2, 4, 8, 12), (2,), (2, 768, 1, 77)]
+    assert [t.shape for t in tensors_at(decoder.outputs, default, wide)] == [(1, 3, 64, 96)]
+    one = PipelineManifest.from_dict(_case("v3_sizes_null"))
+    assert one.sizes is None and [(s.function, s.latent) for s in one.size_list] == [("main", (8, 8))]
+    absent = _case("v3_sizes_null")
+    del absent["sizes"]
+    assert PipelineManifest.from_dict(absent) == one
+    assert PipelineManifest.from_dict(_case("v2_ddim")).size_list == one.size_list  # format 2 still reads
+
+
+@pytest.mark.parametrize("name, message", [
+    ("v3_sizes_empty", "expected sizes as a non-empty list (or null for one size), got a list"),
+    ("v3_sizes_first_not_the_default", "expected sizes[0] as the top-level image 64x64 and latent 8x8, got image 96x64"),
+    ("v3_sizes_repeated", "expected sizes with distinct images, got image_64x96 more than once"),
+    ("v3_sizes_function_misnamed", "expected sizes[1].function as image_64x96, got a string 'image_96x64'"),
+    ("v3_sizes_image_not_8x_latent", "expected sizes[2].image as 8 x its latent (88x64), got 96x64"),
+    ("v3_sizes_latent_zero", "expected sizes[1].latent.width as an integer >= 1, got a number 0"),
+    ("v3_sizes_without_function", "expected key sizes[1].function, got none"),
+])
+def test_bad_size_lists_give_one_line(name, message):
+    with pytest.raises(UserError) as info:
+        PipelineManifest.from_dict(_case(name), "OUT/pipeline.json")
+    assert str(info.value).startswith(message) and str(info.value).endswith(" (in OUT/pipeline.json)"), str(info.value)

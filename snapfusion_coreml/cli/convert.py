@@ -15,6 +15,7 @@ from ..convert_spec import (
     parse_components,
     parse_lora_option,
     parse_palettize,
+    resolve_target,
 )
 from ..coreai.tools import check_coreai_installed
 from ..errors import check_interrupted
@@ -28,7 +29,7 @@ from .options import (
     eta_option,
     finite,
     human_bytes,
-    image_size_option,
+    image_sizes_option,
     one_of,
     print_json,
     print_titled,
@@ -54,8 +55,10 @@ def convert(
                                   help="none, 4, 6, 8 or mixed:BITS for text encoder and UNet, or per component: "
                                        "text_encoder=8,unet=mixed:4.5"),
     palettize_mode: str = typer.Option("kmeans", "--palettize-mode", help="kmeans or uniform"),
-    image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_size_option,
-                                             help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768 [default: the model's]"),
+    image_size: Optional[str] = typer.Option(None, "--image-size", callback=image_sizes_option,
+                                             help="Pixels: SIDE or HEIGHTxWIDTH, e.g. 512x768, or a comma list of sizes "
+                                                  "(512,512x768,768x512: one folder, one package function per size, "
+                                                  "the first the default; iOS 18) [default: the model's]"),
     unet_batch: Optional[int] = typer.Option(None, "--unet-batch", callback=one_of("--unet-batch", (1, 2)),
                                              help="2 = guidance in one UNet call, 1 = two calls "
                                                   "[default: 1 where the default guidance runs no CFG batch, else 2]"),
@@ -66,7 +69,8 @@ def convert(
                                              help="Default guidance scale w recorded in pipeline.json (1 = none) "
                                                   "[default: the model's]"),
     eta: Optional[float] = eta_option(),
-    target: Target = typer.Option(Target.iOS16, "--target", help="Minimum deployment target"),
+    target: Optional[Target] = typer.Option(None, "--target", help="Minimum deployment target "
+                                            "[default: iOS16; iOS18 with several --image-size sizes]"),
     components: Optional[str] = typer.Option(None, "--components",
                                              help="Comma-separated from text_encoder, unet, decoder, encoder (the VAE "
                                                   "encoder of image to image) [default: every one the model has]"),
@@ -88,6 +92,8 @@ def convert(
     compression, per_component = parse_palettize(palettize, palettize_mode)
     converted = DEFAULT_COMPONENTS if components is None else parse_components(components)
     check_overrides_converted(per_component, converted)
+    sizes = image_size or ()
+    target_name = resolve_target(None if target is None else target.value, len(sizes), fmt)
     if fmt == "coreai":
         check_coreai_flags(chunk_unet, compression, per_component)
         check_coreai_installed("convert --format coreai")
@@ -96,7 +102,8 @@ def convert(
         spec.check_file()
     source = str(model or default_model_dir())
     folder = resolve_model_path(source, allow_file=True)
-    check_image_size_fits(image_size, folder, layout)
+    for size in sizes:
+        check_image_size_fits(size, folder, layout)
     console = stderr_console()
     with claim_output(out, overwrite, inputs=[source, layout]):
         from ..convert import ConvertOptions, convert_pipeline
@@ -105,7 +112,7 @@ def convert(
 
         options = ConvertOptions(
             out=out, components=converted, attention=attention, compression=compression,
-            component_compression=per_component, image_size=image_size, unet_batch=unet_batch, target=target.value,
+            component_compression=per_component, image_size=sizes or None, unet_batch=unet_batch, target=target_name,
             chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle, base=base, loras=loras,
             sampler=sampler, steps=steps, guidance=guidance, eta=eta,
             format=fmt,

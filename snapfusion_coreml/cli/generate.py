@@ -79,6 +79,10 @@ def generate(
             raise UserError(f"expected --precision only with a converted folder (with {PIPELINE_JSON}), got a model: {model or default_model_dir()}")
         model_path = resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
         check_image_size_fits(image_size, model_path)
+    else:  # one of the sizes the folder was converted for, from pipeline.json alone
+        from ..pipeline_json import PipelineManifest
+
+        PipelineManifest.read(model).size(image_size, str(Path(model) / PIPELINE_JSON))
     check_steps_fit(steps, Path(model) if converted else model_path, converted)
 
     import torch

@@ -34,6 +34,9 @@ def inspect_command(
         console.print(f"  {human_bytes(info['size_bytes'])}  prediction {p['prediction_type']}, "
                       f"{p['image']['height']}x{p['image']['width']} px, UNet layout {p['unet_layout']}, {p['sampler']['name']} sampler, {p['sampler']['default_steps']} steps "
                       f"{p['sampler']['timesteps']} ({p['sampler']['unet_calls']} UNet evaluations per image), guidance {p['guidance']}", highlight=False)
+        if p["sizes"]:
+            listed = ", ".join(f"{s['image']['height']}x{s['image']['width']} ({s['function']})" for s in p["sizes"])
+            console.print(f"sizes: {listed}; the first is the default", highlight=False)
         for key, component in p["components"].items():
             comp = component["compression"]
             if component["mixed_layers"]:
@@ -54,5 +57,10 @@ def inspect_command(
             for t in pkg[kind]:
                 table.add_row(kind[:-1], t["name"], str(tuple(t["shape"])), t["dtype"])
         print_titled(console, title, table)
+        if len(pkg["functions"]) > 1:
+            sides = ", ".join(f"{f['name']}{' (default)' if f['name'] == pkg['default_function'] else ''} "
+                              f"{' '.join(str(tuple(t['shape'])) for t in f['inputs'] if len(t['shape']) == 4)}"
+                              for f in pkg["functions"])
+            console.print(f"functions: {sides}", highlight=False)
         ops = ", ".join(f"{k} {v}" for k, v in pkg["op_counts"].items())
         console.print(f"ops: {ops}", highlight=False)

@@ -149,6 +149,14 @@ def image_size_option(value: Optional[str]):
     return parse_image_size(value)
 
 
+def image_sizes_option(value: Optional[str]):
+    """convert's --image-size SIZE[,SIZE...] -> a tuple of image_size.ImageSize (the default first),
+    refused in one line before anything loads (a malformed entry, a size given twice)."""
+    from ..image_size import parse_image_sizes
+
+    return parse_image_sizes(value)
+
+
 def check_image_size_fits(image_size, model: Path | None, layout: str | None = None) -> None:
     """Refuse an --image-size the UNet cannot take, from config files alone (no weights, no torch):
     the UNet of `layout` (a preset or JSON the model is mapped onto) or of the local model folder.

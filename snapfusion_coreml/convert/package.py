@@ -39,13 +39,22 @@ def save_package(mlmodel, path: Path) -> None:
     write_package(mlmodel.get_spec(), weights, Path(path))
 
 
-def rewrite_package(src: Path, dest: Path) -> None:
-    """Write the package `src` (e.g. saved by coremltools) to `dest` reproducibly."""
+def read_spec(package: Path):
+    """The model spec of a package this module's layout (or coremltools') wrote."""
     from coremltools.proto import Model_pb2
 
-    src = Path(src)
     spec = Model_pb2.Model()
-    spec.ParseFromString((src / DATA_DIR / SPEC_FILE).read_bytes())
+    spec.ParseFromString((Path(package) / DATA_DIR / SPEC_FILE).read_bytes())
+    return spec
+
+
+def rewrite_package(src: Path, dest: Path, edit=None) -> None:
+    """Write the package `src` (e.g. saved by coremltools) to `dest` reproducibly; `edit(spec)`
+    may change the model spec first (e.g. the metadata save_multifunction does not carry)."""
+    src = Path(src)
+    spec = read_spec(src)
+    if edit is not None:
+        edit(spec)
     weights = src / DATA_DIR / WEIGHTS_DIR
     write_package(spec, weights if weights.is_dir() else None, Path(dest))
 

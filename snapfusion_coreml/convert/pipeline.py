@@ -4,6 +4,10 @@ Components are loaded one at a time: the model folder is opened (configs, tokeni
 the image size checked against the UNet) before any weights are read, then each component is
 loaded, converted and released before the next, so the peak memory is that of the largest
 component, not of the whole pipeline.
+
+With several image sizes (options.image_sizes), each size-dependent component is traced and
+converted once per size and written as one multifunction package (recipe.convert_multifunction);
+pipeline.json then lists the sizes (`sizes`, docs/contracts.md section 2).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from ..config import UNetLayout, resolve_layout
 from ..convert_spec import COMPONENTS, DEFAULT_COMPONENTS, UNPALETTIZED
 from ..coreai.tools import check_coreai_installed
 from ..errors import UserError
-from ..image_size import ImageSize, latent_size
+from ..image_size import ImageSize, function_name, latent_size
 from ..io import atomic_directory
 from ..memory import collections_of_new_objects_only
 from ..modeling.loading import ModelFolder, load_pipeline
@@ -26,12 +30,12 @@ from ..modeling.lora import LoraFile, read_lora
 from ..pipeline import Pipeline
 from ..pipeline_json import PipelineManifest
 from ..tokenizer import save_tokenizer
-from .components import component_spec
+from .components import ComponentSpec, component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe
 from .coreai_recipe import convert_component_coreai
 from .options import ConvertOptions
 from .pipeline_manifest import build_pipeline_manifest, choose_sampling
-from .recipe import ComponentResult, convert_component
+from .recipe import ComponentResult, convert_component, convert_multifunction
 
 
 @dataclass
@@ -91,6 +95,21 @@ def open_model(model: str | Path | Pipeline, options: ConvertOptions,
     return source, latent_size(image, source.layout.latent_divisor, source.layout.num_levels)
 
 
+def size_latents(source: ModelFolder | LoadedPipeline, options: ConvertOptions) -> list[tuple[ImageSize, tuple[int, int]]]:
+    """(image size, latent (height, width)) of every size options.sizes converts, the default
+    first; a size the UNet cannot take fails here, before any weights are read."""
+    images = [size or ImageSize.square(source.defaults.image_size) for size in options.sizes]
+    return [(image, latent_size(image, source.layout.latent_divisor, source.layout.num_levels)) for image in images]
+
+
+def size_specs(key: str, module: torch.nn.Module, source, latents: list[tuple[int, int]], unet_batch: int) -> list[ComponentSpec]:
+    """The component's export specs, one per size; a component whose inputs do not depend on the
+    size (the text encoder) gets one. A component is size-dependent through its spec's shapes alone,
+    so any component with a latent- or image-shaped input becomes one function per size."""
+    specs = [component_spec(key, module, source.layout, latent, unet_batch) for latent in latents]
+    return specs[:1] if all(spec.inputs == specs[0].inputs for spec in specs) else specs
+
+
 def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
                      on_component: Callable[[str, str], None] | None = None,
                      mixed_recipe: MixedRecipe | None = None) -> ConvertSummary:
@@ -102,6 +121,7 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
     # 1. open the model: configs, tokenizer, LoRAs, image size (no weights yet)
     mapping: list[str] = []
     source, latent = open_model(model, options, mapping)
+    sizes = size_latents(source, options)
     sampling = choose_sampling(source, options)
 
     if options.format == "coreai":  # Apple's packages are there, or one line naming the extra, before any work
@@ -120,21 +140,25 @@ def convert_pipeline(model: str | Path | Pipeline, options: ConvertOptions,
         for key in keys:
             if on_component:
                 on_component(key, "start")
-            spec = component_spec(key, source.load(key), source.layout, latent, sampling.unet_batch)
+            specs = size_specs(key, source.load(key), source, [latent for _, latent in sizes], sampling.unet_batch)
             if options.format == "coreai":
-                results.append(convert_component_coreai(spec, options, tmp))
+                results.append(convert_component_coreai(specs[0], options, tmp))
+            elif len(specs) > 1:  # one function per size (image_{H}x{W}), the default first
+                functions = [function_name(image) for image, _ in sizes]
+                results.append(convert_multifunction(specs, functions, options, tmp, mixed_recipe))
             else:
-                results.append(convert_component(spec, options, tmp, source.source, mixed_recipe))
-            inputs[key] = spec.inputs
-            del spec
+                results.append(convert_component(specs[0], options, tmp, source.source, mixed_recipe))
+            inputs[key] = specs[0].inputs
+            del specs
             settle()  # the component's program and weights go; what survives is set aside
             if on_component:
                 on_component(key, "done")
         # 3. tokenizer, then pipeline.json, last: its presence marks the folder complete
         save_tokenizer(source.tokenizer, tmp)
-        pipeline_manifest = build_pipeline_manifest(source, options, latent, results, inputs, sampling)
+        pipeline_manifest = build_pipeline_manifest(source, options, latent, results, inputs, sampling,
+                                                    sizes if options.multifunction else None)
         pipeline_manifest.write(tmp)
     return ConvertSummary(Path(options.out), results, pipeline_manifest, mapping)
 
 
-__all__ = ["ConvertSummary", "convert_pipeline", "open_model"]
+__all__ = ["ConvertSummary", "convert_pipeline", "open_model", "size_latents"]

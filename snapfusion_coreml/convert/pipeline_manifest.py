@@ -9,7 +9,7 @@ from .. import __version__
 from ..guidance import runs_cfg
 from ..image_size import VAE_FACTOR, ImageSize
 from ..io import recorded_path
-from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Source, TensorSpec, Tokenizer
+from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Size, Source, TensorSpec, Tokenizer
 from ..samplers.record import SamplerRecord
 from ..samplers.settings import model_settings
 from .coreai_recipe import COREAI_DEPLOYMENT_TARGET
@@ -43,10 +43,12 @@ def choose_sampling(source, options: ConvertOptions) -> SamplingChoice:
 
 
 def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, int], results: list,
-                            inputs: dict, sampling: SamplingChoice) -> PipelineManifest:
+                            inputs: dict, sampling: SamplingChoice,
+                            sizes: list[tuple[ImageSize, tuple[int, int]]] | None = None) -> PipelineManifest:
     """pipeline.json of a conversion. source: the opened model (convert.pipeline.open_model:
     layout, scheduler, defaults, tokenizer, source, loras); latent: (height, width); results: the
-    ComponentResults; inputs: component key -> its TensorSpecs; sampling: choose_sampling's."""
+    ComponentResults; inputs: component key -> its TensorSpecs; sampling: choose_sampling's;
+    sizes: (image, latent) of every function of a several-size folder, the default first."""
     from ..modeling.unet import unet_parameters
 
     sched, defaults, layout = source.scheduler, source.defaults, source.layout
@@ -81,6 +83,7 @@ def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, 
                             bos_token_id=int(tok.bos_token_id), eos_token_id=int(tok.eos_token_id),
                             pad_token_id=int(tok.pad_token_id)),
         components=components,
+        sizes=None if sizes is None else tuple(Size.of(image, size_latent) for image, size_latent in sizes),
     )
 
 

@@ -5,7 +5,8 @@ programs (run by the interpreter) exactly what the phone computes from the same 
     image = pipeline.generate("a red circle on a blue background", seed=0)
 
 Everything the sampler needs comes from OUT: the tokenizer files and pad id, the noise schedule,
-the sampler record, the guidance default, the latent scale factor and the image size.
+the sampler record, the guidance default, the latent scale factor and the image size (in a
+folder of several sizes, any of pipeline.json's `sizes`: its packages' function of that size runs).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from ..config import PipelineDefaults, SchedulerConfig
 from ..convert.components import NUMPY_DTYPES
-from ..errors import UserError, expected
+from ..errors import expected
 from ..image_size import ImageSize
 from ..pipeline import SamplingPlan, StepCallback, generate_image
 from ..pipeline_json import GUIDANCE_INPUT
@@ -49,14 +50,16 @@ class PackageBackend:
         if ids is None:
             raise expected("a text_encoder input input_ids", "none declared", str(folder.pipeline_json))
         self._ids_dtype = NUMPY_DTYPES[ids.dtype]
+        self.function: str | None = None  # the size's package function (None: the default size)
 
     def latent_size(self, image: ImageSize | int | None) -> tuple[int, int]:
-        fixed = self.latent.image
+        """The latent of `image` (None: the default size), one of the sizes the folder was converted
+        for (else one error listing them); later UNet and decoder calls run that size's function."""
         image = ImageSize.square(image) if isinstance(image, int) else image
-        if image is not None and image != fixed:
-            raise UserError(f"expected image size {fixed} (the packages' fixed size in "
-                            f"{self.folder.pipeline_json}), got {image}")
-        return self.latent.size
+        manifest = self.folder.pipeline_manifest
+        size = manifest.size(image, str(self.folder.pipeline_json))
+        self.function = size.function if manifest.sizes else None
+        return size.latent
 
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = [self.folder.run("text_encoder", {"input_ids": row[None].numpy().astype(self._ids_dtype)})["last_hidden_state"]
@@ -68,10 +71,10 @@ class PackageBackend:
         inputs = {"sample": _np(sample), "timestep": _np(timestep), "encoder_hidden_states": _np(context)}
         if timestep_cond is not None:
             inputs[GUIDANCE_INPUT] = _np(timestep_cond)
-        return torch.from_numpy(self.folder.run("unet", inputs)["noise_pred"])
+        return torch.from_numpy(self.folder.run("unet", inputs, self.function)["noise_pred"])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.folder.run("decoder", {"z": _np(z)})["image"])
+        return torch.from_numpy(self.folder.run("decoder", {"z": _np(z)}, self.function)["image"])
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         if "encoder" not in self.folder.components:

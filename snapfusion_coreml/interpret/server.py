@@ -4,7 +4,8 @@ Requests arrive on a binary stream, one at a time: a UTF-8 JSON line
 
     {"component": "unet", "inputs": [{"name": "sample", "dtype": "float32", "shape": [2, 4, 32, 32]}, ...]}
 
-immediately followed by the raw little-endian C-order bytes of each input in the listed order
+(with an optional "function": "image_512x768", one of pipeline.json's `sizes`, in a folder of several
+sizes; absent or null: the default size) immediately followed by the raw little-endian C-order bytes of each input in the listed order
 (product(shape) * 4 bytes each). The answer is a JSON line {"outputs": [{"name", "dtype",
 "shape"}, ...]} followed by each output's bytes in that order, or {"error": "one line"} with
 nothing after it. A bad request gets an error answer and the server reads the next one; the
@@ -23,6 +24,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..errors import UserError
+from ..pipeline_json import tensors_at
 from ..verify.folder import ConvertedFolder
 
 DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4")}
@@ -49,17 +51,28 @@ class TensorHeader:
         return math.prod(self.shape) * 4
 
 
-def parse_header(line: bytes) -> tuple[str, list[TensorHeader]]:
-    """(component, input headers) of one request line; RequestError when malformed."""
+@dataclass(frozen=True)
+class Request:
+    """One request header: the component, the size's function (None: the default) and its inputs."""
+
+    component: str
+    inputs: list[TensorHeader]
+    function: str | None = None
+
+
+def parse_header(line: bytes) -> Request:
+    """The request of one header line; RequestError when malformed."""
     try:
         request = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(f"expected a JSON request line, got invalid JSON ({exc})") from None
     if not isinstance(request, dict):
         raise RequestError(f"expected a JSON object request, got {type(request).__name__}")
-    component, items = request.get("component"), request.get("inputs")
+    component, items, function = request.get("component"), request.get("inputs"), request.get("function")
     if not isinstance(component, str):
         raise RequestError(f"expected \"component\" as a string, got {component!r}")
+    if function is not None and (not isinstance(function, str) or not function):
+        raise RequestError(f"expected \"function\" as a function name string (or absent), got {function!r}")
     if not isinstance(items, list):
         raise RequestError(f"expected \"inputs\" as a list, got {items!r}")
     headers = []
@@ -74,7 +87,7 @@ def parse_header(line: bytes) -> tuple[str, list[TensorHeader]]:
         headers.append(TensorHeader(item["name"], dtype, tuple(shape)))
     if len({h.name for h in headers}) != len(headers):
         raise RequestError(f"expected distinct input names, got {[h.name for h in headers]}")
-    return component, headers
+    return Request(component, headers, function)
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
@@ -88,11 +101,17 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_inputs(folder: ConvertedFolder, component: str, headers: list[TensorHeader]) -> None:
-    """Names, shapes and dtypes against the component's pipeline.json declaration."""
+def _check_inputs(folder: ConvertedFolder, component: str, headers: list[TensorHeader], function: str | None = None) -> None:
+    """Names, shapes and dtypes against the component's pipeline.json declaration (at the size of
+    `function`, one of pipeline.json's sizes; None: the default size)."""
     if component not in folder.components:
         raise RequestError(f"expected component from {sorted(folder.components)}, got {component!r}")
-    declared = {d.name: d for d in folder.declared_inputs(component)}
+    manifest = folder.pipeline_manifest
+    sizes = {size.function: size for size in manifest.size_list}
+    if function is not None and function not in sizes:
+        raise RequestError(f"expected function from {', '.join(sizes)}, got {function!r}")
+    size = sizes[function] if function is not None else manifest.size_list[0]
+    declared = {d.name: d for d in tensors_at(folder.declared_inputs(component), manifest.size_list[0], size)}
     given = {h.name: h for h in headers}
     if set(given) != set(declared):
         raise RequestError(f"expected {component} inputs {sorted(declared)}, got {sorted(given)}")
@@ -105,12 +124,13 @@ def _check_inputs(folder: ConvertedFolder, component: str, headers: list[TensorH
             raise RequestError(f"expected {component} input {name} as {want}, got {header.dtype}")
 
 
-def answer(folder: ConvertedFolder, component: str, headers: list[TensorHeader], payload: list[bytes]) -> bytes:
+def answer(folder: ConvertedFolder, component: str, headers: list[TensorHeader], payload: list[bytes],
+           function: str | None = None) -> bytes:
     """The response bytes for one complete request (an error line for any failure)."""
     try:
-        _check_inputs(folder, component, headers)
+        _check_inputs(folder, component, headers, function)
         inputs = {h.name: np.frombuffer(data, DTYPES[h.dtype]).reshape(h.shape) for h, data in zip(headers, payload)}
-        outputs = folder.run(component, inputs)
+        outputs = folder.run(component, inputs, function)
     except (RequestError, UserError, RuntimeError, MemoryError) as exc:
         return error_line(str(exc))
     parts, described = [], []
@@ -147,7 +167,8 @@ def serve(folder: ConvertedFolder, stdin: BinaryIO, stdout: BinaryIO, log: Calla
         start = time.perf_counter()
         # 2. the header, then exactly the bytes it announces
         try:
-            component, headers = parse_header(line)
+            request = parse_header(line)
+            component, headers = request.component, request.inputs
             total = sum(h.nbytes for h in headers)
             if total > MAX_REQUEST_BYTES:
                 raise RequestError(f"expected at most {MAX_REQUEST_BYTES} input bytes, got {total} announced")
@@ -165,7 +186,7 @@ def serve(folder: ConvertedFolder, stdin: BinaryIO, stdout: BinaryIO, log: Calla
             raise
         # 3. run and answer
         try:
-            response = answer(folder, component, headers, payload)
+            response = answer(folder, component, headers, payload, request.function)
         except Exception as exc:  # a bug: answer it, keep serving, keep the traceback in the log
             log(traceback.format_exc())
             response = error_line(f"internal error: {type(exc).__name__}: {exc}")

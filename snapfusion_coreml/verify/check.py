@@ -4,7 +4,8 @@
     report.ok, report.failures()
 
 For each component pipeline.json lists (a chunked UNet runs chunk 1, then chunk 2 on chunk 1's
-outputs plus the UNet inputs it names), the deterministic inputs of reference.py go through the
+outputs plus the UNet inputs it names), and in a folder of several sizes for each function of its
+multifunction packages (each size's inputs and PyTorch reference at that size), the deterministic inputs of reference.py go through the
 interpreter in each mode ("fp32": reference math; "fp16": the program's declared precision, so
 fp16 overflow shows as inf/NaN) and, on macOS, through Core ML itself ("coreml"). Every output
 is compared with the PyTorch reference by `metrics.compare`.
@@ -17,6 +18,8 @@ reference and PSNR gate.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -26,12 +29,12 @@ from ..coreai.runtime import AssetRunner
 from ..errors import UserError, expected
 from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
-from ..pipeline_json import PIPELINE_JSON
+from ..pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Size, tensors_at
 from . import native
-from .declared import declared_io_problems
+from .declared import declared_io_problems, package_features
 from .folder import open_converted_folder
 from .interpreter import MODES, run_chain
-from .program import load_program
+from .program import load_program, package_functions
 from .reference import component_inputs, load_reference, reference_outputs
 from .report import OutputCheck, VerifyReport
 
@@ -103,36 +106,67 @@ def _verify(folder: Path, pipeline_manifest, reference: str | None, min_psnr: fl
     pipeline = load_reference(model, pipeline_manifest, folder, given=reference is not None, allow_pickle=allow_pickle)
     report = VerifyReport(str(folder), str(model), float(min_psnr), run_modes, notes=notes)
 
-    # 3. every component: integrity, declared inputs and outputs, reference, each mode
+    # 3. every component: integrity, then each of its functions (one per size): declared inputs and
+    #    outputs, reference, each mode
+    default = pipeline_manifest.size_list[0]
     for key, component in pipeline_manifest.components.items():
         files = component.files
         digest = ",".join(tree_sha256(folder / f) for f in files)
         if component.sha256 and digest != component.sha256:
             report.integrity.append(f"{', '.join(files)} differs from its sha256 in {PIPELINE_JSON} (altered after convert)")
-        mismatches = declared_io_problems(folder, key, component, files, assets.features if assets else None)
-        if mismatches:  # inputs built from the declaration could not be trusted: not run
-            report.integrity.extend(mismatches)
-            continue
-        if on_step:
-            on_step(f"{key}: {', '.join(files)}")
-        inputs = component_inputs(key, component.inputs, folder, pipeline_manifest.tokenizer.pad_token_id)
-        expected_outputs = reference_outputs(pipeline, pipeline_manifest, key, inputs)
-        programs = [load_program(folder / f) for f in files] if set(run_modes) & set(MODES) else []
-        for mode in run_modes:
-            start = time.perf_counter()
-            if mode == COREAI_MODE:
-                got = assets.run(folder / files[0], inputs)
-            elif mode == native.MODE:
-                got = native.predict_chain([folder / f for f in files], inputs)
-            else:
-                got = run_chain(programs, inputs, mode)
-            seconds = time.perf_counter() - start
-            for name, ref in expected_outputs.items():
-                value = np.asarray(got[name], dtype=np.float32) if name in got else None
-                if value is None or value.shape != ref.shape:
-                    found = f"outputs {sorted(got)}" if value is None else f"{name} of shape {value.shape}"
-                    raise expected(f"output {name} of shape {ref.shape}", found, str(folder / files[-1]))
-                report.checks.append(OutputCheck(key, tuple(files), name, mode, tuple(ref.shape),
-                                                 compare(ref, value), seconds))
-        del programs
+        for size, function in component_functions(folder, component, pipeline_manifest):
+            declared = replace(component, inputs=tensors_at(component.inputs, default, size),
+                               outputs=tensors_at(component.outputs, default, size))
+            features = assets.features if assets else \
+                None if function == SINGLE_FUNCTION else partial(package_features, function=function)
+            mismatches = declared_io_problems(folder, key, declared, files, features)
+            if mismatches:  # inputs built from the declaration could not be trusted: not run
+                report.integrity.extend(mismatches if function == SINGLE_FUNCTION else
+                                        [f"{function}: {problem}" for problem in mismatches])
+                continue
+            if on_step:
+                on_step(f"{key}: {', '.join(files)}" + ("" if function == SINGLE_FUNCTION else f" {function}"))
+            _check_function(report, folder, pipeline, pipeline_manifest, key, declared, size, function, run_modes, assets)
     return report
+
+
+def component_functions(folder: Path, component, pipeline_manifest) -> list[tuple[Size, str]]:
+    """(size, package function) pairs to check for a component: every listed size of a multifunction
+    package, or the default size as `main` for a one-function package (the same at every size)."""
+    sizes = pipeline_manifest.size_list
+    if component.format == "coreai":
+        return [(sizes[0], SINGLE_FUNCTION)]
+    names, _ = package_functions(folder / component.files[0])
+    if names == [SINGLE_FUNCTION]:
+        return [(sizes[0], SINGLE_FUNCTION)]
+    missing = [size.function for size in sizes if size.function not in names]
+    if missing or len(names) != len(sizes):
+        raise expected(f"functions {', '.join(s.function for s in sizes)} (pipeline.json sizes)",
+                       ", ".join(names), str(folder / component.files[0]))
+    return [(size, size.function) for size in sizes]
+
+
+def _check_function(report: VerifyReport, folder: Path, pipeline, pipeline_manifest, key: str, component, size: Size,
+                    function: str, run_modes: tuple[str, ...], assets: AssetRunner | None) -> None:
+    """Run one function of a component's packages in every mode and compare with PyTorch at its size."""
+    files = component.files
+    inputs = component_inputs(key, component.inputs, folder, pipeline_manifest.tokenizer.pad_token_id)
+    expected_outputs = reference_outputs(pipeline, pipeline_manifest, key, inputs, size.latent)
+    name = None if function == SINGLE_FUNCTION else function
+    programs = [load_program(folder / f, name) for f in files] if set(run_modes) & set(MODES) else []
+    for mode in run_modes:
+        start = time.perf_counter()
+        if mode == COREAI_MODE:
+            got = assets.run(folder / files[0], inputs)
+        elif mode == native.MODE:
+            got = native.predict_chain([folder / f for f in files], inputs, name)
+        else:
+            got = run_chain(programs, inputs, mode)
+        seconds = time.perf_counter() - start
+        for output, ref in expected_outputs.items():
+            value = np.asarray(got[output], dtype=np.float32) if output in got else None
+            if value is None or value.shape != ref.shape:
+                found = f"outputs {sorted(got)}" if value is None else f"{output} of shape {value.shape}"
+                raise expected(f"output {output} of shape {ref.shape}", found, str(folder / files[-1]))
+            report.checks.append(OutputCheck(key, tuple(files), output, mode, tuple(ref.shape),
+                                             compare(ref, value), seconds, function))

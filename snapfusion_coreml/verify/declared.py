@@ -24,16 +24,17 @@ def _declared(items: tuple[TensorSpec, ...]) -> dict[str, dict]:
     return {t.name: {"shape": list(t.shape), "dtype": t.dtype} for t in items}
 
 
-def package_features(package: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    """(inputs, outputs) of a package as name -> {"shape", "dtype"}, read from its spec."""
+def package_features(package: Path, function: str | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(inputs, outputs) of a package (of one function of a multifunction package, default its
+    default function) as name -> {"shape", "dtype"}, read from its spec."""
     from ..convert.components import describe_features
     from ..coreml.tools import quiet_coremltools
-    from .program import read_spec
+    from .program import function_description, read_spec
 
     quiet_coremltools()
-    spec = read_spec(package)
-    return ({f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(spec.description.input)},
-            {f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(spec.description.output)})
+    described = function_description(read_spec(package), function)
+    return ({f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(described.input)},
+            {f["name"]: {"shape": f["shape"], "dtype": f["dtype"]} for f in describe_features(described.output)})
 
 
 def declared_io_problems(folder: Path, key: str, component: Component, files: list[str],

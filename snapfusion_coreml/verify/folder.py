@@ -4,7 +4,10 @@
     outputs = folder.run("unet", {"sample": ..., "timestep": ..., "encoder_hidden_states": ...})
 
 Programs are read on first use and kept. A chunked UNet runs chunk 1, then chunk 2 on the UNet
-inputs and chunk 1's outputs; callers always name the component ("unet"). A Core AI component
+inputs and chunk 1's outputs; callers always name the component ("unet"). In a folder of several
+sizes (pipeline.json `sizes`) the size-dependent packages are multifunction packages:
+`folder.run("unet", inputs, function="image_64x96")` runs that size's function (default: the
+default size's); a one-function component (the text encoder) runs `main` for every size. A Core AI component
 (pipeline.json `format` "coreai", an `.aimodel` asset) runs in Apple's Core AI runtime instead
 (coreai.AssetRunner), in the asset's own float16 precision.
 """
@@ -18,9 +21,9 @@ import numpy as np
 from ..coreai.runtime import ASSET_SUFFIX, AssetRunner, check_asset
 from ..errors import expected
 from ..io import tree_sha256
-from ..pipeline_json import PIPELINE_JSON, Component, PipelineManifest, TensorSpec
+from ..pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Component, PipelineManifest, TensorSpec
 from .interpreter import MODES, run_chain
-from .program import Program, load_program
+from .program import Program, load_program, package_functions
 
 
 def open_converted_folder(out: Path | str) -> PipelineManifest:
@@ -51,7 +54,8 @@ class ConvertedFolder:
         self.path = Path(out)
         self.precision = precision
         self.pipeline_manifest = open_converted_folder(self.path)
-        self._programs: dict[str, list[Program]] = {}
+        self._programs: dict[tuple[str, str | None], list[Program]] = {}
+        self._functions: dict[str, list[str]] = {}  # component -> its package's functions
         self._assets: AssetRunner | None = None
         if precision != "fp16" and self.formats != {"coreml"}:
             raise expected("precision fp16 for a Core AI folder (its assets compute in float16)", repr(precision),
@@ -68,11 +72,29 @@ class ConvertedFolder:
     def component(self, key: str) -> Component:
         return self.pipeline_manifest.component(key, str(self.pipeline_json))
 
-    def programs(self, key: str) -> list[Program]:
-        """The component's programs (chunks in order), read on first use."""
-        if key not in self._programs:
-            self._programs[key] = [load_program(self.path / f) for f in self.component(key).files]
-        return self._programs[key]
+    def function(self, key: str, function: str | None) -> str | None:
+        """The package function that runs `function` (a size's function name, None: the default)
+        for component `key`: the function itself, or None where the component's package has one
+        function (`main`, the same at every size); one error naming the functions otherwise."""
+        if function is None:
+            return None
+        component = self.component(key)
+        if key not in self._functions:
+            self._functions[key] = [SINGLE_FUNCTION] if component.format == "coreai" else \
+                package_functions(self.path / component.files[0])[0]
+        names = self._functions[key]
+        if function in names:
+            return function
+        if names == [SINGLE_FUNCTION] and function in {size.function for size in self.pipeline_manifest.size_list}:
+            return None
+        raise expected(f"a function from {', '.join(names)} for {key}", repr(function), str(self.path / component.files[0]))
+
+    def programs(self, key: str, function: str | None = None) -> list[Program]:
+        """The component's programs (chunks in order) of one function (None: the default), read on first use."""
+        name = self.function(key, function)
+        if (key, name) not in self._programs:
+            self._programs[(key, name)] = [load_program(self.path / f, name) for f in self.component(key).files]
+        return self._programs[(key, name)]
 
     def check_digests(self) -> None:
         """Refuse packages whose contents differ from the sha256 pipeline.json records (altered or
@@ -110,12 +132,14 @@ class ConvertedFolder:
         """The component's inputs as pipeline.json declares them."""
         return self.component(key).inputs
 
-    def run(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run component `key` on `inputs` (name -> array); its outputs, floats as float32."""
+    def run(self, key: str, inputs: dict[str, np.ndarray], function: str | None = None) -> dict[str, np.ndarray]:
+        """Run component `key` on `inputs` (name -> array); its outputs, floats as float32.
+        `function`: the size to run (`sizes[].function`; None: the default size)."""
         component = self.component(key)
         if component.format == "coreai":
+            self.function(key, function)
             return self.assets().run(self.path / component.files[0], inputs)
-        programs = self.programs(key)
+        programs = self.programs(key, function)
         declared = {name for p in programs for name in p.inputs} - {o for p in programs for o in p.outputs}
         if set(inputs) != declared:
             raise expected(f"{key} inputs {sorted(declared)}", f"{sorted(inputs)}", str(self.pipeline_json))

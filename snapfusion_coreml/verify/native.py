@@ -21,20 +21,25 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _load(path: Path):
+def _load(path: Path, function: str | None = None):
     import coremltools as ct
 
-    return ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
+    if function is None:
+        return ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
+    return ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL, function_name=function)
 
 
-def predict_chain(packages: list[Path], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def predict_chain(packages: list[Path], inputs: dict[str, np.ndarray], function: str | None = None) -> dict[str, np.ndarray]:
     """Run one package, or chunks in order (each takes what it names from the inputs and the
-    earlier chunks' outputs); the last package's outputs as float32/int32 numpy arrays."""
+    earlier chunks' outputs); the last package's outputs as float32/int32 numpy arrays.
+    `function`: the function of multifunction packages to run (None: one-function packages)."""
+    from .program import function_description
+
     available = dict(inputs)
     outputs: dict[str, np.ndarray] = {}
     for path in packages:
-        model = _load(path)
-        names = [f.name for f in model.get_spec().description.input]
+        model = _load(path, function)
+        names = [f.name for f in function_description(model.get_spec(), function).input]
         outputs = {k: np.asarray(v) for k, v in model.predict({n: available[n] for n in names}).items()}
         available.update(outputs)
     return outputs

@@ -5,6 +5,10 @@ weights folder; `load_program` then compiles it once into a flat list of `Step`s
 its kernel from the registry, so running it is a plain loop. Anything the interpreter cannot run
 (an op without a kernel, control flow) is reported here, before any computation, as a
 `UserError` naming the op type, the operation and the package.
+
+A multifunction package (one function per image size, iOS 18) runs one named function
+(`load_program(path, "image_512x768")`; default: the package's default function). Only that
+function is read back: the others' constants are never loaded.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class Step:
 
 @dataclass
 class Program:
-    """A compiled Core ML program.
+    """A compiled Core ML program (one function of its package).
 
     inputs: name -> (shape, dtype) with numpy dtype names ("float32", "int32"); None marks a
     flexible dimension. outputs: the output names in the program's order.
@@ -60,6 +64,7 @@ class Program:
     _raw_consts: dict[str, Any] | None = field(default=None, repr=False)
     _weights: dict[str, Any] | None = field(default=None, repr=False)
     decoded_ops: int = 0  # constexpr decodes run so far (once per op: they are cached)
+    function: str = "main"  # the package function it runs
 
     def op_counts(self) -> dict[str, int]:
         """How many operations of each type the program runs (constants excluded)."""
@@ -121,8 +126,35 @@ def read_spec(package: Path):
     return spec
 
 
-def load_mil(package: Path):
-    """The package's MIL program, rebuilt by coremltools' milproto frontend."""
+def function_names(spec) -> tuple[list[str], str]:
+    """(the functions of a package's spec, its default function): a multifunction package's, or
+    (["main"], "main") for a package with one function."""
+    functions = [f.name for f in spec.description.functions]
+    if not functions:
+        return ["main"], "main"
+    return functions, spec.description.defaultFunctionName or functions[0]
+
+
+def function_description(spec, function: str | None = None):
+    """The description (`.input`, `.output`) of one function of a package's spec (default: its
+    default function); a one-function package's model description."""
+    if not spec.description.functions:
+        return spec.description
+    name = function or function_names(spec)[1]
+    for described in spec.description.functions:
+        if described.name == name:
+            return described
+    raise expected(f"a function from {', '.join(function_names(spec)[0])}", repr(name), "the package's model description")
+
+
+def package_functions(package: Path) -> tuple[list[str], str]:
+    """function_names of the package at `package`."""
+    return function_names(read_spec(package))
+
+
+def load_mil(package: Path, function: str | None = None):
+    """The package's MIL program, rebuilt by coremltools' milproto frontend: every function, or
+    only `function` (a name from package_functions) when given."""
     from ..coreml.tools import quiet_coremltools
 
     quiet_coremltools()
@@ -133,6 +165,12 @@ def load_mil(package: Path):
     kind = spec.WhichOneof("Type")
     if kind != "mlProgram":
         raise expected("an ML program (convert_to='mlprogram')", f"a {kind} model", str(package))
+    if function is not None:
+        names, _ = function_names(spec)
+        if function not in names:
+            raise expected(f"a function from {', '.join(names)}", repr(function), str(package))
+        for other in [name for name in spec.mlProgram.functions if name != function]:
+            del spec.mlProgram.functions[other]  # its constants are never read
     weights = model.parent / "weights"
     try:
         return load_milproto(spec, spec.specificationVersion, str(weights))
@@ -151,8 +189,7 @@ def _check_args(fn, op, package: Path) -> None:
                         f"(operation '{op.name}') in {package}")
 
 
-def _compile(prog, package: Path) -> Program:
-    name = "main" if "main" in prog.functions else next(iter(prog.functions))
+def _compile(prog, package: Path, name: str) -> Program:
     func = prog.functions[name]
     var_dtypes: dict[str, str] = {}
     raw_consts: dict[str, Any] = {}
@@ -203,6 +240,7 @@ def _compile(prog, package: Path) -> Program:
         constexpr_steps=constexpr_steps,
         var_dtypes=var_dtypes,
         _raw_consts=raw_consts,
+        function=name,
     )
 
 
@@ -221,10 +259,12 @@ def _with_frees(steps: list[Step], keep: set[str]) -> list[Step]:
     return [Step(**{**s.__dict__, "frees": tuple(frees.get(i, ()))}) for i, s in enumerate(steps)]
 
 
-def load_program(path: Path | str) -> Program:
-    """Read `path` (an .mlpackage) into an executable `Program`. Weights decode on first run."""
+def load_program(path: Path | str, function: str | None = None) -> Program:
+    """Read `path` (an .mlpackage) into an executable `Program` of one function (default: the
+    package's default function). Weights decode on first run."""
     package = Path(path)
-    return _compile(load_mil(package), package)
+    name = function or package_functions(package)[1]
+    return _compile(load_mil(package, name), package, name)
 
 
 # --- constants and the weight cache ------------------------------------------------------------

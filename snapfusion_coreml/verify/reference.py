@@ -94,9 +94,10 @@ def component_inputs(key: str, declared: tuple[TensorSpec, ...], folder: Path,
 
 
 def reference_outputs(pipeline: Pipeline, pipeline_manifest: PipelineManifest, key: str,
-                      inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the PyTorch export module convert used for `key` on `inputs`; output name -> array."""
-    spec = component_specs(pipeline, pipeline_manifest.latent.size, (key,), pipeline_manifest.guidance.unet_batch)[0]
+                      inputs: dict[str, np.ndarray], latent: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Run the PyTorch export module convert used for `key` on `inputs` at `latent` (height,
+    width; default pipeline.json's latent); output name -> array."""
+    spec = component_specs(pipeline, latent or pipeline_manifest.latent.size, (key,), pipeline_manifest.guidance.unet_batch)[0]
     names = [t.name for t in spec.inputs]
     if sorted(names) != sorted(inputs):
         raise UserError(f"expected {key} inputs {names}, got {sorted(inputs)} in pipeline.json")

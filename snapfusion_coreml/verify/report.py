@@ -23,13 +23,20 @@ class OutputCheck:
     shape: tuple[int, ...]
     comparison: Comparison
     seconds: float  # running the package(s) once in this mode
+    function: str = "main"  # the package function run: image_{H}x{W} in a several-size folder
+
+    @property
+    def label(self) -> str:
+        """The component, with the function where its package has several."""
+        return self.component if self.function == "main" else f"{self.component} {self.function}"
 
     def ok(self, min_psnr: float) -> bool:
         return bool(self.comparison.ok(min_psnr))
 
     def to_dict(self, min_psnr: float) -> dict:
         c = self.comparison
-        return {"component": self.component, "packages": list(self.packages), "output": self.output,
+        return {"component": self.component, "packages": list(self.packages), "function": self.function,
+                "output": self.output,
                 "mode": self.mode, "shape": list(self.shape),
                 "psnr_db": round(float(c.psnr_db), 3) if math.isfinite(c.psnr_db) else None,
                 "identical": bool(c.psnr_db == math.inf), "max_abs_error": float(c.max_abs_error),
@@ -58,9 +65,9 @@ class VerifyReport:
             if c.ok(self.min_psnr):
                 continue
             if c.comparison.non_finite:
-                found.append(f"{c.component} {c.output} ({c.mode}): {c.comparison.non_finite} non-finite values")
+                found.append(f"{c.label} {c.output} ({c.mode}): {c.comparison.non_finite} non-finite values")
             else:
-                found.append(f"{c.component} {c.output} ({c.mode}): {c.comparison.psnr_db:.1f} dB < {self.min_psnr:g} dB")
+                found.append(f"{c.label} {c.output} ({c.mode}): {c.comparison.psnr_db:.1f} dB < {self.min_psnr:g} dB")
         return found
 
     def failure_message(self) -> str:
@@ -88,7 +95,7 @@ def render(report: VerifyReport, console) -> None:
         psnr = c.comparison.psnr_db
         text = "identical" if psnr == math.inf else f"{psnr:.1f}"
         result = Text("ok", style="green") if c.ok(report.min_psnr) else Text("FAIL", style="red")
-        table.add_row(c.component, c.output, c.mode, text, f"{c.comparison.max_abs_error:.3g}",
+        table.add_row(c.label, c.output, c.mode, text, f"{c.comparison.max_abs_error:.3g}",
                       str(c.comparison.non_finite), f"{c.seconds:.2f} s", result)
     console.print(Text(f"{report.folder} vs {report.reference} (pass: >= {report.min_psnr:g} dB, all finite)"))
     console.print(table)

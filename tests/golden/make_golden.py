@@ -17,7 +17,8 @@ Files:
                    folder per sampler (docs/contracts.md section 3, lists as
                    tests/golden/make_sampler_golden.py records them from diffusers) and malformed
                    sampler records; format_version 3: a folder with the VAE encoder of image to
-                   image (components.encoder), and one whose encoder has no file
+                   image (components.encoder), one whose encoder has no file, several sizes in one
+                   folder (`sizes`, the multifunction packages' functions) and malformed size lists
   blocks_manifests.json  manifest.json samples of `export-blocks` folders: valid, and malformed
 
 The fake model (identical in ios_app/Tests/SnapFusionKitTests/FakeModel.swift):
@@ -368,7 +369,7 @@ def v2_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
     return cases
 
 
-def v3_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
+def v3_encoder_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
     """format_version 3: the optional VAE encoder (image to image; docs/contracts.md section 1)."""
     with_encoder = v2_pipeline(valid, "ddim")
     with_encoder["format_version"] = 3
@@ -379,6 +380,56 @@ def v3_pipeline_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
     return [  # (a format 3 folder without an encoder reads as the v2 cases do)
         {"name": "v3_with_encoder", "expect": "ok", "pipeline": with_encoder},
         {"name": "v3_encoder_without_file", "expect": "malformed", "pipeline": no_file},
+    ]
+
+
+def size_entry(height: int, width: int) -> dict[str, Any]:
+    """One `sizes` entry of image height x width (latent = image / 8), as convert writes it."""
+    return {"function": f"image_{height}x{width}", "image": {"height": height, "width": width},
+            "latent": {"height": height // 8, "width": width // 8}}
+
+
+def v3_size_cases(valid: dict[str, Any]) -> list[dict[str, Any]]:
+    """format_version 3: `sizes` (docs/contracts.md section 2): three sizes of multifunction packages
+    (iOS18), one size written as null (absent reads the same: the v2 cases), and size lists no
+    reader may accept."""
+    sizes = v2_pipeline(valid, "ddim")
+    sizes["format_version"] = 3
+    for item in sizes["components"].values():
+        item["deployment_target"] = "iOS18"
+        item["compression"]["granularity"] = "per_grouped_channel"
+    sizes["sizes"] = [size_entry(64, 64), size_entry(64, 96), size_entry(96, 64)]
+    one_size = {**v2_pipeline(valid, "ddim"), "format_version": 3, "sizes": None}
+    non_square_default = json.loads(json.dumps(sizes))  # --image-size 96x64,64x64: the default is 96x64
+    non_square_default.update(image={"height": 96, "width": 64}, latent={**sizes["latent"], "height": 12, "width": 8})
+    non_square_default["sizes"] = [size_entry(96, 64), size_entry(64, 64)]
+    components = non_square_default["components"]
+    components["unet"]["inputs"][0]["shape"] = components["unet"]["outputs"][0]["shape"] = [2, 4, 12, 8]
+    components["decoder"]["inputs"][0]["shape"] = [1, 4, 12, 8]
+    components["decoder"]["outputs"][0]["shape"] = [1, 3, 96, 64]
+
+    def edited(edit) -> dict[str, Any]:
+        out = json.loads(json.dumps(sizes))
+        edit(out)
+        return out
+
+    return [
+        {"name": "v3_three_sizes", "expect": "ok", "pipeline": sizes},
+        {"name": "v3_non_square_default_size", "expect": "ok", "pipeline": non_square_default},
+        {"name": "v3_sizes_null", "expect": "ok", "pipeline": one_size},
+        {"name": "v3_sizes_empty", "expect": "malformed", "pipeline": edited(lambda d: d.update(sizes=[]))},
+        {"name": "v3_sizes_first_not_the_default", "expect": "malformed",
+         "pipeline": edited(lambda d: d["sizes"].reverse())},
+        {"name": "v3_sizes_repeated", "expect": "malformed",
+         "pipeline": edited(lambda d: d["sizes"].append(size_entry(64, 96)))},
+        {"name": "v3_sizes_function_misnamed", "expect": "malformed",
+         "pipeline": edited(lambda d: d["sizes"][1].update(function="image_96x64"))},
+        {"name": "v3_sizes_image_not_8x_latent", "expect": "malformed",
+         "pipeline": edited(lambda d: d["sizes"][2]["latent"].update(height=11))},
+        {"name": "v3_sizes_latent_zero", "expect": "malformed",
+         "pipeline": edited(lambda d: d["sizes"][1]["latent"].update(width=0))},
+        {"name": "v3_sizes_without_function", "expect": "malformed",
+         "pipeline": edited(lambda d: d["sizes"][1].pop("function"))},
     ]
 
 
@@ -470,7 +521,8 @@ def pipeline_cases(out: Path) -> None:
         {"name": "unet_file_outside_folder", "expect": "malformed", "pipeline": outside},
         {"name": "vocab_outside_folder", "expect": "malformed", "pipeline": vocab_outside},
         *v2_pipeline_cases(valid),
-        *v3_pipeline_cases(valid),
+        *v3_encoder_cases(valid),
+        *v3_size_cases(valid),
     ]
     write("pipelines.json", "the dictionaries built in make_golden.pipeline_cases() (docs/contracts.md sections 2 and 3)",
           {"cases": cases}, out)

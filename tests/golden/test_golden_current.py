@@ -51,8 +51,9 @@ OWN_BUDGET_KB = {"img2img.json": 150}
 
 
 def test_golden_files_stay_small():
+    # 400 KB until pipeline.json format 3 added its cases (encoder, several sizes) to pipelines.json
     total = sum(p.stat().st_size for p in GOLDEN.rglob("*.json") if p.name not in OWN_BUDGET_KB)
-    assert total < 400 * 1024, f"golden JSON files total {total / 1024:.0f} KB"
+    assert total < 480 * 1024, f"golden JSON files total {total / 1024:.0f} KB"
     for name, budget in OWN_BUDGET_KB.items():
         size = (GOLDEN / name).stat().st_size
         assert size < budget * 1024, f"{name}: {size / 1024:.0f} KB over its {budget} KB budget"

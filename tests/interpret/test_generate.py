@@ -100,7 +100,7 @@ def test_sampler_and_tokenizer_come_from_pipeline_json(tiny_converted_dir, tmp_p
 def test_bad_options_for_a_converted_folder(tiny_converted_dir, tiny_model_dir, tmp_path, capsys):
     base = ["--prompt", PROMPT, "-o", str(tmp_path / "x.png")]
     cases = [
-        ([str(tiny_converted_dir), "--image-size", "128"], "expected image size 64x64 (the packages' fixed size"),
+        ([str(tiny_converted_dir), "--image-size", "128"], "expected an image size this folder was converted for (64x64), got 128x128"),
         ([str(tiny_converted_dir), "--device", "cuda"], "expected --device auto or cpu for a converted folder"),
         ([str(tiny_converted_dir), "--precision", "int8"], "expected --precision fp16 or fp32, got 'int8'"),
         ([str(tiny_model_dir), "--precision", "fp16"], "expected --precision only with a converted folder"),
