@@ -19,7 +19,7 @@ import torch
 
 from ..config import PipelineDefaults, SchedulerConfig
 from ..convert.components import NUMPY_DTYPES
-from ..errors import expected
+from ..errors import UserError, expected
 from ..image_size import ImageSize
 from ..pipeline import SamplingPlan, StepCallback, generate_image
 from ..pipeline_json import GUIDANCE_INPUT
@@ -80,7 +80,7 @@ class PackageBackend:
         if "encoder" not in self.folder.components:
             raise UserError(f"expected a VAE encoder in {self.folder.path} for --init-image, found none: "
                             "convert with --components including encoder")
-        return torch.from_numpy(self.folder.run("encoder", {"z": _np(image)})["latent"])
+        return torch.from_numpy(self.folder.run("encoder", {"z": _np(image)}, self.function)["latent"])
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
