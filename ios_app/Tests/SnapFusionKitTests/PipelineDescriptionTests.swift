@@ -24,7 +24,8 @@ import Testing
             let description = try ConvertedFolder(url: folder).description
             #expect(item.expect == "ok", "\(item.name) loaded but should fail with \(item.expect)")
             let padZero = item.name == "non_square_float_ids_pad0"
-            let shapes = ["non_square_float_ids_pad0": [1, 4, 12, 8], "non_square_with_lora": [1, 4, 8, 12]]
+            let shapes = ["non_square_float_ids_pad0": [1, 4, 12, 8], "non_square_with_lora": [1, 4, 8, 12],
+                          "v3_non_square_default_size": [1, 4, 12, 8]]
             #expect(description.latentShape == (shapes[item.name] ?? [1, 4, 8, 8]))
             #expect(description.tokenizerConfiguration == CLIPTokenizer.Configuration(padTokenID: padZero ? 0 : 49407))
             // format_version 3 cases (encoder, sizes) that make_golden.py adds land here too: the

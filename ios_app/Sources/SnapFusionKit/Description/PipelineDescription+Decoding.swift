@@ -130,9 +130,10 @@ extension PipelineDescription {
     }
 
     /// "expected sizes ..., got ..." for the first `sizes` value the contract does not allow: an
-    /// empty list (absent or null means one size), a function name that is empty or repeated, an
-    /// image size listed twice, or a first entry (the default) other than the top-level `image`
-    /// and `latent`. Dimensions >= 1 are checked with the other sizes (`firstInvalidValue`).
+    /// empty list (absent or null means one size), a function name other than `image_{H}x{W}` of
+    /// its image, an image other than 8 x its latent, an image size listed twice, or a first entry
+    /// (the default) other than the top-level `image` and `latent`. Dimensions >= 1 are checked
+    /// with the other sizes (`firstInvalidValue`).
     func firstInvalidSizesValue() -> String? {
         guard let sizes else { return nil }
         guard let first = sizes.first else { return "expected sizes as a non-empty list (null for one size), got []" }
@@ -144,6 +145,13 @@ extension PipelineDescription {
             }
             guard images.insert(entry.label).inserted else {
                 return "expected sizes[\(index)].image as a size listed once, got \(entry.label) again"
+            }
+            let named = "image_\(entry.image.height)x\(entry.image.width)"
+            guard entry.function == named else {
+                return "expected sizes[\(index)].function \"\(named)\" (its image's), got \"\(entry.function)\""
+            }
+            guard entry.image.height == 8 * entry.latent.height, entry.image.width == 8 * entry.latent.width else {
+                return "expected sizes[\(index)].image 8 x its latent \(entry.latent.height)x\(entry.latent.width), got \(entry.label)"
             }
         }
         guard first.image.height == imageHeight, first.image.width == imageWidth,
