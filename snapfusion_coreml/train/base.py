@@ -69,11 +69,13 @@ class TextToImage(nn.Module):
 
 
 def new_pipeline(config: BaseConfig) -> Pipeline:
-    """A freshly initialised pipeline: random text encoder and UNet, the VAE's trained decoder."""
+    """A freshly initialised pipeline: random text encoder and UNet, the VAE's trained decoder (and
+    its encoder, kept for image to image)."""
     from ..modeling.attention import AttentionImpl
     from ..modeling.checkpoint import find_weights, read_state_dict
     from ..modeling.factory import build_pipeline
     from ..modeling.vae_decoder import VAEDecoder
+    from ..modeling.vae_encoder import VAEEncoder, has_encoder_weights
 
     layout = resolve_layout(config.layout)
     if layout.cross_attention_dim != config.text_width:
@@ -84,7 +86,8 @@ def new_pipeline(config: BaseConfig) -> Pipeline:
     vae_dir = Path(config.vae)
     vae_config = read_json(vae_dir / "config.json", "the VAE config")
     weights = find_weights(vae_dir)
-    decoder = VAEDecoder.from_diffusers(read_state_dict(weights), vae_config, str(weights))
+    state = read_state_dict(weights)
+    decoder = VAEDecoder.from_diffusers(state, vae_config, str(weights))
     scheduler = SchedulerConfig(prediction_type=config.prediction_type, timestep_spacing="trailing")
     defaults = PipelineDefaults(steps=config.steps, guidance_scale=config.guidance_scale,
                                 latent_scale_factor=float(vae_config.get("scaling_factor", 0.18215)),
@@ -92,6 +95,8 @@ def new_pipeline(config: BaseConfig) -> Pipeline:
     pipeline = build_pipeline(layout, config.text_config(), decoder.config, scheduler, defaults,
                               seed=config.training.seed, attention=AttentionImpl.ORIGINAL)
     pipeline.decoder = decoder.eval()
+    if has_encoder_weights(state):
+        pipeline.encoder = VAEEncoder.from_diffusers(state, vae_config, str(weights)).eval()
     pipeline.check_image_size(config.image_size)
     return pipeline
 

@@ -107,6 +107,13 @@ def test_latents_then_base_model_generates(tmp_path, vae_dir, layout_file, train
         assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), initial.state_dict().values()))
     image = loaded.generate("a red circle on a blue background", steps=2, seed=1)
     assert image.shape == (IMAGE, IMAGE, 3) and image.dtype == np.uint8
+    # the VAE's encoder is kept (vae_encoder/): the saved model does image to image
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(str(vae_dir)).eval()
+    pixels = torch.rand(1, 3, IMAGE, IMAGE) * 2 - 1
+    assert (tmp_path / "base" / "vae_encoder").is_dir() and loaded.encoder is not None
+    torch.testing.assert_close(loaded.encoder(pixels), vae.quant_conv(vae.encoder(pixels)), rtol=1e-4, atol=1e-5)
 
 
 def test_base_from_images_through_the_vae(tmp_path, vae_dir, layout_file, training):
