@@ -160,3 +160,33 @@ def test_swift_and_python_agree_on_a_full_lcm_unet(lcm_unet_folder, swift_cli, t
     swift, python = draw_both(out, swift_cli, tmp_path, "fp32", "--guidance", "6")
     difference = np.abs(swift - python)
     assert difference.max() <= 2 and difference.mean() <= 0.05, (difference.max(), difference.mean())
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(diffusers_folder, tmp_path_factory) -> Path:
+    """The tiny diffusers folder (its VAE has an encoder) converted with every component."""
+    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+
+    out = tmp_path_factory.mktemp("e2e-img2img") / "tiny"
+    convert_pipeline(str(diffusers_folder[0]), ConvertOptions(out=out))
+    assert (out / "VAEEncoder.mlpackage").is_dir()
+    return out
+
+
+@pytest.mark.parametrize("sampler, steps, guidance, strength", [("ddim", 4, 3.0, 0.6), ("lcm", 4, 1.0, 0.5)])
+def test_swift_and_python_agree_on_image_to_image(encoder_folder, swift_cli, tmp_path, sampler, steps, guidance, strength):
+    """Image to image: the encoder's posterior sample, the noise at the strength's timestep and the
+    sampler from there, in both pipelines from one PPM file (the Swift CLI reads binary PPM)."""
+    from snapfusion_coreml.shapes import scene
+
+    folder = with_sampler(encoder_folder, tmp_path / "folder", sampler, steps, guidance)
+    start = tmp_path / "start.ppm"
+    Image.fromarray(np.asarray(scene(3, 64)[0])).convert("RGB").save(start)
+    extra = ("--init-image", str(start), "--strength", str(strength))
+    swift, python = draw_both(folder, swift_cli, tmp_path, "fp32", *extra)
+    difference = np.abs(swift - python)
+    print(f"Swift vs Python img2img, {sampler} strength {strength}: max {difference.max()} levels, mean {difference.mean():.4f}")
+    max_levels, mean_levels = (SAME_NOISE_BOUNDS if torch_noise_is_the_swift_noise() else OTHER_NOISE_BOUNDS)["fp32"]
+    assert difference.max() <= max_levels and difference.mean() <= mean_levels
+    text_to_image, _ = draw_both(folder, swift_cli, tmp_path, "fp32")
+    assert np.abs(text_to_image - swift).max() > max_levels, "the starting image changed nothing: the test proves nothing"
