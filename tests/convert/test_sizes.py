@@ -197,7 +197,7 @@ def test_the_interpret_server_runs_a_named_function(folders):
 
 
 def test_chunked_multifunction_conversions_are_byte_reproducible(tiny_model_dir, tmp_path, capsys):
-    args = ["--components", "unet", "--chunk-unet", "--image-size", "64x64,64x96", "--palettize", "6"]
+    args = ["--components", "unet", "--chunk-unet", "--image-size", "64x64,64x96"]  # fp16: palettizing is another test's
     first = _convert(capsys, tiny_model_dir, tmp_path / "a", *args)
     second = _convert(capsys, tiny_model_dir, tmp_path / "b", *args)
     unet = json.loads((first / "pipeline.json").read_text())["components"]["unet"]

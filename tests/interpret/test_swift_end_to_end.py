@@ -177,11 +177,11 @@ def encoder_folder(diffusers_folder, tmp_path_factory) -> Path:
 def test_swift_and_python_agree_on_image_to_image(encoder_folder, swift_cli, tmp_path, sampler, steps, guidance, strength):
     """Image to image: the encoder's posterior sample, the noise at the strength's timestep and the
     sampler from there, in both pipelines from one PPM file (the Swift CLI reads binary PPM)."""
-    from snapfusion_coreml.shapes import scene
+    from snapfusion_coreml.shapes import render, scene
 
     folder = with_sampler(encoder_folder, tmp_path / "folder", sampler, steps, guidance)
     start = tmp_path / "start.ppm"
-    Image.fromarray(np.asarray(scene(3, 64)[0])).convert("RGB").save(start)
+    Image.fromarray(render(scene(3, 64), 64)).save(start)
     extra = ("--init-image", str(start), "--strength", str(strength))
     swift, python = draw_both(folder, swift_cli, tmp_path, "fp32", *extra)
     difference = np.abs(swift - python)
