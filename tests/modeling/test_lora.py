@@ -233,7 +233,7 @@ def test_convert_with_loras_then_verify(diffusers_folder, lora_files, fused_fold
         code, stdout, err = run_cli(["verify", str(out), "--modes", "fp32", "--json", *reference], capsys)
         assert code == 0, stdout + err
         checks = json.loads(stdout)["checks"]
-        assert {c["component"] for c in checks} == {"text_encoder", "unet", "decoder"}
+        assert {c["component"] for c in checks} == {"text_encoder", "unet", "decoder", "encoder"}  # the diffusers VAE has an encoder
     # the plain model is not what was converted
     code, stdout, _ = run_cli(["verify", str(out), "--modes", "fp32", "--reference", str(root)], capsys)
     assert code == 1
