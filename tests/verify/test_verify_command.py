@@ -147,11 +147,11 @@ def test_core_ml_runtime_only_on_macos(folder, monkeypatch):
     loaded = []
 
     class StandIn:
-        def __init__(self, path):
+        def __init__(self, path, function=None):
             import coremltools as ct
 
             loaded.append(path.name)
-            self.spec, self.program = ct.utils.load_spec(str(path)), load_program(path)
+            self.spec, self.program = ct.utils.load_spec(str(path)), load_program(path, function)
 
         def get_spec(self):
             return self.spec
