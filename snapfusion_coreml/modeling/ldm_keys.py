@@ -150,12 +150,19 @@ def _unet_key(key: str, inputs: dict, outputs: dict) -> str | None:
 def ldm_vae_decoder_to_diffusers(state: Mapping[str, torch.Tensor], num_levels: int, source: str) -> dict[str, torch.Tensor]:
     """Autoencoder tensors (prefix removed) -> diffusers AutoencoderKL keys of the decoder and
     post_quant_conv; the encoder and quant_conv are dropped (generation never encodes)."""
+    return _vae_half_to_diffusers(state, ("encoder.", "quant_conv.", "loss."), _vae_key, num_levels, source)
+
+
+def _vae_half_to_diffusers(state: Mapping[str, torch.Tensor], dropped: tuple[str, ...], rename, num_levels: int,
+                           source: str) -> dict[str, torch.Tensor]:
+    """One half of the autoencoder (keys starting with `dropped` skipped) renamed by
+    rename(key, num_levels); any other key is an error naming the first one."""
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in state.items():
-        if key.startswith(("encoder.", "quant_conv.", "loss.")):
+        if key.startswith(dropped):
             continue
-        new = _vae_key(key, num_levels)
+        new = rename(key, num_levels)
         if new is None:
             unknown.append(key)
             continue
@@ -193,22 +200,7 @@ def ldm_vae_encoder_to_diffusers(state: Mapping[str, torch.Tensor], num_levels: 
     """Autoencoder tensors (prefix removed) -> diffusers AutoencoderKL keys of the encoder and
     quant_conv (image to image); the decoder and post_quant_conv are dropped. LDM numbers the
     encoder's down levels as diffusers does (down.0 at full resolution)."""
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in state.items():
-        if key.startswith(("decoder.", "post_quant_conv.", "loss.")):
-            continue
-        new = _vae_encoder_key(key, num_levels)
-        if new is None:
-            unknown.append(key)
-            continue
-        if ".mid_block.attentions.0.to_" in new and new.endswith(".weight") and value.dim() == 4:
-            value = value[:, :, 0, 0]  # LDM's 1x1 conv q/k/v/proj_out -> diffusers' Linear
-        out[new] = value
-    if unknown:
-        raise UserError(f"expected autoencoder keys of the original LDM layout, got {len(unknown)} others "
-                        f"(first: {VAE_PREFIX}{sorted(unknown)[0]}) (in {source})")
-    return out
+    return _vae_half_to_diffusers(state, ("decoder.", "post_quant_conv.", "loss."), _vae_encoder_key, num_levels, source)
 
 
 def _vae_encoder_key(key: str, num_levels: int) -> str | None:
