@@ -257,6 +257,19 @@ def load_layout(path: Path) -> UNetLayout:
     return UNetLayout.from_dict(read_json(Path(path), "a UNet layout JSON file"), str(path))
 
 
+def _vae_config(cls, data: dict[str, Any], what: str, source: str):
+    """A VAE half's config dataclass from its JSON dict: unknown keys ignored, block_out_channels
+    as a tuple of ints; wrong types are one error line."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    try:
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        if "block_out_channels" in kwargs:
+            kwargs["block_out_channels"] = tuple(int(c) for c in kwargs["block_out_channels"])
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"malformed {what} config: {exc} (in {source})") from None
+
+
 @dataclass(frozen=True)
 class DecoderConfig:
     """SD's VAE decoder (post_quant_conv + Decoder) with a channel width multiplier.
@@ -289,14 +302,7 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "decoder config") -> "DecoderConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        try:
-            kwargs = {k: v for k, v in data.items() if k in fields}
-            if "block_out_channels" in kwargs:
-                kwargs["block_out_channels"] = tuple(int(c) for c in kwargs["block_out_channels"])
-            config = cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"malformed decoder config: {exc} (in {source})") from None
+        config = _vae_config(cls, data, "decoder", source)
         for c in config.channels:
             if c <= 0 or c % config.norm_num_groups:
                 raise UserError(f"decoder channels {config.channels} must be multiples of norm_num_groups={config.norm_num_groups} (in {source})")
@@ -327,14 +333,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "encoder config") -> "EncoderConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        try:
-            kwargs = {k: v for k, v in data.items() if k in fields}
-            if "block_out_channels" in kwargs:
-                kwargs["block_out_channels"] = tuple(int(c) for c in kwargs["block_out_channels"])
-            config = cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"malformed encoder config: {exc} (in {source})") from None
+        config = _vae_config(cls, data, "encoder", source)
         if not config.block_out_channels or config.layers_per_block < 1 or config.in_channels < 1 or config.latent_channels < 1:
             raise UserError(f"expected an encoder config with block_out_channels, layers_per_block >= 1 and positive channel "
                             f"counts, got {config.to_dict()} (in {source})")
