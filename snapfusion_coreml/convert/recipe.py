@@ -179,7 +179,9 @@ def save_functions(packages: list[Path], functions: list[str], dest: Path) -> No
     for package, function in zip(packages, functions):
         descriptor.add_function(str(package), "main", function)
     descriptor.default_function_name = functions[0]
-    with warnings.catch_warnings():
+    # its passes are all skipped (skip_all_passes), but coremltools still validates the merged
+    # program after each of them: ~100 whole-program walks, most of a merge's time
+    with warnings.catch_warnings(), lean_pass_pipelines():
         warnings.simplefilter("ignore")
         ct.utils.save_multifunction(descriptor, str(dest))
 
