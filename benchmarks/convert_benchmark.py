@@ -103,7 +103,7 @@ def run_convert(model: Path, out: Path, args: list[str]) -> dict:
     err = proc.stderr.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{err[-2000:]}")
-    from snapfusion_coreml.pipeline_json import PipelineManifest
+    from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
 
     sizes = {k: c.size_bytes for k, c in PipelineManifest.read(out).components.items()}
     return {"command": " ".join(command[1:]), "seconds": round(seconds, 1), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),

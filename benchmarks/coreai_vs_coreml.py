@@ -65,10 +65,10 @@ def unet_child(folder: str, calls: int) -> None:
     """(child) Time UNet calls of a converted folder; print one JSON record."""
     import numpy as np
 
-    from snapfusion_coreml.verify.folder import ConvertedFolder
+    from snapfusion_coreml.interpreter.folder import FolderRunner
     from snapfusion_coreml.verify.reference import component_inputs
 
-    converted = ConvertedFolder(folder, "fp16")
+    converted = FolderRunner(folder, "fp16")
     component = converted.component("unet")
     inputs = component_inputs("unet", component.inputs, converted.path)
     start_wall, start_cpu = time.perf_counter(), time.process_time()

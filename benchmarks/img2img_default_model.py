@@ -34,7 +34,7 @@ FIRST_HELD_OUT = 100000  # scenes of data set seed 1 from this index are outside
 
 
 def scenes(count: int):
-    from snapfusion_coreml.shapes import scene
+    from snapfusion_coreml.eval.shapes import scene
 
     return [scene(1, FIRST_HELD_OUT + i) for i in range(2 * count)]
 
@@ -58,8 +58,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from snapfusion_coreml.eval.judge import Judge, attribute_accuracy
+    from snapfusion_coreml.eval.shapes import parse_prompt, render
     from snapfusion_coreml.modeling.loading import load_pipeline
-    from snapfusion_coreml.shapes import parse_prompt, render
 
     torch.set_num_threads(1)
     pipeline = load_pipeline(args.model)

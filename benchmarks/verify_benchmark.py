@@ -91,9 +91,10 @@ def timed_runs(fn, runs: int) -> list[float]:
 
 def measure_package(mlmodel, name: str, inputs: dict, reference, tmp: Path, runs: int = 1) -> dict:
     """Save, size, run in the interpreter (fp16 mode), compare with PyTorch, then free."""
+    from snapfusion_coreml.interpreter.execute import run_program
+    from snapfusion_coreml.interpreter.program import load_program
     from snapfusion_coreml.io import dir_size
     from snapfusion_coreml.metrics import compare
-    from snapfusion_coreml.verify import load_program, run_program
 
     path = tmp / f"{name}.mlpackage"
     mlmodel.save(str(path))
@@ -124,8 +125,9 @@ def main() -> None:
     from snapfusion_coreml.convert.components import component_specs, numpy_inputs
     from snapfusion_coreml.convert.compress import palettize
     from snapfusion_coreml.convert.recipe import to_coreml
+    from snapfusion_coreml.interpreter.execute import run_program
+    from snapfusion_coreml.interpreter.program import load_program
     from snapfusion_coreml.modeling.factory import build_full_size_pipeline
-    from snapfusion_coreml.verify import load_program, run_program
 
     memory = PeakMemory()
     started = time.perf_counter()

@@ -60,7 +60,7 @@ import sys
 from pathlib import Path
 
 import snapfusion_coreml
-from snapfusion_coreml.pipeline_json import PipelineManifest
+from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
 
 venv = Path(sys.argv[1]).resolve()
 package = Path(snapfusion_coreml.__file__).resolve()

@@ -31,7 +31,7 @@ weight constants must carry the same names (checked, with a clear error otherwis
 palettized packages' measured PSNR (conservative: the model over-estimates the noise).
 
 Place in the package: the analysis converts (convert/) and runs programs in the Linux interpreter
-(verify/), so it sits above both; `convert` receives `mixed_bit_recipe` as a function
+(interpreter/), so it sits above both; `convert` receives `mixed_bit_recipe` as a function
 (convert/compress.py, MixedRecipe) and never imports this module.
 """
 
@@ -54,7 +54,8 @@ from .convert_spec import MIXED_BITS_CHOICES
 from .coreml.tools import SPEC_VERSION_TARGETS
 from .coreml.weights import GROUP_SIZE, palettizable_weights
 from .errors import UserError
-from .verify import load_program, run_program
+from .interpreter.execute import run_program
+from .interpreter.program import load_program
 
 MEASURE_BITS = 4  # each layer's sensitivity is measured once, palettized alone at this width
 ANALYSIS_LATENT = 16  # latent side of the reduced-shape UNet copy the analysis runs

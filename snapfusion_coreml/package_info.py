@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .convert.components import describe_features
+from .contracts.pipeline_json import Component, PipelineManifest
+from .coreml.features import describe_features
 from .coreml.tools import SPEC_VERSION_TARGETS
 from .errors import UserError
 from .io import dir_size
-from .pipeline_json import Component, PipelineManifest
 
 _LUT_OPS = ("constexpr_lut_to_dense",)
 
@@ -21,8 +21,8 @@ def inspect_package(path: Path) -> dict[str, Any]:
     """Facts about one .mlpackage (readable on Linux: no Core ML runtime needed). A multifunction
     package (one function per image size) is described by its default function, and its
     functions are listed with their inputs and outputs."""
+    from .coreml.package import function_description, function_names, load_mil, read_spec
     from .coreml.tools import quiet_coremltools
-    from .verify.program import function_description, function_names, load_mil, read_spec
 
     quiet_coremltools()
     path = Path(path)

@@ -3,7 +3,7 @@ image to image starts the sampler from an encoded, noised image instead (VAE enc
 
 One implementation of the generation steps (`generate_image`) runs over a `DiffusionBackend`:
 the PyTorch modules (`TorchBackend`, the reference) or the converted Core ML packages run by the
-Linux interpreter (snapfusion_coreml/interpret/backend.py), so both produce the image the Swift
+Linux interpreter (snapfusion_coreml/interpreter/backend.py), so both produce the image the Swift
 app computes from the same seed. Sampling itself is samplers/'s.
 """
 

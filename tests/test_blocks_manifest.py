@@ -1,4 +1,4 @@
-"""The blocks manifest of `export-blocks` as typed records (snapfusion_coreml/blocks_manifest.py)
+"""The blocks manifest of `export-blocks` as typed records (snapfusion_coreml/contracts/blocks_manifest.py)
 against the golden samples the Swift tests read too (tests/golden/blocks_manifests.json)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from snapfusion_coreml.blocks_manifest import BlocksManifest
+from snapfusion_coreml.contracts.blocks_manifest import BlocksManifest
 from snapfusion_coreml.errors import UserError
 
 BLOCKS = json.loads((Path(__file__).resolve().parent / "golden" / "blocks_manifests.json").read_text())["cases"]

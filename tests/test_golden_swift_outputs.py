@@ -18,9 +18,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from snapfusion_coreml.device_benchmark.report import PUBLISHED, comparison_table, differences, load_benchmark, load_estimate, markdown_table, write_report
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.latency.table import load_latency_table
-from snapfusion_coreml.report import PUBLISHED, comparison_table, differences, load_benchmark, load_estimate, markdown_table, write_report
 
 SWIFT = Path(__file__).resolve().parent / "golden" / "swift"
 BENCHMARK = SWIFT / "benchmark.json"

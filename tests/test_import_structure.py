@@ -1,9 +1,12 @@
 """The package's import structure: no cycle between its parts, every part importable on its own.
 
-Layering (low to high): errors, io, config, ... -> modeling -> coreml (coremltools helpers, the
-palettizable-weight selection) -> convert -> verify -> mixed_bits (runs converted programs in the
-interpreter) -> cli. Every import counts, also the ones inside functions: a deferred import only
-hides a cycle until the day someone moves it to the top of the file.
+Layering (low to high): errors, io, json_fields, ... -> config -> samplers, schedule -> contracts
+(pipeline.json and blocks manifest records) -> modeling -> coreml (coremltools helpers, reading a
+package, the palettizable-weight selection; imports nothing of the package but errors) -> convert
+-> interpreter (runs converted programs on the CPU; never imports verify) -> verify -> mixed_bits
+-> cli (device_benchmark: the `report` command's aggregation). Every import counts, also the ones
+inside functions: a deferred import only hides a cycle until the day someone moves it to the top
+of the file.
 """
 
 from __future__ import annotations
@@ -92,9 +95,19 @@ def _unit_graph() -> dict[str, set[str]]:
 
 def test_import_walk_sees_the_known_edges():
     graph = _unit_graph()
-    assert {"convert", "verify", "coreml", "cli", "mixed_bits"} <= set(graph)
-    assert {"coreml", "convert", "verify"} <= graph["mixed_bits"]
-    assert "coreml" in graph["convert"] and "coreml" in graph["verify"]
+    assert {"convert", "verify", "coreml", "cli", "mixed_bits", "interpreter", "contracts", "device_benchmark"} <= set(graph)
+    assert {"coreml", "convert", "interpreter"} <= graph["mixed_bits"]
+    assert "coreml" in graph["convert"] and "coreml" in graph["interpreter"] and "coreml" in graph["verify"]
+    assert "interpreter" in graph["verify"]
+    assert "contracts" in graph["convert"] and "contracts" in graph["interpreter"]
+    assert "device_benchmark" in graph["cli"]
+
+
+def test_interpreter_never_imports_verify_and_coreml_only_errors():
+    """verify builds on the interpreter, not the other way; coreml is the lowest Core ML layer."""
+    graph = _unit_graph()
+    assert "verify" not in graph["interpreter"], sorted(graph["interpreter"])
+    assert graph["coreml"] <= {"errors"}, sorted(graph["coreml"])
 
 
 def test_cycle_finder_reports_a_cycle():

@@ -41,7 +41,7 @@ def test_missing_assets_name_the_folder(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("module, extra, call", [
     ("accelerate", "train", lambda: __import__("snapfusion_coreml.train.loop", fromlist=["x"]).make_accelerator(None)),
-    ("matplotlib", "report", lambda: __import__("snapfusion_coreml.report", fromlist=["x"]).plot([], Path("p.png"))),
+    ("matplotlib", "report", lambda: __import__("snapfusion_coreml.device_benchmark.report", fromlist=["x"]).plot([], Path("p.png"))),
 ])
 def test_missing_extra_names_the_extra(monkeypatch, module, extra, call):
     """Without an extra installed, the feature needing it says which extra to install, in one line."""

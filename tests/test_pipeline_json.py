@@ -1,4 +1,4 @@
-"""pipeline.json as typed records (snapfusion_coreml/pipeline_json.py) against the golden samples the
+"""pipeline.json as typed records (snapfusion_coreml/contracts/pipeline_json.py) against the golden samples the
 Swift tests read too (tests/golden/pipelines.json), a folder written by `convert`, and bad input: one
 "expected X, got Y (in FILE)" line, exit 2 from the CLI, the file left as it was."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from snapfusion_coreml.contracts.pipeline_json import PIPELINE_JSON, PipelineManifest
 from snapfusion_coreml.errors import UserError
-from snapfusion_coreml.pipeline_json import PIPELINE_JSON, PipelineManifest
 from tests.cli_runner import run_cli
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -172,8 +172,8 @@ def test_the_cli_refuses_a_bad_pipeline_json_with_exit_2_and_keeps_it(tiny_conve
 
 
 def test_several_sizes_read_as_documented():
+    from snapfusion_coreml.contracts.pipeline_json import tensors_at
     from snapfusion_coreml.image_size import ImageSize
-    from snapfusion_coreml.pipeline_json import tensors_at
 
     manifest = PipelineManifest.from_dict(_case("v3_three_sizes"))
     assert [s.function for s in manifest.size_list] == ["image_64x64", "image_64x96", "image_96x64"]

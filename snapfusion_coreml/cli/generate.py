@@ -55,7 +55,7 @@ def generate(
     folder, with its Core ML packages run by the interpreter: the image the phone draws."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..pipeline_json import PIPELINE_JSON
+    from ..contracts.pipeline_json import PIPELINE_JSON
 
     if out.suffix.lower() != ".png":
         raise UserError(f"expected an output file ending in .png, got {out}")
@@ -80,7 +80,7 @@ def generate(
         model_path = resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
         check_image_size_fits(image_size, model_path)
     else:  # one of the sizes the folder was converted for, from pipeline.json alone
-        from ..pipeline_json import PipelineManifest
+        from ..contracts.pipeline_json import PipelineManifest
 
         PipelineManifest.read(model).size(image_size, str(Path(model) / PIPELINE_JSON))
     check_steps_fit(steps, Path(model) if converted else model_path, converted)
@@ -90,7 +90,7 @@ def generate(
     from ..io import write_png
 
     if converted:
-        from ..interpret.backend import load_package_pipeline
+        from ..interpreter.backend import load_package_pipeline
 
         pipeline = load_package_pipeline(model, precision or "fp16")
         if init_image is not None and "encoder" not in pipeline.folder.components:

@@ -24,10 +24,10 @@ def interpret_command(
     Protocol: docs/contracts.md section 8 (one JSON line + raw little-endian tensors per request
     and per answer). Logs go to stderr; exits 0 when stdin ends.
     """
-    from ..interpret.server import StreamEnded, serve
-    from ..verify.folder import ConvertedFolder
+    from ..interpreter.folder import FolderRunner
+    from ..interpreter.server import StreamEnded, serve
 
-    folder = ConvertedFolder(out, precision)
+    folder = FolderRunner(out, precision)
     # the protocol owns the real stdout; anything else printed (libraries included) goes to stderr
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

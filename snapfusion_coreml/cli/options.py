@@ -179,9 +179,9 @@ def check_image_size_fits(image_size, model: Path | None, layout: str | None = N
 def check_steps_fit(steps: Optional[int], model: Path | None, converted: bool) -> None:
     """Refuse --steps above the noise schedule's num_train_timesteps, from config files alone: a
     converted folder's pipeline.json, or a model folder's scheduler/scheduler_config.json."""
+    from ..contracts.pipeline_json import PIPELINE_JSON, PipelineManifest
     from ..io import read_json
     from ..json_fields import JsonFields
-    from ..pipeline_json import PIPELINE_JSON, PipelineManifest
 
     if steps is None or model is None:
         return

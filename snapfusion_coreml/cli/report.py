@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the written files as JSON"),
     ) -> None:
         """Aggregate device benchmarks into a markdown table and a plot against published figures."""
-        from ..report import write_report
+        from ..device_benchmark.report import write_report
 
         written = write_report(files, output, estimate)
         if as_json:

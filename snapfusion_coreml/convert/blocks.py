@@ -2,7 +2,7 @@
 
 `export-blocks` writes the folder of docs/contracts.md section 5: `{block name}.mlpackage` for
 every block of the layout (or the --blocks subset), each at its stage's resolution, and
-`manifest.json` (the blocks manifest, snapfusion_coreml/blocks_manifest.py) last. The Swift
+`manifest.json` (the blocks manifest, snapfusion_coreml/contracts/blocks_manifest.py) last. The Swift
 harness (`snapfusion-cli latency-table`) times every package and
 writes the latency table of section 4, which `evolve` and the cost model read. Every block goes
 through the same trace -> convert step as the whole components (recipe.to_coreml), fp16.
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
-from ..blocks_manifest import BlockEntry, BlocksManifest
 from ..config import RESNET, BlockSpec
+from ..contracts.blocks_manifest import BlockEntry, BlocksManifest
+from ..contracts.pipeline_json import TensorSpec
+from ..coreml.features import describe_features
 from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..image_size import VAE_FACTOR, ImageSize, parse_image_size
@@ -31,9 +33,8 @@ from ..io import atomic_directory, dir_size
 from ..modeling.attention import AttentionImpl
 from ..modeling.unet import SnapFusionUNet
 from ..pipeline import Pipeline
-from ..pipeline_json import TensorSpec
 from ..tokenizer import MAX_LENGTH
-from .components import ComponentSpec, describe_features
+from .components import ComponentSpec
 from .options import ConvertOptions
 from .package import save_package
 from .pipeline import open_model

@@ -6,17 +6,16 @@ Names and shapes are the contract of docs/contracts.md section 1 (Apple-compatib
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..config import UNetLayout
+from ..contracts.pipeline_json import GUIDANCE_INPUT, TensorSpec
 from ..convert_spec import COMPONENTS
 from ..errors import UserError
 from ..pipeline import Pipeline
-from ..pipeline_json import GUIDANCE_INPUT, TensorSpec
 from ..tokenizer import MAX_LENGTH
 
 FILE_NAMES = {"text_encoder": "TextEncoder.mlpackage", "unet": "Unet.mlpackage", "decoder": "VAEDecoder.mlpackage",
@@ -27,7 +26,6 @@ CHUNK_NAMES = ("UnetChunk1.mlpackage", "UnetChunk2.mlpackage")
 INPUT_IDS_DTYPE = "float32"
 
 
-NUMPY_DTYPES = {"float32": np.float32, "int32": np.int32}
 TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32}
 
 
@@ -114,12 +112,3 @@ def component_specs(pipeline: Pipeline, latent: tuple[int, int] | int, component
 
 def numpy_inputs(spec: ComponentSpec) -> dict[str, np.ndarray]:
     return {t.name: x.numpy() for t, x in zip(spec.inputs, spec.example_inputs())}
-
-
-def describe_features(features) -> list[dict[str, Any]]:
-    out = []
-    for f in features:
-        arr = f.type.multiArrayType
-        dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(arr.dataType, str(arr.dataType))
-        out.append({"name": f.name, "shape": [int(d) for d in arr.shape], "dtype": dtype})
-    return out

@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from ..config import UNetLayout, resolve_layout
+from ..contracts.pipeline_json import PipelineManifest
 from ..convert_spec import COMPONENTS, DEFAULT_COMPONENTS, UNPALETTIZED
 from ..coreai.tools import check_coreai_installed
 from ..errors import UserError
@@ -28,7 +29,6 @@ from ..memory import collections_of_new_objects_only
 from ..modeling.loading import ModelFolder, load_pipeline
 from ..modeling.lora import LoraFile, read_lora
 from ..pipeline import Pipeline
-from ..pipeline_json import PipelineManifest
 from ..tokenizer import save_tokenizer
 from .components import ComponentSpec, component_spec
 from .compress import NO_MIXED_RECIPE, MixedRecipe

@@ -1,15 +1,15 @@
 """The pipeline manifest of a conversion: everything the Swift side needs and nothing it must
-guess (pipeline.json, docs/contracts.md section 2; records in snapfusion_coreml/pipeline_json.py)."""
+guess (pipeline.json, docs/contracts.md section 2; records in snapfusion_coreml/contracts/pipeline_json.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .. import __version__
+from ..contracts.pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Size, Source, TensorSpec, Tokenizer
 from ..guidance import runs_cfg
 from ..image_size import VAE_FACTOR, ImageSize
 from ..io import recorded_path
-from ..pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Size, Source, TensorSpec, Tokenizer
 from ..samplers.record import SamplerRecord
 from ..samplers.settings import model_settings
 from .coreai_recipe import COREAI_DEPLOYMENT_TARGET

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..coreml.features import NUMPY_DTYPES, describe_features
 from ..coreml.passes import lean_pass_pipelines
 from ..coreml.tools import quiet_coremltools
 from ..errors import UserError
 from ..io import dir_size, tree_sha256
 from ..memory import release_freed_memory
-from .components import NUMPY_DTYPES, ComponentSpec, describe_features
+from .components import ComponentSpec
 from .compress import MixedRecipe, compress_model, conversion_pass_pipeline
 from .options import ConvertOptions
 from .package import read_spec, rewrite_package, save_package

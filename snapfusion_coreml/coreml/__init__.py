@@ -1,2 +1,3 @@
-"""Low-level Core ML pieces that both `convert` and `verify` build on: the coremltools import and
-which weights of a program are palettizable. Nothing here imports `convert` or `verify`."""
+"""Low-level Core ML pieces that convert, verify, inspect and the interpreter build on: the
+coremltools import, which weights of a program are palettizable, reading a package without running
+it (package.py) and feature descriptions (features.py). Nothing here imports the package but errors."""

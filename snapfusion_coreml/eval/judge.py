@@ -1,5 +1,5 @@
 """The attribute judge: a small CNN that names the shape, shape color and background color of a
-shapes-domain image (snapfusion_coreml/shapes.py). It plays CLIP's role for the bundled
+shapes-domain image (snapfusion_coreml/eval/shapes.py). It plays CLIP's role for the bundled
 demo domain: its accuracy on generated images is our "CLIP score", and the Frechet distance of
 its penultimate features between generated and real data set images is our "FID".
 
@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from ..errors import UserError, expected
 from ..io import read_json
 from ..json_fields import JsonFields
-from ..shapes import COLORS, SHAPES
+from .shapes import COLORS, SHAPES
 
 CONFIG_FILE = "judge.json"
 WEIGHTS_FILE = "model.safetensors"

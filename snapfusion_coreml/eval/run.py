@@ -25,11 +25,11 @@ from typing import Callable
 
 import numpy as np
 
-from .. import shapes
 from ..assets import judge_dir
+from ..contracts.pipeline_json import PIPELINE_JSON
 from ..errors import UserError, expected
 from ..io import IMAGE_SUFFIXES, write_png
-from ..pipeline_json import PIPELINE_JSON
+from . import shapes
 from .judge import Judge, attribute_accuracy
 from .scores import CLIPScore, FeatureDistance, JudgeFeatures, inception_features
 from .train_judge import scene_images
@@ -144,7 +144,7 @@ def load_reference(spec: str, count: int, size: int) -> np.ndarray:
 def load_any_pipeline(model: str, precision: str):
     """(pipeline with .generate, backend name): a converted folder's packages or a model's PyTorch modules."""
     if (Path(model) / PIPELINE_JSON).is_file():
-        from ..interpret.backend import load_package_pipeline
+        from ..interpreter.backend import load_package_pipeline
 
         return load_package_pipeline(model, precision), f"Core ML packages (interpreter, {precision})"
     from ..modeling.attention import AttentionImpl

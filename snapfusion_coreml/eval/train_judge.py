@@ -2,7 +2,7 @@
 
     result = train_judge(JudgeTraining(), out=Path("models/judge"))
 
-Seeds (snapfusion_coreml/shapes.py data sets are indexed by seed): the diffusion model trains on `shapes`
+Seeds (snapfusion_coreml/eval/shapes.py data sets are indexed by seed): the diffusion model trains on `shapes`
 (seed 0); the judge trains on seed 1 (JUDGE_TRAIN_SEED) and reports its accuracy on seed 2
 (JUDGE_HELD_OUT_SEED); `eval` draws its prompts from seed 3 and its real reference images from
 seed 4 (run.py). No scene is shared between any two of them except by chance of the grammar.
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .. import shapes
 from ..errors import UserError
 from ..io import atomic_directory
+from . import shapes
 from .judge import ATTRIBUTES, Judge, JudgeConfig, attribute_accuracy
 
 JUDGE_TRAIN_SEED = 1

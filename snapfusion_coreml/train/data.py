@@ -5,7 +5,7 @@ Sources (`load_examples`):
     already multiplied by the latent scale factor) has a caption in a same-name `.txt` file;
   - a prompt-list file: one prompt per line (blank lines and lines starting with "#" skipped);
     training is then data-free: latents come from sampling the teacher (see train/common.py);
-  - `shapes` or `shapes:SEED`: the procedural shapes data set (snapfusion_coreml/shapes.py), endless, rendered
+  - `shapes` or `shapes:SEED`: the procedural shapes data set (snapfusion_coreml/eval/shapes.py), endless, rendered
     on the fly at the model's image size (unless a file or folder of that name exists).
 
 Determinism: which examples form a micro-batch and which captions are dropped are pure functions
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import shapes
 from ..errors import UserError
+from ..eval import shapes
 from ..io import IMAGE_SUFFIXES
 
 LATENT_SUFFIX = ".npy"

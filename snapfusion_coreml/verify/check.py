@@ -25,16 +25,17 @@ from typing import Callable
 
 import numpy as np
 
+from ..contracts.pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Size, tensors_at
 from ..coreai.runtime import AssetRunner
+from ..coreml.package import package_functions
 from ..errors import UserError, expected
+from ..interpreter.execute import MODES, run_chain
+from ..interpreter.folder import open_folder_runner
+from ..interpreter.program import load_program
 from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
-from ..pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Size, tensors_at
 from . import native
 from .declared import declared_io_problems, package_features
-from .folder import open_converted_folder
-from .interpreter import MODES, run_chain
-from .program import load_program, package_functions
 from .reference import component_inputs, load_reference, reference_outputs
 from .report import OutputCheck, VerifyReport
 
@@ -85,7 +86,7 @@ def verify_folder(out: Path | str, reference: str | None = None, min_psnr: float
     """
     folder = Path(out)
     # 1. pipeline.json and the packages it lists
-    pipeline_manifest = open_converted_folder(folder)
+    pipeline_manifest = open_folder_runner(folder)
     formats = {c.format for c in pipeline_manifest.components.values()}
     if len(formats) > 1:
         raise expected("components of one format", ", ".join(sorted(formats)), str(folder / PIPELINE_JSON))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..pipeline_json import PIPELINE_JSON, Component, TensorSpec
+from ..contracts.pipeline_json import PIPELINE_JSON, Component, TensorSpec
 
 
 def _fmt(t: dict) -> str:
@@ -27,9 +27,9 @@ def _declared(items: tuple[TensorSpec, ...]) -> dict[str, dict]:
 def package_features(package: Path, function: str | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
     """(inputs, outputs) of a package (of one function of a multifunction package, default its
     default function) as name -> {"shape", "dtype"}, read from its spec."""
-    from ..convert.components import describe_features
+    from ..coreml.features import describe_features
+    from ..coreml.package import function_description, read_spec
     from ..coreml.tools import quiet_coremltools
-    from .program import function_description, read_spec
 
     quiet_coremltools()
     described = function_description(read_spec(package), function)

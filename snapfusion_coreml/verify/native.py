@@ -33,7 +33,7 @@ def predict_chain(packages: list[Path], inputs: dict[str, np.ndarray], function:
     """Run one package, or chunks in order (each takes what it names from the inputs and the
     earlier chunks' outputs); the last package's outputs as float32/int32 numpy arrays.
     `function`: the function of multifunction packages to run (None: one-function packages)."""
-    from .program import function_description
+    from ..coreml.package import function_description
 
     available = dict(inputs)
     outputs: dict[str, np.ndarray] = {}

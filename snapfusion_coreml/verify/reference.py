@@ -16,15 +16,16 @@ import numpy as np
 import torch
 
 from ..config import resolve_layout
-from ..convert.components import NUMPY_DTYPES, component_specs, example_tensor
+from ..contracts.pipeline_json import PIPELINE_JSON, PipelineManifest, TensorSpec
+from ..convert.components import component_specs, example_tensor
 from ..convert_spec import LoraSpec
+from ..coreml.features import NUMPY_DTYPES
 from ..errors import UserError
 from ..modeling.attention import AttentionImpl
 from ..modeling.loading import load_pipeline
 from ..modeling.lora import LoraFile, read_lora
 from ..modeling.source import looks_like_hub_id
 from ..pipeline import Pipeline
-from ..pipeline_json import PIPELINE_JSON, PipelineManifest, TensorSpec
 from ..tokenizer import load_tokenizer, tokenize
 
 PROMPT = "a photo of an astronaut riding a horse on mars"

@@ -1,6 +1,6 @@
 """What `verify` found: one row per (component output, mode), rendered as a table or JSON.
 
-Modes: "fp32" and "fp16" are the interpreter's (interpreter.py), "coreml" is Core ML's own
+Modes: "fp32" and "fp16" are the interpreter's (interpreter/execute.py), "coreml" is Core ML's own
 MLModel.predict (macOS only). Every row compares against the PyTorch reference with
 `metrics.compare`; a row passes when its PSNR is at least the threshold and no value is
 NaN or inf.

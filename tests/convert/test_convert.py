@@ -134,7 +134,7 @@ def test_existing_output_needs_overwrite(tiny_pipeline, tmp_path):
 def test_token_embedding_stays_unpalettized(tmp_path):
     """The bundled model's text encoder: every linear weight palettized, the gather's table not."""
     from snapfusion_coreml.assets import default_model_dir
-    from snapfusion_coreml.verify.program import load_program
+    from snapfusion_coreml.interpreter.program import load_program
 
     options = ConvertOptions(out=tmp_path / "te", components=("text_encoder",), compression=parse_compression("8", "kmeans"))
     convert_pipeline(str(default_model_dir()), options)

@@ -11,10 +11,11 @@ from cli_runner import run_cli
 from snapfusion_coreml.config import RESNET
 from snapfusion_coreml.convert.blocks import BlockExportOptions, export_blocks
 from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.interpreter.execute import run_program
+from snapfusion_coreml.interpreter.program import load_program
 from snapfusion_coreml.latency.table import LatencyEntry, load_latency_table
 from snapfusion_coreml.metrics import MIN_PSNR_DB, psnr
 from snapfusion_coreml.package_info import inspect_package
-from snapfusion_coreml.verify import load_program, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 SWIFT_TABLE = ROOT / "tests" / "golden" / "swift" / "latency_table.json"

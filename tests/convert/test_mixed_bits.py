@@ -13,12 +13,13 @@ import torch
 from cli_runner import run_cli
 from snapfusion_coreml.convert.components import component_specs, numpy_inputs
 from snapfusion_coreml.convert.compress import palettize
+from snapfusion_coreml.coreml.package import load_mil
 from snapfusion_coreml.coreml.weights import palettizable_weights
 from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.interpreter.execute import run_program
+from snapfusion_coreml.interpreter.program import load_program
 from snapfusion_coreml.metrics import compare
 from snapfusion_coreml.mixed_bits import _check_same_weights, analyse_sensitivity, analysis_spec, choose_bits, quantise
-from snapfusion_coreml.verify import load_program, run_program
-from snapfusion_coreml.verify.program import load_mil
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -95,7 +95,7 @@ def test_convert_refuses_bad_size_lists_before_loading(tiny_model_dir, tmp_path,
 
 def test_one_multifunction_package_per_size_dependent_component(folders):
     several, _ = folders
-    from snapfusion_coreml.verify.program import package_functions
+    from snapfusion_coreml.coreml.package import package_functions
 
     manifest = json.loads((several / "pipeline.json").read_text())
     assert manifest["format_version"] == 3
@@ -171,11 +171,11 @@ def test_verify_checks_every_function_and_inspect_lists_them(folders, capsys):
 
 
 def test_the_interpret_server_runs_a_named_function(folders):
-    from snapfusion_coreml.interpret.server import serve
-    from snapfusion_coreml.verify.folder import ConvertedFolder
+    from snapfusion_coreml.interpreter.folder import FolderRunner
+    from snapfusion_coreml.interpreter.server import serve
 
     several, single = folders
-    folder = ConvertedFolder(several)
+    folder = FolderRunner(several)
     z = np.random.default_rng(0).standard_normal((1, 4, 12, 8)).astype(np.float32)
 
     def header(**fields) -> bytes:
@@ -189,7 +189,7 @@ def test_the_interpret_server_runs_a_named_function(folders):
     first = json.loads(stdout.readline())
     assert first["outputs"] == [{"name": "image", "dtype": "float32", "shape": [1, 3, 96, 64]}]
     image = np.frombuffer(stdout.read(3 * 96 * 64 * 4), "<f4").reshape(1, 3, 96, 64)
-    alone = ConvertedFolder(single["96x64"]).run("decoder", {"z": z})["image"]
+    alone = FolderRunner(single["96x64"]).run("decoder", {"z": z})["image"]
     assert np.array_equal(image, alone)
     assert json.loads(stdout.readline()) == {"error": "expected decoder input z of shape [1, 4, 8, 8], got [1, 4, 12, 8]"}
     assert json.loads(stdout.readline()) == {
@@ -205,10 +205,10 @@ def test_chunked_multifunction_conversions_are_byte_reproducible(tiny_model_dir,
     for name in unet["chunks"]:
         assert tree_sha256(first / name) == tree_sha256(second / name)
     assert json.loads((second / "pipeline.json").read_text())["components"]["unet"]["sha256"] == unet["sha256"]
-    from snapfusion_coreml.verify.folder import ConvertedFolder
+    from snapfusion_coreml.interpreter.folder import FolderRunner
     from snapfusion_coreml.verify.reference import component_inputs
 
-    folder = ConvertedFolder(first)
+    folder = FolderRunner(first)
     inputs = component_inputs("unet", folder.declared_inputs("unet"), first)
     inputs["sample"] = np.random.default_rng(1).standard_normal((2, 4, 8, 12)).astype(np.float32)
     out = folder.run("unet", inputs, "image_64x96")["noise_pred"]

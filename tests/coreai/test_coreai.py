@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from cli_runner import run_cli
+from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
 from snapfusion_coreml.metrics import MIN_PSNR_DB, psnr
-from snapfusion_coreml.pipeline_json import PipelineManifest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

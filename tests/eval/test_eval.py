@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cli_runner import run_cli
-from snapfusion_coreml import shapes
+from snapfusion_coreml.eval import shapes
 from snapfusion_coreml.metrics import MIN_PSNR_DB, psnr
 
 pytestmark = pytest.mark.usefixtures("one_thread")

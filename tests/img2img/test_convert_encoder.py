@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cli_runner import run_cli
-from snapfusion_coreml.pipeline_json import PipelineManifest
+from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest on a shared machine
 
@@ -75,14 +75,14 @@ def test_a_model_without_an_encoder_converts_as_before_and_refuses_components_en
 
 
 def test_the_interpret_server_runs_the_encoder(converted_with_encoder, diffusers_folder):
-    from snapfusion_coreml.interpret.server import serve
+    from snapfusion_coreml.interpreter.folder import FolderRunner
+    from snapfusion_coreml.interpreter.server import serve
     from snapfusion_coreml.modeling.loading import ModelFolder
-    from snapfusion_coreml.verify.folder import ConvertedFolder
 
     image = (torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1).numpy()
     request = json.dumps({"component": "encoder", "inputs": [{"name": "z", "dtype": "float32", "shape": [1, 3, 64, 64]}]})
     stdout = io.BytesIO()
-    assert serve(ConvertedFolder(converted_with_encoder, "fp32"), io.BytesIO(request.encode() + b"\n" + image.tobytes()),
+    assert serve(FolderRunner(converted_with_encoder, "fp32"), io.BytesIO(request.encode() + b"\n" + image.tobytes()),
                  stdout) == 1
     header, _, payload = stdout.getvalue().partition(b"\n")
     assert json.loads(header) == {"outputs": [{"name": "latent", "dtype": "float32", "shape": [1, 8, 8, 8]}]}

@@ -94,7 +94,7 @@ def test_pipeline_json_format_2_and_3():
     """The golden format-3 folder the Swift reader is tested on too (tests/golden/pipelines.json)."""
     from pathlib import Path
 
-    from snapfusion_coreml.pipeline_json import PipelineManifest
+    from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
 
     cases = json.loads((Path(__file__).resolve().parents[1] / "golden" / "pipelines.json").read_text())["cases"]
     data = next(c["pipeline"] for c in cases if c["name"] == "v3_with_encoder")

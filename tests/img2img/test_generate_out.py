@@ -24,12 +24,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
 def test_generate_out_follows_the_model_per_step(case, converted_with_encoder, diffusers_folder, tmp_path):
+    from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
     from snapfusion_coreml.convert import ConvertOptions
     from snapfusion_coreml.convert.pipeline_manifest import choose_sampling
-    from snapfusion_coreml.interpret.backend import load_package_pipeline
+    from snapfusion_coreml.interpreter.backend import load_package_pipeline
     from snapfusion_coreml.modeling.attention import AttentionImpl
     from snapfusion_coreml.modeling.loading import ModelFolder, load_pipeline
-    from snapfusion_coreml.pipeline_json import PipelineManifest
 
     _, class_name, extra, steps, guidance = case
     steps = min(steps, 8)

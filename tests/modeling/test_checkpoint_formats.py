@@ -231,7 +231,7 @@ def test_bk_sdm_unet_without_mid_block(tmp_path):
 # --- float32 token ids (Apple's convention) -------------------------------------------------------------
 def test_input_ids_are_float32_and_exact(models, tmp_path):
     """Every CLIP id survives the float32 input: the program casts input_ids straight to int32."""
-    from snapfusion_coreml.verify.program import load_program
+    from snapfusion_coreml.interpreter.program import load_program
 
     unet, vae, text = models
     folder = write_sd_folder(tmp_path / "sd", unet, vae, text)

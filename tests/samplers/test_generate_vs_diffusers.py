@@ -139,12 +139,12 @@ def test_generate_out_equals_the_model_image(case, converted_sd, diffusers_folde
     fp16 against the PyTorch image of the model folder."""
     import dataclasses
 
+    from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
     from snapfusion_coreml.convert import ConvertOptions
     from snapfusion_coreml.convert.pipeline_manifest import choose_sampling
-    from snapfusion_coreml.interpret.backend import load_package_pipeline
+    from snapfusion_coreml.interpreter.backend import load_package_pipeline
     from snapfusion_coreml.modeling.attention import AttentionImpl
     from snapfusion_coreml.modeling.loading import ModelFolder, load_pipeline
-    from snapfusion_coreml.pipeline_json import PipelineManifest
 
     _, class_name, extra, steps, guidance = case
     root = diffusers_folder[0]
@@ -169,7 +169,7 @@ def test_converted_lcm_unet_takes_the_guidance_embedding(lcm_unet_folder, tmp_pa
     """A full LCM UNet converts with a `timestep_cond` input, unet_batch 1 and no CFG; `verify`
     checks it against PyTorch and `generate OUT` (interpreter, fp16) follows the model per step."""
     from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
-    from snapfusion_coreml.interpret.backend import load_package_pipeline
+    from snapfusion_coreml.interpreter.backend import load_package_pipeline
     from snapfusion_coreml.modeling.attention import AttentionImpl
     from snapfusion_coreml.modeling.loading import load_pipeline
     from snapfusion_coreml.verify.check import verify_folder

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from snapfusion_coreml.eval.shapes import scene
 from snapfusion_coreml.modeling.factory import TINY_TEXT, tiny_layout
 from snapfusion_coreml.modeling.loading import load_pipeline
-from snapfusion_coreml.shapes import scene
 from snapfusion_coreml.train.autoencoder import AutoencoderConfig, EncodeConfig, encode_latents, train_autoencoder
 from snapfusion_coreml.train.base import BaseConfig, train_base
 

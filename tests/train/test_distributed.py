@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from snapfusion_coreml.eval.shapes import scene
 from snapfusion_coreml.modeling.checkpoint import read_state_dict
 from snapfusion_coreml.modeling.factory import TINY_TEXT, tiny_layout
-from snapfusion_coreml.shapes import scene
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, GLOBAL_BATCH = 3, 4

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from snapfusion_coreml import shapes
-from snapfusion_coreml.shapes import COLORS, JITTER, SHAPES, Scene, parse_prompt, render, scene, shape_mask
+from snapfusion_coreml.eval import shapes
+from snapfusion_coreml.eval.shapes import COLORS, JITTER, SHAPES, Scene, parse_prompt, render, scene, shape_mask
 from snapfusion_coreml.train.data import DataStream, load_examples
 
 SIZE = 128

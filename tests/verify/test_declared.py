@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from snapfusion_coreml.pipeline_json import Component, TensorSpec
+from snapfusion_coreml.contracts.pipeline_json import Component, TensorSpec
 from snapfusion_coreml.verify import declared
 
 

@@ -142,7 +142,8 @@ def test_core_ml_runtime_only_on_macos(folder, monkeypatch):
 
     # On macOS the default adds MLModel.predict beside the interpreter; here a stand-in model
     # (running the interpreter) checks the glue: inputs by name, chained chunks, outputs by name.
-    from snapfusion_coreml.verify import load_program, run_program
+    from snapfusion_coreml.interpreter.execute import run_program
+    from snapfusion_coreml.interpreter.program import load_program
 
     loaded = []
 

@@ -74,7 +74,7 @@ import Testing
     }
 
     /// Older folders without `source.loras` or `tokenizer.pad_token_id` read as no LoRA and the
-    /// eos id, as snapfusion_coreml/pipeline_json.py reads them.
+    /// eos id, as snapfusion_coreml/contracts/pipeline_json.py reads them.
     @Test func olderFormsReadAsPythonReadsThem() throws {
         let older = try PipelineDescription.decode(try ModelFolder.json(named: "legacy_no_loras_no_pad_id"))
         #expect(older.source?.loras == nil && older.tokenizer.padTokenId == older.tokenizer.eosTokenId)

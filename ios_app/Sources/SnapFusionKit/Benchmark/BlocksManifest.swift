@@ -1,7 +1,7 @@
 import Foundation
 
 /// The blocks manifest (`manifest.json`) of `snapfusion-coreml export-blocks` (docs/contracts.md
-/// section 5). The Python twin is snapfusion_coreml/blocks_manifest.py (`BlocksManifest`); both
+/// section 5). The Python twin is snapfusion_coreml/contracts/blocks_manifest.py (`BlocksManifest`); both
 /// read tests/golden/blocks_manifests.json.
 public struct BlocksManifest: Codable, Equatable, Sendable {
     public static let formatName = "snapfusion-block-manifest"

@@ -21,7 +21,7 @@ extension PipelineDescription {
     /// place the file is decoded: `ConvertedFolder` calls it once per folder.
     ///
     /// Beyond the types, the values the app relies on are checked as the Python reader
-    /// (snapfusion_coreml/pipeline_json.py) checks them, on the same golden cases: sizes >= 1,
+    /// (snapfusion_coreml/contracts/pipeline_json.py) checks them, on the same golden cases: sizes >= 1,
     /// `latent.scale_factor` > 0, `noise_schedule.beta_start` and `beta_end` in (0, 1), a finite
     /// `guidance.default_scale`, `guidance.unet_batch` 1 or 2, every component naming a `file` or
     /// `chunks`, every file name (packages, vocab, merges) a plain name inside the folder; the

@@ -4,7 +4,7 @@ import Foundation
 /// run a converted folder and nothing it must guess. Format 3 adds the optional VAE encoder component
 /// (`components.encoder`, image-to-image) and the optional `sizes` list (multifunction packages, one
 /// function per image size). Unknown keys are ignored. The Python twin is
-/// snapfusion_coreml/pipeline_json.py (`PipelineManifest`); both read tests/golden/pipelines.json.
+/// snapfusion_coreml/contracts/pipeline_json.py (`PipelineManifest`); both read tests/golden/pipelines.json.
 ///
 /// ```swift
 /// let folder = try ConvertedFolder(url: url)          // reads and checks pipeline.json once

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import BLOCK_KINDS, RESNET
-from .errors import UserError, expected
-from .io import read_json, write_json
-from .json_fields import JsonFields
+from ..config import BLOCK_KINDS, RESNET
+from ..errors import UserError, expected
+from ..io import read_json, write_json
+from ..json_fields import JsonFields
 from .pipeline_json import TensorSpec
 
 BLOCKS_MANIFEST_JSON = "manifest.json"

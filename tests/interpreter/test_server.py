@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from snapfusion_coreml.interpreter.folder import FolderRunner
 from snapfusion_coreml.metrics import MIN_PSNR_DB, psnr
-from snapfusion_coreml.verify.folder import ConvertedFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,14 +52,14 @@ def read_answer(stream) -> dict:
     return {"outputs": outputs}
 
 
-def example_inputs(folder: ConvertedFolder, key: str) -> dict[str, np.ndarray]:
+def example_inputs(folder: FolderRunner, key: str) -> dict[str, np.ndarray]:
     from snapfusion_coreml.verify.reference import component_inputs
 
     return component_inputs(key, folder.declared_inputs(key), folder.path)
 
 
 def test_serves_every_component_as_the_interpreter_computes_it(tiny_converted_dir, tiny_model_dir):
-    folder = ConvertedFolder(tiny_converted_dir, "fp16")
+    folder = FolderRunner(tiny_converted_dir, "fp16")
     keys = ("text_encoder", "unet", "decoder")
     inputs = {k: example_inputs(folder, k) for k in keys}
     server = start(tiny_converted_dir)
@@ -86,7 +86,7 @@ def test_serves_every_component_as_the_interpreter_computes_it(tiny_converted_di
 
 
 def test_bad_requests_get_one_line_errors_and_the_server_goes_on(tiny_converted_dir):
-    folder = ConvertedFolder(tiny_converted_dir, "fp16")
+    folder = FolderRunner(tiny_converted_dir, "fp16")
     good = example_inputs(folder, "decoder")
     z = good["z"]
     ids = example_inputs(folder, "text_encoder")["input_ids"]
@@ -114,11 +114,11 @@ def test_bad_requests_get_one_line_errors_and_the_server_goes_on(tiny_converted_
     image = np.frombuffer(lines[6].split(b"\n", 1)[1], "<f4")
     assert last["outputs"][0]["name"] == "image" and image.size == math.prod(last["outputs"][0]["shape"])
     np.testing.assert_array_equal(image.reshape(last["outputs"][0]["shape"]),
-                                  ConvertedFolder(tiny_converted_dir, "fp32").run("decoder", good)["image"])
+                                  FolderRunner(tiny_converted_dir, "fp32").run("decoder", good)["image"])
 
 
 def test_input_ending_inside_a_request_is_answered_then_exits_2(tiny_converted_dir):
-    folder = ConvertedFolder(tiny_converted_dir)
+    folder = FolderRunner(tiny_converted_dir)
     data = request("decoder", example_inputs(folder, "decoder"))
     server = start(tiny_converted_dir)
     out, err = server.communicate(data[:-10], timeout=60)

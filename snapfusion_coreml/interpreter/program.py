@@ -1,8 +1,8 @@
 """Read an .mlpackage back into an executable list of steps (Linux or macOS, no Core ML runtime).
 
 coremltools' milproto frontend rebuilds the MIL program from the package's model spec and its
-weights folder; `load_program` then compiles it once into a flat list of `Step`s, each bound to
-its kernel from the registry, so running it is a plain loop. Anything the interpreter cannot run
+weights folder (coreml/package.py); `load_program` then compiles it once into a flat list of
+`Step`s, each bound to its kernel from the registry, so running it is a plain loop. Anything the interpreter cannot run
 (an op without a kernel, control flow) is reported here, before any computation, as a
 `UserError` naming the op type, the operation and the package.
 
@@ -14,7 +14,6 @@ function is read back: the others' constants are never loaded.
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserError, expected
+from ..coreml.package import load_mil, package_functions
+from ..errors import UserError
 from .kernels import KERNELS
 
 FLOAT_TYPES = ("fp16", "fp32", "fp64")
@@ -84,101 +84,6 @@ def _shape(var) -> tuple[int | None, ...]:
     return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in var.shape)
 
 
-def _model_file(package: Path) -> Path:
-    """The model spec inside an .mlpackage, found through its Manifest.json."""
-    if not package.exists():
-        raise expected("an .mlpackage folder", "a path that does not exist", str(package))
-    if package.suffix == ".mlmodelc":
-        raise expected("an .mlpackage (a compiled .mlmodelc cannot be read back)", "an .mlmodelc", str(package))
-    manifest = package / "Manifest.json"
-    if not package.is_dir() or not manifest.is_file():
-        raise expected("an .mlpackage folder with a Manifest.json", "no Manifest.json", str(package))
-    try:
-        info = json.loads(manifest.read_text())
-        entry = info["itemInfoEntries"][info["rootModelIdentifier"]]
-        model = package / "Data" / entry["path"]
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise expected("a valid Manifest.json", f"an unreadable one ({type(e).__name__})", str(manifest)) from None
-    except OSError as e:
-        raise expected("a readable Manifest.json", f'"{e.strerror}"', str(manifest)) from None
-    try:
-        data = package.resolve(strict=True) / "Data"
-        inside = model.resolve(strict=True)
-    except (OSError, RuntimeError) as e:  # a missing file, a symlink loop
-        raise expected(f"the model spec {entry['path']}", f'"{getattr(e, "strerror", None) or e}"', str(package)) from None
-    if data.resolve() not in inside.parents or not inside.is_file():
-        raise expected(f"the model spec {entry['path']} inside {package.name}/Data", "a path outside it or no file",
-                       str(package))
-    return model
-
-
-def read_spec(package: Path):
-    """The package's Core ML model spec, read from its files alone. coremltools' `load_spec`
-    opens the package for writing and rewrites Manifest.json; this leaves a read-only folder as it is."""
-    from coremltools.proto import Model_pb2
-
-    model = _model_file(package)
-    spec = Model_pb2.Model()
-    try:
-        spec.ParseFromString(model.read_bytes())
-    except Exception as e:  # a corrupt protobuf
-        raise expected("a readable Core ML model spec", f"{type(e).__name__}: {e}", str(model)) from None
-    return spec
-
-
-def function_names(spec) -> tuple[list[str], str]:
-    """(the functions of a package's spec, its default function): a multifunction package's, or
-    (["main"], "main") for a package with one function."""
-    functions = [f.name for f in spec.description.functions]
-    if not functions:
-        return ["main"], "main"
-    return functions, spec.description.defaultFunctionName or functions[0]
-
-
-def function_description(spec, function: str | None = None):
-    """The description (`.input`, `.output`) of one function of a package's spec (default: its
-    default function); a one-function package's model description."""
-    if not spec.description.functions:
-        return spec.description
-    name = function or function_names(spec)[1]
-    for described in spec.description.functions:
-        if described.name == name:
-            return described
-    raise expected(f"a function from {', '.join(function_names(spec)[0])}", repr(name), "the package's model description")
-
-
-def package_functions(package: Path) -> tuple[list[str], str]:
-    """function_names of the package at `package`."""
-    return function_names(read_spec(package))
-
-
-def load_mil(package: Path, function: str | None = None):
-    """The package's MIL program, rebuilt by coremltools' milproto frontend: every function, or
-    only `function` (a name from package_functions) when given."""
-    from ..coreml.tools import quiet_coremltools
-
-    quiet_coremltools()
-    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
-
-    model = _model_file(package)
-    spec = read_spec(package)
-    kind = spec.WhichOneof("Type")
-    if kind != "mlProgram":
-        raise expected("an ML program (convert_to='mlprogram')", f"a {kind} model", str(package))
-    if function is not None:
-        names, _ = function_names(spec)
-        if function not in names:
-            raise expected(f"a function from {', '.join(names)}", repr(function), str(package))
-        for other in [name for name in spec.mlProgram.functions if name != function]:
-            del spec.mlProgram.functions[other]  # its constants are never read
-    weights = model.parent / "weights"
-    try:
-        return load_milproto(spec, spec.specificationVersion, str(weights))
-    except Exception as e:  # missing or truncated weight.bin, an op the frontend cannot build
-        raise expected("a Core ML program coremltools can read back",
-                       f"{type(e).__name__}: {e}", str(package)) from e
-
-
 def _check_args(fn, op, package: Path) -> None:
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -209,7 +114,7 @@ def _compile(prog, package: Path, name: str) -> Program:
         if kern is None or op.blocks:
             raise UserError(
                 f"unsupported Core ML op '{op.op_type}' (operation '{op.name}') in {package}: "
-                f"the interpreter has no kernel for it (see snapfusion_coreml.verify.supported_ops())"
+                f"the interpreter has no kernel for it (see snapfusion_coreml.interpreter.execute.supported_ops())"
             )
         _check_args(kern.fn, op, package)
         args = []

@@ -18,23 +18,23 @@ import numpy as np
 import torch
 
 from ..config import PipelineDefaults, SchedulerConfig
-from ..convert.components import NUMPY_DTYPES
+from ..contracts.pipeline_json import GUIDANCE_INPUT
+from ..coreml.features import NUMPY_DTYPES
 from ..errors import UserError, expected
 from ..image_size import ImageSize
 from ..pipeline import SamplingPlan, StepCallback, generate_image
-from ..pipeline_json import GUIDANCE_INPUT
 from ..samplers.settings import SamplerSettings, model_settings
 from ..tokenizer import load_tokenizer
-from ..verify.folder import ConvertedFolder
+from .folder import FolderRunner
 
 REQUIRED = ("text_encoder", "unet", "decoder")  # the VAE encoder only for image to image
 
 
 class PackageBackend:
-    """DiffusionBackend over a ConvertedFolder's components (text encoder, UNet, decoder and,
+    """DiffusionBackend over a FolderRunner's components (text encoder, UNet, decoder and,
     for image to image, the VAE encoder)."""
 
-    def __init__(self, folder: ConvertedFolder):
+    def __init__(self, folder: FolderRunner):
         missing = [k for k in REQUIRED if k not in folder.components]
         if missing:
             raise expected(f"all of {', '.join(REQUIRED)} in components", f"no {', '.join(missing)}",
@@ -91,7 +91,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 class PackagePipeline:
     """A converted folder with everything `generate_image` needs; `generate` mirrors Pipeline's."""
 
-    folder: ConvertedFolder
+    folder: FolderRunner
     backend: PackageBackend
     tokenizer: object
     sampling: SamplingPlan  # pipeline.json's noise schedule and sampler record
@@ -135,7 +135,7 @@ class PackagePipeline:
 
 def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePipeline:
     """The converted folder `out` as a pipeline run by the interpreter in `precision`."""
-    folder = ConvertedFolder(out, precision)
+    folder = FolderRunner(out, precision)
     folder.check_digests()
     pipeline_manifest = folder.pipeline_manifest
     record = pipeline_manifest.sampler
@@ -146,7 +146,7 @@ def load_package_pipeline(out: Path | str, precision: str = "fp16") -> PackagePi
     return PackagePipeline(folder, PackageBackend(folder), folder_tokenizer(folder), sampling, defaults)
 
 
-def folder_tokenizer(folder: ConvertedFolder):
+def folder_tokenizer(folder: FolderRunner):
     """OUT's CLIP tokenizer, padding with pipeline.json's tokenizer.pad_token_id."""
     tokenizer = load_tokenizer(folder.path)
     pad_id = folder.pipeline_manifest.tokenizer.pad_token_id

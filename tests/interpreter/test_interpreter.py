@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from snapfusion_coreml.errors import UserError
+from snapfusion_coreml.interpreter.execute import run_program, supported_ops
+from snapfusion_coreml.interpreter.kernels import KERNELS
+from snapfusion_coreml.interpreter.program import load_program
 from snapfusion_coreml.metrics import MIN_PSNR_DB, PARITY_PSNR_DB, compare
-from snapfusion_coreml.verify import load_program, run_program, supported_ops
-from snapfusion_coreml.verify.kernels import KERNELS
 from weight_blobs import rewrite_largest_fp16_blob
 
 from .conftest import INPUTS

@@ -23,9 +23,9 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
+from ..contracts.pipeline_json import tensors_at
 from ..errors import UserError
-from ..pipeline_json import tensors_at
-from ..verify.folder import ConvertedFolder
+from .folder import FolderRunner
 
 DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4")}
 MAX_REQUEST_BYTES = 1 << 32  # 4 GiB of inputs: far above any pipeline's (a batch-2 UNet at 128x128 latents is 1 MB)
@@ -101,7 +101,7 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_inputs(folder: ConvertedFolder, component: str, headers: list[TensorHeader], function: str | None = None) -> None:
+def _check_inputs(folder: FolderRunner, component: str, headers: list[TensorHeader], function: str | None = None) -> None:
     """Names, shapes and dtypes against the component's pipeline.json declaration (at the size of
     `function`, one of pipeline.json's sizes; None: the default size)."""
     if component not in folder.components:
@@ -124,7 +124,7 @@ def _check_inputs(folder: ConvertedFolder, component: str, headers: list[TensorH
             raise RequestError(f"expected {component} input {name} as {want}, got {header.dtype}")
 
 
-def answer(folder: ConvertedFolder, component: str, headers: list[TensorHeader], payload: list[bytes],
+def answer(folder: FolderRunner, component: str, headers: list[TensorHeader], payload: list[bytes],
            function: str | None = None) -> bytes:
     """The response bytes for one complete request (an error line for any failure)."""
     try:
@@ -146,7 +146,7 @@ def error_line(message: str) -> bytes:
     return (json.dumps({"error": " ".join(message.split())}) + "\n").encode()
 
 
-def serve(folder: ConvertedFolder, stdin: BinaryIO, stdout: BinaryIO, log: Callable[[str], None] = lambda _: None) -> int:
+def serve(folder: FolderRunner, stdin: BinaryIO, stdout: BinaryIO, log: Callable[[str], None] = lambda _: None) -> int:
     """Answer requests from `stdin` on `stdout` until `stdin` ends; returns the request count.
 
     Raises StreamEnded when the input stops inside a request's bytes (its error is answered first).

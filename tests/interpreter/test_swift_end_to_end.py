@@ -107,7 +107,7 @@ def with_sampler(converted: Path, out: Path, sampler: str, steps: int, guidance:
     import dataclasses
 
     from snapfusion_coreml.config import SchedulerConfig
-    from snapfusion_coreml.pipeline_json import PipelineManifest
+    from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
     from snapfusion_coreml.samplers.plan import plan
     from snapfusion_coreml.samplers.settings import model_settings
 
@@ -177,7 +177,7 @@ def encoder_folder(diffusers_folder, tmp_path_factory) -> Path:
 def test_swift_and_python_agree_on_image_to_image(encoder_folder, swift_cli, tmp_path, sampler, steps, guidance, strength):
     """Image to image: the encoder's posterior sample, the noise at the strength's timestep and the
     sampler from there, in both pipelines from one PPM file (the Swift CLI reads binary PPM)."""
-    from snapfusion_coreml.shapes import render, scene
+    from snapfusion_coreml.eval.shapes import render, scene
 
     folder = with_sampler(encoder_folder, tmp_path / "folder", sampler, steps, guidance)
     start = tmp_path / "start.ppm"

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import BETA_SCHEDULES, PREDICTION_TYPES, SchedulerConfig
-from .errors import UserError, expected
-from .image_size import VAE_FACTOR, ImageSize, function_name
-from .io import read_json, write_json
-from .json_fields import JsonFields
-from .samplers.record import SamplerRecord
+from ..config import BETA_SCHEDULES, PREDICTION_TYPES, SchedulerConfig
+from ..errors import UserError, expected
+from ..image_size import VAE_FACTOR, ImageSize, function_name
+from ..io import read_json, write_json
+from ..json_fields import JsonFields
+from ..samplers.record import SamplerRecord
 
 PIPELINE_JSON = "pipeline.json"
 FORMAT_VERSION = 3  # 3: the optional VAE encoder and `sizes`; 2: the sampler record of docs/contracts.md section 3
@@ -443,7 +443,7 @@ class PipelineManifest:
 
     @classmethod
     def read(cls, folder: Path | str) -> "PipelineManifest":
-        """FOLDER/pipeline.json, checked (not the packages it lists: see verify.folder)."""
+        """FOLDER/pipeline.json, checked (not the packages it lists: see interpreter/folder.py)."""
         path = Path(folder) / PIPELINE_JSON
         if not path.is_file():
             raise UserError(f"expected {PIPELINE_JSON} in {folder} (an incomplete or foreign folder), found none")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .io import check_separate, read_json, temporary_sibling, write_text
-from .optional import require
+from ..errors import UserError
+from ..io import check_separate, read_json, temporary_sibling, write_text
+from ..optional import require
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"
 BENCHMARK_VERSIONS = (1, 2)

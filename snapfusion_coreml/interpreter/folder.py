@@ -1,6 +1,6 @@
 """A converted folder (docs/contracts.md sections 1-2) whose packages run in the interpreter.
 
-    folder = ConvertedFolder("out", precision="fp16")
+    folder = FolderRunner("out", precision="fp16")
     outputs = folder.run("unet", {"sample": ..., "timestep": ..., "encoder_hidden_states": ...})
 
 Programs are read on first use and kept. A chunked UNet runs chunk 1, then chunk 2 on the UNet
@@ -18,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contracts.pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Component, PipelineManifest, TensorSpec
 from ..coreai.runtime import ASSET_SUFFIX, AssetRunner, check_asset
+from ..coreml.package import package_functions
 from ..errors import expected
 from ..io import tree_sha256
-from ..pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Component, PipelineManifest, TensorSpec
-from .interpreter import MODES, run_chain
-from .program import Program, load_program, package_functions
+from .execute import MODES, run_chain
+from .program import Program, load_program
 
 
-def open_converted_folder(out: Path | str) -> PipelineManifest:
+def open_folder_runner(out: Path | str) -> PipelineManifest:
     """The pipeline manifest of the converted folder `out`, checked: its values and listed packages
     (Core AI assets: complete, their programs matching the digests beside them)."""
     folder = Path(out)
@@ -45,7 +46,7 @@ def open_converted_folder(out: Path | str) -> PipelineManifest:
     return pipeline_manifest
 
 
-class ConvertedFolder:
+class FolderRunner:
     """The packages of a converted folder, run by the interpreter in `precision` ("fp32" | "fp16")."""
 
     def __init__(self, out: Path | str, precision: str = "fp16"):
@@ -53,7 +54,7 @@ class ConvertedFolder:
             raise expected(f"precision {' or '.join(MODES)}", repr(precision))
         self.path = Path(out)
         self.precision = precision
-        self.pipeline_manifest = open_converted_folder(self.path)
+        self.pipeline_manifest = open_folder_runner(self.path)
         self._programs: dict[tuple[str, str | None], list[Program]] = {}
         self._functions: dict[str, list[str]] = {}  # component -> its package's functions
         self._assets: AssetRunner | None = None

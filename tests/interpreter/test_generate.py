@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cli_runner import run_cli
-from snapfusion_coreml.interpret.backend import load_package_pipeline
+from snapfusion_coreml.interpreter.backend import load_package_pipeline
 from snapfusion_coreml.metrics import MIN_PSNR_DB, PARITY_PSNR_DB, psnr
 from snapfusion_coreml.pipeline import SamplingPlan, TorchBackend, generate_image
 from snapfusion_coreml.tokenizer import tokenize

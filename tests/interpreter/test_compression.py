@@ -8,7 +8,7 @@ from coremltools.converters.mil.mil.ops.defs.iOS16 import constexpr_ops as ios16
 from coremltools.converters.mil.mil.ops.defs.iOS18 import compression as ios18
 from coremltools.optimize import _utils as optimize_utils
 
-from snapfusion_coreml.verify.kernels import KERNELS
+from snapfusion_coreml.interpreter.kernels import KERNELS
 
 RNG = np.random.default_rng(0)
 

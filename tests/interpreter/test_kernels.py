@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from snapfusion_coreml.verify.interpreter import coerce
-from snapfusion_coreml.verify.kernels import KERNELS
-from snapfusion_coreml.verify.program import to_runtime
+from snapfusion_coreml.interpreter.execute import coerce
+from snapfusion_coreml.interpreter.kernels import KERNELS
+from snapfusion_coreml.interpreter.program import to_runtime
 
 MIL = None  # reference: coremltools' value inference of the op
 RNG = np.random.default_rng(0)
