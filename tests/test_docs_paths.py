@@ -275,9 +275,11 @@ def test_the_reading_order_names_functions_its_files_define():
     section = _section((ROOT / "README.md").read_text(encoding="utf-8"), "Where things are")
     assert "Where to start reading" in section, "expected the reading order in README.md 'Where things are'"
     reading = section.split("Where to start reading", 1)[1]
-    spans = [m.group(2) for m in INLINE.finditer(reading)]
-    pairs = [(a, b) for a, b in zip(spans, spans[1:])
-             if a.endswith(".py") and re.fullmatch(r"\w+(\.\w+)?", b) and not b.endswith((".py", ".json"))]
+    pairs = []
+    for item in re.split(r"^- ", reading, flags=re.M):  # one command's order per item
+        spans = [m.group(2) for m in INLINE.finditer(item)]
+        pairs += [(a, b) for a, b in zip(spans, spans[1:])
+                  if a.endswith(".py") and re.fullmatch(r"\w+(\.\w+)?", b) and not b.endswith((".py", ".json"))]
     assert len(pairs) >= 10, f"expected the reading order's `file.py` `function` pairs, found {pairs}"
     problems = []
     for file_token, name in pairs:
