@@ -1,7 +1,8 @@
 """The docs name only what exists: every repository path README.md and docs/*.md name is in the
 checkout, every link between them lands on a file and a heading, the README's map of the code
-names every top-level folder and every part of the package, and its reading order names
-functions that its files define.
+("Where things are") names every top-level folder and every part of the package, each of its
+rows names files of its own folder, its reading order names functions that its files define, and
+its Set up keeps exactly the two commands that scripts/wheel_check.sh and .ci/run run.
 
 What is checked, per file (README.md, docs/*.md):
 
