@@ -30,7 +30,9 @@ echo "== lint"
 .venv/bin/ruff check .
 
 echo "== python tests"
-.venv/bin/python -m pytest
+# one process per core (SNAPFUSION_TEST_WORKERS to change; 0: in this process); a test file stays
+# on one process, so its module fixtures are built once; tests/conftest.py shares conversions
+.venv/bin/python -m pytest -n "${SNAPFUSION_TEST_WORKERS:-2}" --dist loadfile
 
 echo "== wheel"
 bash scripts/wheel_check.sh .venv/bin/python

@@ -1,12 +1,71 @@
-"""Shared fixtures: tiny seeded pipelines built in the test session (nothing is downloaded)."""
+"""Shared fixtures: tiny seeded pipelines built in the test session (nothing is downloaded).
+
+Conversions are the slow part of the suite: `convert_once` makes each (model content, options)
+conversion once per test run and hands every test and every pytest-xdist worker that asks for the
+same one the same folder (read-only: a test that changes a converted folder copies it first).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one thread per worker: `scripts/test.sh` runs one worker per core
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def run_folder(tmp_path_factory) -> Path:
+    """The folder this test run's workers share: xdist gives each worker its own base temp below it."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(root: Path, key: str, build: Callable[[Path], None]) -> Path:
+    """root/shared/key (a folder) filled by `build(path)` once per run: the first worker to ask builds it under a
+    file lock, the others wait for it and reuse it. A build that failed is retried by the next asker."""
+    from filelock import FileLock
+
+    target = root / "shared" / key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    done = target.parent / f"{key}.done"
+    with FileLock(str(target.parent / f"{key}.lock")):
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            build(target)
+            done.touch()
+    return target
+
+
+@pytest.fixture(scope="session")
+def convert_once(tmp_path_factory):
+    """convert_once(model, **ConvertOptions fields) -> the folder `convert_pipeline` writes for them,
+    made once per run for each (model folder content, options) and shared."""
+    from snapfusion_coreml.io import tree_sha256
+
+    root = run_folder(tmp_path_factory)
+
+    def convert(model: Path, **options) -> Path:
+        from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+
+        key = hashlib.sha256(f"{tree_sha256(model)} {sorted(options.items())!r}".encode()).hexdigest()[:16]
+        folder = build_once(root, f"converted-{key}",
+                            lambda out: convert_pipeline(str(model), ConvertOptions(out=out / "out", **options)))
+        return folder / "out"
+
+    return convert
 
 
 @pytest.fixture(scope="session")
@@ -38,13 +97,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_converted_dir(tmp_path_factory, tiny_model_dir):
-    """The tiny pipeline converted by `convert` (fp16, UNet batch 2), shared by the session."""
-    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
-
-    out = tmp_path_factory.mktemp("converted") / "out"
-    convert_pipeline(str(tiny_model_dir), ConvertOptions(out=out))
-    return out
+def tiny_converted_dir(convert_once, tiny_model_dir):
+    """The tiny pipeline converted by `convert` (fp16, UNet batch 2)."""
+    return convert_once(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")

@@ -35,20 +35,14 @@ def _convert(capsys, model: Path, out: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory, tiny_model_dir):
+def folders(convert_once, tiny_model_dir):
     """The tiny model converted once at three sizes and once per size alone (iOS 18, 6-bit palettes
     for the text encoder and UNet), as `convert --image-size 64x64,64x96,96x64 --palettize 6` does."""
-    from snapfusion_coreml.convert import convert_pipeline, parse_palettize
+    from snapfusion_coreml.convert import parse_palettize
 
-    root = tmp_path_factory.mktemp("sizes")
     six, _ = parse_palettize("6", "kmeans")
-    several = root / "several"
-    convert_pipeline(str(tiny_model_dir), ConvertOptions(out=several, image_size=",".join(SIZES), compression=six))
-    single = {}
-    for size in SIZES:
-        single[size] = root / size
-        convert_pipeline(str(tiny_model_dir), ConvertOptions(out=single[size], image_size=size, compression=six,
-                                                             target="iOS18"))
+    several = convert_once(tiny_model_dir, image_size=",".join(SIZES), compression=six)
+    single = {size: convert_once(tiny_model_dir, image_size=size, compression=six, target="iOS18") for size in SIZES}
     return several, single
 
 

@@ -163,12 +163,9 @@ def test_swift_and_python_agree_on_a_full_lcm_unet(lcm_unet_folder, swift_cli, t
 
 
 @pytest.fixture(scope="module")
-def encoder_folder(diffusers_folder, tmp_path_factory) -> Path:
+def encoder_folder(diffusers_folder, convert_once) -> Path:
     """The tiny diffusers folder (its VAE has an encoder) converted with every component."""
-    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
-
-    out = tmp_path_factory.mktemp("e2e-img2img") / "tiny"
-    convert_pipeline(str(diffusers_folder[0]), ConvertOptions(out=out))
+    out = convert_once(diffusers_folder[0], unet_batch=2)
     assert (out / "VAEEncoder.mlpackage").is_dir()
     return out
 

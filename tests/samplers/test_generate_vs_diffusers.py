@@ -123,13 +123,9 @@ def test_full_lcm_unet_equals_latent_consistency_pipeline(lcm_unet_folder):
 
 
 @pytest.fixture(scope="module")
-def converted_sd(tmp_path_factory, diffusers_folder):
+def converted_sd(convert_once, diffusers_folder):
     """The tiny SD folder converted once (fp16); each case below swaps only the sampler."""
-    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
-
-    out = tmp_path_factory.mktemp("converted-sd") / "out"
-    convert_pipeline(str(diffusers_folder[0]), ConvertOptions(out=out, unet_batch=2))
-    return out
+    return convert_once(diffusers_folder[0], unet_batch=2)
 
 
 @pytest.mark.parametrize("case", [c for c in SCHEDULERS if c[0] in ("ddim", "pndm", "dpmsolver++", "euler-turbo", "euler_ancestral-turbo", "lcm-lora", "tcd")],

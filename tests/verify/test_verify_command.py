@@ -20,11 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def folder(tiny_model_dir, tmp_path_factory):
-    """All three components of the tiny pipeline, fp16, UNet batch 2, converted from its folder."""
-    out = tmp_path_factory.mktemp("verify") / "out"
-    convert_pipeline(str(tiny_model_dir), ConvertOptions(out=out))
-    return out
+def folder(tiny_converted_dir):
+    """All components of the tiny pipeline, fp16, UNet batch 2, converted from its folder."""
+    return tiny_converted_dir
 
 
 def _copy(folder, tmp_path):
