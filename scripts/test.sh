@@ -30,9 +30,10 @@ echo "== lint"
 .venv/bin/ruff check .
 
 echo "== python tests"
-# one process per core (SNAPFUSION_TEST_WORKERS to change; 0: in this process); a test file stays
-# on one process, so its module fixtures are built once; tests/conftest.py shares conversions
-.venv/bin/python -m pytest -n "${SNAPFUSION_TEST_WORKERS:-2}" --dist loadfile
+# one process per core (SNAPFUSION_TEST_WORKERS to change; 0: all in this process); tests spread
+# one by one, except a file marked xdist_group (module fixtures too costly to build twice), and
+# tests/conftest.py makes each conversion once for both processes
+.venv/bin/python -m pytest -n "${SNAPFUSION_TEST_WORKERS:-2}" --dist loadgroup
 
 echo "== wheel"
 bash scripts/wheel_check.sh .venv/bin/python

@@ -77,12 +77,11 @@ def tiny_pipeline():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_pipeline):
-    """The tiny pipeline saved in this project's folder format."""
+    """The tiny pipeline saved in this project's folder format (one folder per run: a converted
+    folder names its source model's path, so every worker converts the same path)."""
     from snapfusion_coreml.modeling.loading import save_pipeline
 
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    save_pipeline(tiny_pipeline, out)
-    return out
+    return build_once(run_folder(tmp_path_factory), "models", lambda out: save_pipeline(tiny_pipeline, out / "tiny")) / "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +115,6 @@ def diffusers_folder(tmp_path_factory):
     from snapfusion_coreml.assets import tokenizer_dir
     from snapfusion_coreml.modeling.factory import TINY_TEXT
 
-    root = tmp_path_factory.mktemp("sd") / "tiny-sd"
     torch.manual_seed(0)
     unet = UNet2DConditionModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
@@ -127,12 +125,17 @@ def diffusers_folder(tmp_path_factory):
     for module in (unet, vae, text):
         for p in module.parameters():
             p.data.normal_(0, 0.05)
-    unet.save_pretrained(root / "unet")
-    vae.save_pretrained(root / "vae")
-    text.save_pretrained(root / "text_encoder")
-    shutil.copytree(tokenizer_dir(), root / "tokenizer")
-    DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1).save_config(root / "scheduler")
-    (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+
+    def save(out: Path) -> None:
+        root = out / "tiny-sd"
+        unet.save_pretrained(root / "unet")
+        vae.save_pretrained(root / "vae")
+        text.save_pretrained(root / "text_encoder")
+        shutil.copytree(tokenizer_dir(), root / "tokenizer")
+        DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1).save_config(root / "scheduler")
+        (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+
+    root = build_once(run_folder(tmp_path_factory), "sd", save) / "tiny-sd"
     return root, unet.eval(), vae.eval(), text.eval()
 
 
@@ -153,11 +156,13 @@ def lcm_unet_folder(tmp_path_factory, diffusers_folder):
                                 time_cond_proj_dim=16)
     for p in unet.parameters():
         p.data.normal_(0, 0.05)
-    out = tmp_path_factory.mktemp("lcm") / "tiny-lcm"
-    out.mkdir()
-    for name in ("vae", "text_encoder", "tokenizer"):
-        shutil.copytree(root / name, out / name)
-    unet.save_pretrained(out / "unet")
-    LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, set_alpha_to_one=True).save_config(out / "scheduler")
-    (out / "model_index.json").write_text(json.dumps({"_class_name": "LatentConsistencyModelPipeline"}))
-    return out, unet.eval(), vae, text
+
+    def save(folder: Path) -> None:
+        out = folder / "tiny-lcm"
+        for name in ("vae", "text_encoder", "tokenizer"):
+            shutil.copytree(root / name, out / name)
+        unet.save_pretrained(out / "unet")
+        LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, set_alpha_to_one=True).save_config(out / "scheduler")
+        (out / "model_index.json").write_text(json.dumps({"_class_name": "LatentConsistencyModelPipeline"}))
+
+    return build_once(run_folder(tmp_path_factory), "lcm", save) / "tiny-lcm", unet.eval(), vae, text

@@ -61,13 +61,9 @@ def error_lines(err: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def converted(tiny_model_dir, tmp_path_factory) -> Path:
+def converted(tiny_model_dir, convert_once) -> Path:
     """The tiny pipeline's decoder converted once (a previous good OUT for the tests below)."""
-    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
-
-    out = tmp_path_factory.mktemp("scripting") / "decoder"
-    convert_pipeline(str(tiny_model_dir), ConvertOptions(out=out, components=("decoder",)))
-    return out
+    return convert_once(tiny_model_dir, components=("decoder",))
 
 
 @pytest.fixture

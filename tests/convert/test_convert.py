@@ -10,6 +10,8 @@ from snapfusion_coreml.io import tree_sha256
 from snapfusion_coreml.package_info import inspect_path
 from snapfusion_coreml.schedule import timesteps
 
+pytestmark = [pytest.mark.xdist_group("test_convert")]  # its module fixtures are built once, on one worker
+
 
 @pytest.fixture(scope="module")
 def converted(tiny_pipeline, tmp_path_factory):

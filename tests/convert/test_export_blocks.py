@@ -17,6 +17,8 @@ from snapfusion_coreml.latency.table import LatencyEntry, load_latency_table
 from snapfusion_coreml.metrics import MIN_PSNR_DB, psnr
 from snapfusion_coreml.package_info import inspect_package
 
+pytestmark = [pytest.mark.xdist_group("test_export_blocks")]  # its module fixtures are built once, on one worker
+
 ROOT = Path(__file__).resolve().parents[2]
 SWIFT_TABLE = ROOT / "tests" / "golden" / "swift" / "latency_table.json"
 SWIFT_MANIFEST = ROOT / "ios_app" / "Sources" / "SnapFusionKit" / "Benchmark" / "BlocksManifest.swift"

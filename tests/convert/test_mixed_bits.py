@@ -21,7 +21,7 @@ from snapfusion_coreml.interpreter.program import load_program
 from snapfusion_coreml.metrics import compare
 from snapfusion_coreml.mixed_bits import _check_same_weights, analyse_sensitivity, analysis_spec, choose_bits, quantise
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_mixed_bits")]  # module fixtures: one worker builds them once
 
 
 def _unet(pipeline, batch: int):

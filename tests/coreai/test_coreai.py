@@ -34,15 +34,11 @@ def _png(path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def coreai_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny folder converted by the CLI with --format coreai (float16, no palettization)."""
+def coreai_dir(tiny_model_dir, convert_once):
+    """The tiny folder converted with --format coreai (float16, no palettization)."""
     if not HAVE_COREAI:
         pytest.skip("the [coreai] extra is not installed")
-    out = tmp_path_factory.mktemp("coreai") / "out"
-    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
-
-    convert_pipeline(str(tiny_model_dir), ConvertOptions(out=out, format="coreai"))
-    return out
+    return convert_once(tiny_model_dir, format="coreai")
 
 
 @needs_coreai

@@ -40,15 +40,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
+def converted(convert_once) -> Path:
     given = os.environ.get("SNAPFUSION_E2E_FOLDER")
     if given:
         return Path(given)
-    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
-
-    out = tmp_path_factory.mktemp("e2e") / "default"
-    convert_pipeline(str(ROOT / "models" / "default"), ConvertOptions(out=out))
-    return out
+    return convert_once(ROOT / "models" / "default")
 
 
 def torch_noise_is_the_swift_noise() -> bool:

@@ -20,6 +20,8 @@ from snapfusion_coreml.verify.check import verify_folder
 
 from .sd_files import tiny_models, unet_config, write_sd_folder
 
+pytestmark = [pytest.mark.xdist_group("test_checkpoint_formats")]  # its module fixtures are built once, on one worker
+
 PROMPT = "a photo of an astronaut riding a horse!"
 
 

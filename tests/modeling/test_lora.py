@@ -24,6 +24,8 @@ from snapfusion_coreml.modeling.loading import load_pipeline
 from snapfusion_coreml.modeling.lora import read_lora
 from snapfusion_coreml.tokenizer import tokenize
 
+pytestmark = [pytest.mark.xdist_group("test_lora")]  # its module fixtures are built once, on one worker
+
 ATTN = "down_blocks.0.attentions.0.transformer_blocks.0"
 KOHYA_TARGETS = {  # module -> rank (the text encoder's are under lora_te_)
     "unet": [f"{ATTN}.attn1.to_q", f"{ATTN}.attn2.to_k", f"{ATTN}.attn1.to_out.0", f"{ATTN}.ff.net.0.proj",

@@ -21,6 +21,8 @@ from .ldm_layout import clip_to_ldm, open_clip_to_ldm, unet_prefix_table, unet_t
 from .sd_files import VAE_CONFIG, bare_text_state, tiny_models, unet_config
 from .test_checkpoint_formats import assert_matches_references, convert_and_verify
 
+pytestmark = [pytest.mark.xdist_group("test_single_file")]  # its module fixtures are built once, on one worker
+
 SD2_TEXT = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                 max_position_embeddings=77, hidden_act="gelu", projection_dim=32, bos_token_id=0, eos_token_id=2, pad_token_id=1)
 

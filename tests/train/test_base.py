@@ -13,6 +13,8 @@ from snapfusion_coreml.modeling.loading import load_pipeline
 from snapfusion_coreml.train.autoencoder import AutoencoderConfig, EncodeConfig, encode_latents, train_autoencoder
 from snapfusion_coreml.train.base import BaseConfig, train_base
 
+pytestmark = [pytest.mark.xdist_group("test_base")]  # its module fixtures are built once, on one worker
+
 IMAGE = 32  # 4x4 latents with a 4-block autoencoder
 
 

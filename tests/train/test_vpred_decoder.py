@@ -11,6 +11,8 @@ from snapfusion_coreml.modeling.vae_decoder import VAEDecoder
 from snapfusion_coreml.train.distill_decoder import DistillDecoderConfig, distill_decoder
 from snapfusion_coreml.train.vpred import VPredConfig, train_vpred
 
+pytestmark = [pytest.mark.xdist_group("test_vpred_decoder")]  # its module fixtures are built once, on one worker
+
 
 def test_vpred_loss_falls(eps_model_dir, prompts, tmp_path, training):
     _, result = train_vpred(VPredConfig(str(eps_model_dir), prompts, training(tmp_path / "v", max_steps=6), data_steps=4))
