@@ -34,6 +34,12 @@ BLOCK_KINDS = (RESNET, TRANSFORMER)
 LAYOUT_FORMAT = "snapfusion-unet-layout"
 
 
+def block_name(stage: str, kind: str, index: int) -> str:
+    """A block's module name, identical to diffusers' ("up_blocks.1.attentions.2"): ResNet blocks
+    live in the stage's `resnets` list, transformer blocks in its `attentions` list."""
+    return f"{stage}.{'resnets' if kind == RESNET else 'attentions'}.{index}"
+
+
 @dataclass(frozen=True)
 class StageLayout:
     width: int  # channels of every block in the stage
@@ -204,8 +210,7 @@ class BlockSpec:
     @property
     def name(self) -> str:
         """The block's module name, identical to diffusers' (e.g. "up_blocks.1.attentions.2")."""
-        group = "resnets" if self.kind == RESNET else "attentions"
-        return f"{self.stage}.{group}.{self.index}"
+        return block_name(self.stage, self.kind, self.index)
 
 
 def plan_blocks(layout: UNetLayout, source: str = "layout") -> list[BlockSpec]:

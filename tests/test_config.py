@@ -3,7 +3,16 @@ import json
 
 import pytest
 
-from snapfusion_coreml.config import RESNET, TRANSFORMER, StageLayout, UNetLayout, load_layout, plan_blocks, resolve_layout
+from snapfusion_coreml.config import (
+    RESNET,
+    TRANSFORMER,
+    StageLayout,
+    UNetLayout,
+    block_name,
+    load_layout,
+    plan_blocks,
+    resolve_layout,
+)
 from snapfusion_coreml.errors import UserError
 
 
@@ -30,6 +39,20 @@ def test_skip_plan_reproduces_sd_channels():
     assert plan["up_blocks.3.resnets.0"].in_channels == 640 + 320
     assert plan["down_blocks.1.resnets.0"].in_channels == 320
     assert not plan["down_blocks.1.resnets.0"].skippable and plan["down_blocks.1.attentions.0"].skippable
+
+
+def test_block_name_is_the_diffusers_module_name_for_every_record():
+    """The layout's blocks, the blocks manifest and the latency table name a block the same way."""
+    from snapfusion_coreml.contracts.blocks_manifest import BlockEntry
+    from snapfusion_coreml.latency.table import LatencyEntry, LatencyTable
+
+    assert block_name("up_blocks.1", RESNET, 2) == "up_blocks.1.resnets.2"
+    assert block_name("mid_block", TRANSFORMER, 0) == "mid_block.attentions.0"
+    spec = next(s for s in plan_blocks(resolve_layout("snapfusion")) if s.kind == TRANSFORMER)
+    entry = BlockEntry(spec.stage, spec.index, spec.kind, 8, 4, 4, 1, "b.mlpackage", (), ())
+    latency = LatencyEntry(spec.stage, spec.index, spec.kind, 8, 4, 4, 1, 1.0, 2.0)
+    assert spec.name == entry.name == latency.name == block_name(spec.stage, spec.kind, spec.index)
+    assert LatencyTable((latency,)).lookup(spec.stage, spec.kind, spec.index) is latency
 
 
 def test_layout_round_trips_through_json(tmp_path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import BLOCK_KINDS, RESNET
+from ..config import BLOCK_KINDS, block_name
 from ..errors import UserError, expected
 from ..io import read_json, write_json
 from ..json_fields import JsonFields
@@ -42,7 +42,7 @@ class BlockEntry:
     @property
     def name(self) -> str:
         """The block's module name in the UNet, e.g. down_blocks.1.attentions.0."""
-        return f"{self.stage}.{'resnets' if self.kind == RESNET else 'attentions'}.{self.index}"
+        return block_name(self.stage, self.kind, self.index)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "index": self.index, "kind": self.kind, "resolution": self.resolution,

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import block_name
 from ..errors import UserError
 from ..io import read_json, write_json
 
@@ -26,7 +27,7 @@ class LatencyEntry:
 
     @property
     def name(self) -> str:
-        return f"{self.stage}.{'resnets' if self.kind == 'resnet' else 'attentions'}.{self.index}"
+        return block_name(self.stage, self.kind, self.index)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class LatencyTable:
 
     def lookup(self, stage: str, kind: str, index: int) -> LatencyEntry | None:
         """The entry of this block, else the median entry of the same kind in the same stage."""
-        exact = self.by_name().get(f"{stage}.{'resnets' if kind == 'resnet' else 'attentions'}.{index}")
+        exact = self.by_name().get(block_name(stage, kind, index))
         if exact is not None:
             return exact
         same = sorted((e for e in self.entries if e.stage == stage and e.kind == kind), key=lambda e: e.p50_ms)
