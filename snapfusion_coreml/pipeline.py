@@ -25,7 +25,7 @@ from .samplers.plan import plan
 from .samplers.record import SamplerRecord
 from .samplers.run import StepFn, run_sampler
 from .samplers.settings import SamplerSettings
-from .schedule import guidance_embedding, guided_prediction
+from .schedule import cfg_batch, guidance_embedding, guided_prediction
 from .tokenizer import tokenize
 
 StepCallback = StepFn  # (call index, timestep, new latent), after every UNet call
@@ -119,18 +119,19 @@ def generate_image(backend: DiffusionBackend, tokenizer, sampling: SamplingPlan,
 
     # 2. the UNet with classifier-free guidance: one batch-2 call per step (negative, then
     #    conditional), two batch-1 calls where the backend takes batch 1, one call without guidance
-    def denoise(z: torch.Tensor, t: float) -> torch.Tensor:
-        def call(batch: int, ctx: torch.Tensor) -> torch.Tensor:
-            cond = None if timestep_cond is None else timestep_cond.expand(batch, -1)
-            return backend.unet(z.repeat(batch, 1, 1, 1), torch.full((batch,), float(t), device=device), ctx, cond)
+    def unet(z: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        cond = None if timestep_cond is None else timestep_cond.expand(z.shape[0], -1)
+        return backend.unet(z, t, ctx, cond)
 
+    def denoise(z: torch.Tensor, t: float) -> torch.Tensor:
+        tt = torch.full((1,), float(t), device=device)
         if backend.unet_batch == 1:
-            cond = call(1, context[1:])
-            return guided_prediction(cond, call(1, context[:1]), w) if guided else cond
+            cond = unet(z, tt, context[1:])
+            return guided_prediction(cond, unet(z, tt, context[:1]), w) if guided else cond
         if not guided and backend.unet_batch is None:
-            return call(1, context[1:])
-        uncond, cond = call(2, context).chunk(2)
-        return guided_prediction(cond, uncond, w) if guided else cond
+            return unet(z, tt, context[1:])
+        guided_out, cond = cfg_batch(unet, z, tt, context[:1], context[1:], w)
+        return guided_out if guided else cond
 
     # 3. sample from seeded noise, every draw from one generator (image to image: the encoder's
     #    posterior sample first, then the noise added to the image latent), 4. decode

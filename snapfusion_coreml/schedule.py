@@ -112,6 +112,22 @@ def guided_prediction(cond: torch.Tensor, uncond: torch.Tensor | None, scale: fl
     return guide(cond, uncond, scale) if uses_guidance(scale) else cond
 
 
+UNetCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (z, t, context) -> prediction
+
+
+def cfg_batch(unet: UNetCall, z: torch.Tensor, t: torch.Tensor, uncond: torch.Tensor, cond: torch.Tensor,
+              scale: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classifier-free guidance as ONE UNet call (the app's convention): the batch [z; z] at [t; t]
+    with the contexts [uncond; cond], split into its unconditional and conditional halves and
+    combined by guided_prediction. Returns (guided prediction, conditional prediction).
+
+    `t` is (B,); `scale` is a float or a per-sample (B,) tensor (cast to the prediction's dtype)."""
+    out_uncond, out_cond = unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond])).chunk(2)
+    if isinstance(scale, torch.Tensor):
+        scale = scale.to(out_cond.dtype).view((-1,) + (1,) * (out_cond.dim() - 1))
+    return guided_prediction(out_cond, out_uncond, scale), out_cond
+
+
 def guidance_embedding(scale: float, dim: int) -> torch.Tensor:
     """(1, dim) float32 guidance-scale embedding of UNets with `time_cond_proj_dim` (full LCM UNets):
     diffusers' `get_guidance_scale_embedding(w - 1, dim)`, sinusoidal in 1000 (w - 1). Swift twin:

@@ -72,3 +72,23 @@ def test_guidance_at_or_below_one_is_the_conditional_prediction():
     both = schedule.guided_prediction(cond.repeat(2, 1, 1, 1), uncond.repeat(2, 1, 1, 1), per_sample)
     assert torch.equal(both[:1], cond)
     torch.testing.assert_close(both[1:], schedule.guide(cond, uncond, 3.0))
+
+
+def test_cfg_batch_is_one_call_of_uncond_then_cond_combined_per_sample():
+    """schedule.cfg_batch: one batch-2B call with [uncond; cond] contexts; float and per-sample
+    scales give diffusers' guidance where w > 1 and the conditional prediction elsewhere."""
+    calls = []
+
+    def unet(z, t, ctx):
+        calls.append((z.shape[0], t.tolist()))
+        return z * t.view(-1, 1, 1, 1) + ctx.view(-1, 1, 1, 1)
+
+    z, t = torch.ones(2, 1, 2, 2), torch.tensor([3.0, 5.0])
+    uncond, cond = torch.tensor([0.0, 0.0]), torch.tensor([1.0, 2.0])
+    guided, conditional = schedule.cfg_batch(unet, z, t, uncond, cond, torch.tensor([1.0, 3.0]))
+    assert calls == [(4, [3.0, 5.0, 3.0, 5.0])]
+    assert torch.equal(conditional, unet(z, t, cond))
+    assert torch.equal(guided[0], conditional[0])  # w = 1: the conditional prediction
+    assert torch.equal(guided[1], guide(conditional[1], unet(z, t, uncond)[1], 3.0))
+    as_float, _ = schedule.cfg_batch(unet, z, t, uncond, cond, 3.0)
+    assert torch.equal(as_float, guide(conditional, unet(z, t, uncond), 3.0))

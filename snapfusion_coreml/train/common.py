@@ -14,7 +14,7 @@ from ..config import SchedulerConfig
 from ..errors import UserError
 from ..optional import require
 from ..pipeline import Pipeline
-from ..schedule import alpha_sigma, sample
+from ..schedule import alpha_sigma, cfg_batch, sample
 from . import losses
 from .data import STREAM_NOISE, STREAM_TEACHER, STREAM_TIMESTEP, Batch, DataStream, draw_for_batch
 
@@ -116,13 +116,11 @@ class LatentSource:
 @torch.no_grad()
 def sample_with_cfg(unet: nn.Module, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tensor,
                     scheduler: SchedulerConfig, steps: int, guidance: float) -> torch.Tensor:
-    """schedule.sample with CFG as one batch-2B UNet call per step (the app's convention)."""
-    context = torch.cat([uncond, cond])
+    """schedule.sample with CFG as one batch-2B UNet call per step (schedule.cfg_batch)."""
 
     def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
-        tt = torch.full((2 * z.shape[0],), float(t), device=z.device)
-        out_uncond, out_cond = unet(z.repeat(2, 1, 1, 1), tt, context).chunk(2)
-        return losses.guided(out_cond, out_uncond, torch.full((z.shape[0],), guidance, device=z.device))
+        tt = torch.full((z.shape[0],), float(t), device=z.device)
+        return cfg_batch(unet, z, tt, uncond, cond, torch.full((z.shape[0],), guidance, device=z.device))[0]
 
     return sample(denoise, noise, scheduler, steps)
 

@@ -28,7 +28,7 @@ import torch
 from ..config import SchedulerConfig, resolve_layout
 from ..errors import UserError
 from ..pipeline import Pipeline
-from ..schedule import alphas_cumprod, timesteps
+from ..schedule import alphas_cumprod, cfg_batch, timesteps
 from . import losses
 from .common import LatentSource, TextConditioner, freeze, load_model, load_vae_encoder, make_stream, noise_batch
 from .data import STREAM_GUIDANCE, STREAM_TIMESTEP, draw_for_batch
@@ -119,8 +119,7 @@ def distillation_step(teacher: torch.nn.Module, student: torch.nn.Module, teache
         if not any_cfg:
             out = model(z, t.float(), cond)
             return out, out
-        out_uncond, out_cond = model(torch.cat([z, z]), torch.cat([t, t]).float(), torch.cat([uncond, cond])).chunk(2)
-        return losses.guided(out_cond, out_uncond, w), out_cond
+        return cfg_batch(model, z, t.float(), uncond, cond, w)
 
     # 3. teacher: k DDIM steps with the guided prediction -> x-space target
     def teacher_predict(z, t):
