@@ -33,7 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-LAYOUTS = {"sd-v1.5": dict(steps=50, slim=False), "snapfusion": dict(steps=8, slim=True)}
+LAYOUTS = ("sd-v1.5", "snapfusion")  # each with the decoder and steps SnapFusion pairs it with
 TARGETS = {"snapfusion_pipeline_6bit_minutes": 10.0, "snapfusion_pipeline_6bit_peak_rss_gb": 10.0,
            "unet_step_ratio_max": 0.5, "generation_ratio_max": 1 / 15}
 
@@ -55,14 +55,21 @@ def commit() -> str:
     return out.stdout.strip() + ("+uncommitted" if dirty else "")
 
 
-def gmacs(layout_name: str, slim: bool) -> dict:
-    from snapfusion_coreml.config import DecoderConfig, plan_blocks, resolve_layout
+def pairing(layout_name: str):
+    """The decoder and steps SnapFusion pairs the layout with (config.LayoutPairing)."""
+    from snapfusion_coreml.config import LayoutPairing, resolve_layout
+
+    return LayoutPairing.of(resolve_layout(layout_name))
+
+
+def gmacs(layout_name: str) -> dict:
+    from snapfusion_coreml.config import plan_blocks, resolve_layout
     from snapfusion_coreml.latency.cost_model import block_ops, decoder_ops, text_encoder_ops, unet_other_ops
 
     layout = resolve_layout(layout_name)
     unet = sum(op.macs for spec in plan_blocks(layout) for op in block_ops(spec, layout, 64, 1))
     unet += sum(op.macs for op in unet_other_ops(layout, 64, 1))
-    decoder = sum(op.macs for op in decoder_ops(DecoderConfig(width_multiplier=0.5 if slim else 1.0), 64))
+    decoder = sum(op.macs for op in decoder_ops(pairing(layout_name).decoder, 64))
     return {"text_encoder": sum(op.macs for op in text_encoder_ops()) / 1e9, "unet": unet / 1e9, "decoder": decoder / 1e9}
 
 
@@ -128,14 +135,15 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "layouts": {}, "targets": TARGETS}
 
     # 1. PyTorch: parameters, GMACs, CPU timings (both layouts in this run), then save the models
-    for name, spec in LAYOUTS.items():
-        pipeline = build_full_size_pipeline(name, slim_decoder=spec["slim"])
+    for name in LAYOUTS:
+        spec = pairing(name)
+        pipeline = build_full_size_pipeline(name)
         params = {"text_encoder": sum(p.numel() for p in pipeline.text_encoder.parameters()) / 1e6,
                   "unet": pipeline.unet.num_parameters() / 1e6, "decoder": pipeline.decoder.num_parameters() / 1e6}
         timing = torch_timings(pipeline, args.repeats)
-        generation = 2 * timing["text_encoder_s"] + spec["steps"] * timing["unet_step_s"] + timing["decoder_s"]
-        result["layouts"][name] = {"steps": spec["steps"], "slim_decoder": spec["slim"], "params_m": params,
-                                   "gmacs_batch1": gmacs(name, spec["slim"]), "torch_cpu": {**timing, "generation_s": generation}}
+        generation = 2 * timing["text_encoder_s"] + spec.steps * timing["unet_step_s"] + timing["decoder_s"]
+        result["layouts"][name] = {"steps": spec.steps, "slim_decoder": spec.slim_decoder, "params_m": params,
+                                   "gmacs_batch1": gmacs(name), "torch_cpu": {**timing, "generation_s": generation}}
         print(name, json.dumps(result["layouts"][name]), flush=True)
         save_pipeline(pipeline, args.work / name, overwrite=True)
         del pipeline
@@ -163,10 +171,10 @@ def update_torch_timings(repeats: int) -> None:
     from snapfusion_coreml.modeling.factory import build_full_size_pipeline
 
     result = json.loads((RESULTS / "convert_full_size.json").read_text())
-    for name, spec in LAYOUTS.items():
-        pipeline = build_full_size_pipeline(name, slim_decoder=spec["slim"])
+    for name in LAYOUTS:
+        pipeline = build_full_size_pipeline(name)
         timing = torch_timings(pipeline, repeats)
-        timing["generation_s"] = 2 * timing["text_encoder_s"] + spec["steps"] * timing["unet_step_s"] + timing["decoder_s"]
+        timing["generation_s"] = 2 * timing["text_encoder_s"] + pairing(name).steps * timing["unet_step_s"] + timing["decoder_s"]
         result["layouts"][name]["torch_cpu"] = timing
         print(name, json.dumps(timing), flush=True)
         del pipeline

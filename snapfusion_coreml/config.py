@@ -349,6 +349,32 @@ class EncoderConfig:
         return config
 
 
+SD_V15_LAYOUT = "sd-v1.5"
+
+
+@dataclass(frozen=True)
+class LayoutPairing:
+    """The decoder and step count SnapFusion runs a UNet layout with (paper Sec. 5): SD-v1.5, the
+    baseline, the full-width decoder for 50 steps; the efficient UNets the slim decoder (0.5 width)
+    for 8 steps. The latency estimate of a preset, full-size benchmark models and their results
+    all read it here."""
+
+    slim_decoder: bool
+
+    @classmethod
+    def of(cls, layout: UNetLayout) -> "LayoutPairing":
+        """By the layout's name (what it is, not the path or preset it was read from)."""
+        return cls(slim_decoder=layout.name != SD_V15_LAYOUT)
+
+    @property
+    def decoder(self) -> DecoderConfig:
+        return DecoderConfig(width_multiplier=0.5 if self.slim_decoder else 1.0)
+
+    @property
+    def steps(self) -> int:
+        return 8 if self.slim_decoder else 50
+
+
 BETA_SCHEDULES = ("scaled_linear", "linear")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")

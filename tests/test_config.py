@@ -6,6 +6,7 @@ import pytest
 from snapfusion_coreml.config import (
     RESNET,
     TRANSFORMER,
+    LayoutPairing,
     StageLayout,
     UNetLayout,
     block_name,
@@ -53,6 +54,22 @@ def test_block_name_is_the_diffusers_module_name_for_every_record():
     latency = LatencyEntry(spec.stage, spec.index, spec.kind, 8, 4, 4, 1, 1.0, 2.0)
     assert spec.name == entry.name == latency.name == block_name(spec.stage, spec.kind, spec.index)
     assert LatencyTable((latency,)).lookup(spec.stage, spec.kind, spec.index) is latency
+
+
+def test_layout_pairing_goes_by_the_layout_name_not_the_path_it_was_read_from(tmp_path):
+    """SD-v1.5 runs the full decoder for 50 steps, every other layout the slim one for 8; a copy of
+    the SD-v1.5 layout under another file name is still SD-v1.5."""
+    from snapfusion_coreml.assets import layouts_dir
+    from snapfusion_coreml.latency.estimate import shapes_from_preset
+
+    sd, sf = LayoutPairing.of(resolve_layout("sd-v1.5")), LayoutPairing.of(resolve_layout("snapfusion"))
+    assert (sd.slim_decoder, sd.steps, sd.decoder.width_multiplier) == (False, 50, 1.0)
+    assert (sf.slim_decoder, sf.steps, sf.decoder.width_multiplier) == (True, 8, 0.5)
+    copy = tmp_path / "baseline.json"
+    copy.write_text((layouts_dir() / "sd-v1.5.json").read_text())
+    assert LayoutPairing.of(load_layout(copy)) == sd
+    shapes = shapes_from_preset(str(copy))
+    assert (shapes.decoder, shapes.defaults.steps) == (sd.decoder, 50)
 
 
 def test_layout_round_trips_through_json(tmp_path):

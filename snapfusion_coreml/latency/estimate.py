@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DecoderConfig, PipelineDefaults, SchedulerConfig, UNetLayout, resolve_layout
+from ..config import DecoderConfig, LayoutPairing, PipelineDefaults, SchedulerConfig, UNetLayout, resolve_layout
 from ..errors import UserError
 from ..guidance import runs_cfg
 from ..io import read_json
@@ -77,11 +77,10 @@ def shapes_from_model(model: Path) -> ModelShapes:
 
 
 def shapes_from_preset(layout: str) -> ModelShapes:
-    """A layout preset with the decoder SnapFusion pairs it with: full for sd-v1.5, 0.5 width otherwise."""
+    """A layout preset with the decoder and steps SnapFusion pairs it with (config.LayoutPairing)."""
     resolved = resolve_layout(layout)
-    full = resolved.name == "sd-v1.5"
-    return ModelShapes(resolved, DecoderConfig(width_multiplier=1.0 if full else 0.5),
-                       PipelineDefaults(steps=50 if full else 8), dict(CLIP_TEXT))
+    pairing = LayoutPairing.of(resolved)
+    return ModelShapes(resolved, pairing.decoder, PipelineDefaults(steps=pairing.steps), dict(CLIP_TEXT))
 
 
 def sampling(shapes: ModelShapes, steps: int | None = None, sampler: str | None = None,

@@ -3,13 +3,20 @@ demo, full-size ones for benchmarks. Nothing is downloaded."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 
 from ..assets import tokenizer_dir
-from ..config import DecoderConfig, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout, resolve_layout
+from ..config import (
+    DecoderConfig,
+    LayoutPairing,
+    PipelineDefaults,
+    SchedulerConfig,
+    StageLayout,
+    UNetLayout,
+    resolve_layout,
+)
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer
 from .attention import AttentionImpl
@@ -69,10 +76,10 @@ def build_tiny_pipeline(layout: UNetLayout | None = None, seed: int = 0, predict
 
 def build_full_size_pipeline(layout_name: str = "snapfusion", slim_decoder: bool | None = None, seed: int = 0,
                              attention: AttentionImpl | str = AttentionImpl.SPLIT_EINSUM) -> Pipeline:
-    """A random-weight full-size pipeline (CLIP ViT-L/14 text tower, 512x512) for benchmarks."""
+    """A random-weight full-size pipeline (CLIP ViT-L/14 text tower, 512x512) for benchmarks, with
+    the decoder and steps SnapFusion pairs the layout with (config.LayoutPairing) unless
+    `slim_decoder` says otherwise."""
     layout = resolve_layout(layout_name)
-    slim = (layout_name != "sd-v1.5") if slim_decoder is None else slim_decoder
-    decoder = dataclasses.replace(DecoderConfig(), width_multiplier=0.5 if slim else 1.0)
-    steps = 8 if slim else 50
-    return build_pipeline(layout, CLIP_L14_TEXT, decoder, SchedulerConfig(prediction_type="v_prediction"),
-                          PipelineDefaults(steps=steps), seed, attention)
+    pairing = LayoutPairing.of(layout) if slim_decoder is None else LayoutPairing(slim_decoder)
+    return build_pipeline(layout, CLIP_L14_TEXT, pairing.decoder, SchedulerConfig(prediction_type="v_prediction"),
+                          PipelineDefaults(steps=pairing.steps), seed, attention)
