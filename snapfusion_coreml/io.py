@@ -304,14 +304,24 @@ _FILE_MODE = _file_mode()
 
 
 @contextmanager
-def temporary_sibling(path: Path) -> Iterator[Path]:
-    """A new, empty file beside `path` under an unpredictable name, created exclusively (a link or
-    file already there is never followed or reused); removed unless moved into place."""
+def atomic_file(path: Path) -> Iterator[Path]:
+    """The one way an output file is written: yield a new, empty temporary sibling `.NAME.XXXXXXXX.partial`
+    (created exclusively under an unpredictable name, so a link or file already there is never
+    followed or reused) to fill; on success it gets a new file's mode and replaces `path` in one
+    os.replace, on any failure it is removed and a previous `path` stays as it was. A file that is
+    or lies inside an input is refused; the parent folder is created."""
+    path = Path(path)
+    check_separate(path, what="an output file")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+        if Path(os.path.abspath(path)) in CLAIMED_OUTPUTS:
+            WRITTEN_OUTPUTS.append(Path(os.path.abspath(path)))
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -354,18 +364,14 @@ def process_temp_folder() -> Iterator[Path]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON, atomically (a temporary sibling moved into place)."""
+    """Write `data` as indented JSON, atomically (atomic_file)."""
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write `text` as UTF-8, atomically; a file that is or lies inside an input is refused."""
-    path = Path(path)
-    check_separate(path, what="an output file")
-    with temporary_sibling(path) as tmp:
+    """Write `text` as UTF-8, atomically (atomic_file)."""
+    with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
 
 
 def move_into_place(tmp: Path, out: Path) -> None:
@@ -448,15 +454,8 @@ def dir_size(path: Path) -> int:
 
 
 def write_png(path: Path, image) -> None:
-    """Write an (H, W, 3) uint8 array as a PNG, atomically (a temporary sibling moved into place)."""
+    """Write an (H, W, 3) uint8 array as a PNG, atomically (atomic_file)."""
     from PIL import Image
 
-    path = Path(path)
-    check_separate(path, what="an output file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with temporary_sibling(path) as tmp:
+    with atomic_file(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-        if Path(os.path.abspath(path)) in CLAIMED_OUTPUTS:
-            WRITTEN_OUTPUTS.append(Path(os.path.abspath(path)))

@@ -235,6 +235,46 @@ def test_json_writes_never_follow_a_link_at_a_temporary_name(tmp_path):
     assert oct((tmp_path / "a.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
+def test_atomic_file_fills_a_hidden_sibling_and_leaves_nothing_on_failure(tmp_path):
+    """io.atomic_file, the one writer of output files: `.NAME.XXXXXXXX.partial` beside the file,
+    a new file's mode on success; on failure the previous file stays and no temporary is left."""
+    import re
+
+    from snapfusion_coreml.io import atomic_file
+
+    target = tmp_path / "deep" / "a.bin"
+    with atomic_file(target) as tmp:
+        assert tmp.parent == target.parent and re.fullmatch(r"\.a\.bin\.\w{8}\.partial", tmp.name), tmp.name
+        tmp.write_bytes(b"good")
+    assert target.read_bytes() == b"good" and oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("the writer failed")
+    assert target.read_bytes() == b"good" and sorted(p.name for p in target.parent.iterdir()) == ["a.bin"]
+
+
+def test_weights_are_written_atomically(tmp_path, monkeypatch):
+    """modeling.checkpoint.save_weights goes through io.atomic_file: a failing save keeps the
+    previous weights and leaves no partial file."""
+    import safetensors.torch
+
+    from snapfusion_coreml.modeling.checkpoint import save_weights
+
+    path = tmp_path / "model.safetensors"
+    save_weights(torch.nn.Linear(2, 2), path)
+    before = path.read_bytes()
+
+    def full_disk(state, name):
+        Path(name).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError):
+        save_weights(torch.nn.Linear(2, 2), path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -174,6 +174,9 @@ def test_write_report_creates_markdown_and_png(tmp_path):
     assert written.markdown.read_text().count(load_benchmark(BENCHMARK).device_model) == 2
     png = written.plot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # the plot gets a new file's mode like report.md (io.atomic_file), not the temporary's 0o600
+    assert written.plot.stat().st_mode & 0o777 == written.markdown.stat().st_mode & 0o777
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.md", "report.png"]
 
 
 def test_report_command(tmp_path):

@@ -10,13 +10,12 @@ output can be put next to the device numbers; the report says where device, step
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..io import check_separate, read_json, temporary_sibling, write_text
+from ..io import atomic_file, read_json, write_text
 from ..optional import require
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"
@@ -337,8 +336,6 @@ def write_report(files: list[Path], out_dir: Path, estimates: list[Path] | None 
                  "rows marked comparable describe the same device, steps, image size and UNet batch.\n")
     write_text(markdown, text + f"\n![latency]({PLOT_NAME})\n")
     png = out_dir / PLOT_NAME
-    check_separate(png, what="an output file")
-    with temporary_sibling(png) as tmp:  # never through a link planted at the name
+    with atomic_file(png) as tmp:  # never through a link planted at the name
         plot(results, tmp)
-        os.replace(tmp, png)
     return ReportFiles(markdown, png, tuple(results), tuple(estimated))

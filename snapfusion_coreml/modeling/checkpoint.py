@@ -6,7 +6,6 @@ a 1x1 conv for the Neural Engine. `load_weights` reshapes at load, `checkpoint_s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..io import atomic_file
 from .attention import Conv1x1
 
 M = TypeVar("M", bound=nn.Module)
@@ -124,12 +124,11 @@ def _abbreviate(items: list[str], limit: int = 8) -> str:
 
 
 def save_weights(module: nn.Module, path: Path, dtype: torch.dtype | None = None) -> None:
-    """Write the module's checkpoint state dict as safetensors (cast to dtype if given), atomically."""
+    """Write the module's checkpoint state dict as safetensors (cast to dtype if given), atomically (io.atomic_file)."""
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".partial")
     state = checkpoint_state_dict(module)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        save_file(state, str(tmp))
