@@ -11,6 +11,7 @@ import numpy as np
 from .contracts.pipeline_json import Component, PipelineManifest
 from .coreml.features import describe_features
 from .coreml.tools import SPEC_VERSION_TARGETS
+from .coreml.weights import large_weight
 from .errors import UserError
 from .io import dir_size
 
@@ -41,7 +42,7 @@ def inspect_package(path: Path) -> dict[str, Any]:
             bits[b] = bits.get(b, 0) + n
         elif op.op_type == "const" and op.outputs[0].val is not None:
             val = op.outputs[0].val
-            if isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.size >= 2048:
+            if isinstance(val, np.ndarray) and val.dtype.kind == "f" and large_weight(val.size):
                 dense += val.size
     weights = dense + palettized
     meta = dict(spec.description.metadata.userDefined)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..coreml.weights import GROUP_SIZE, WEIGHT_OPS, palettizable_consts
+from ..coreml.weights import GROUP_SIZE, MIN_WEIGHT_SIZE, WEIGHT_OPS, palettizable_consts
 from .components import ComponentSpec
 from .kmeans import kmeans_lut_function
 from .options import ConvertOptions
@@ -28,10 +28,10 @@ def palettizer_config(bits: int, method: str, grouped: bool):
     from coremltools.optimize.coreml import OpPalettizerConfig
 
     granularity = "per_grouped_channel" if grouped else "per_tensor"
+    common = dict(granularity=granularity, group_size=GROUP_SIZE, weight_threshold=MIN_WEIGHT_SIZE)
     if method == "kmeans":
-        return OpPalettizerConfig(mode="custom", lut_function=kmeans_lut_function(bits), granularity=granularity,
-                                  group_size=GROUP_SIZE)
-    return OpPalettizerConfig(mode=method, nbits=bits, granularity=granularity, group_size=GROUP_SIZE)
+        return OpPalettizerConfig(mode="custom", lut_function=kmeans_lut_function(bits), **common)
+    return OpPalettizerConfig(mode=method, nbits=bits, **common)
 
 
 def _shared_constants(function) -> list[str]:

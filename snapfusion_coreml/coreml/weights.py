@@ -9,12 +9,22 @@ GROUP_SIZE = 16  # output channels per look-up table with per-grouped-channel pa
 # Only weights feeding these ops are palettized: the token embedding (gather), attention masks
 # and other constants stay as they are.
 WEIGHT_OPS = ("conv", "linear", "matmul")
-MIN_WEIGHT_SIZE = 2048  # coremltools' default weight_threshold: smaller weights stay fp16
+# Apple's convention: a weight is compressed only when it has MORE elements than this; smaller
+# ones (biases, norms, tiny projections) stay fp16, where a look-up table would save next to
+# nothing. It is coremltools' OpPalettizerConfig weight_threshold (default 2048), which compresses
+# a const "only if its total number of elements are greater than weight_threshold"; the converter
+# passes it explicitly, so the selection here and coremltools' own check are one rule.
+MIN_WEIGHT_SIZE = 2048
+
+
+def large_weight(size: int) -> bool:
+    """Whether a weight of `size` elements is large enough to be compressed (> MIN_WEIGHT_SIZE)."""
+    return size > MIN_WEIGHT_SIZE
 
 
 def palettizable_weights(mlmodel) -> dict[str, np.ndarray]:
     """const op name -> value of every weight that is palettized: fed only to conv, linear or
-    matmul, rank >= 2, more than MIN_WEIGHT_SIZE elements; in program order."""
+    matmul, rank >= 2, large_weight; in program order."""
     return palettizable_consts(mlmodel._mil_program.functions["main"])
 
 
@@ -24,7 +34,7 @@ def palettizable_consts(function) -> dict[str, np.ndarray]:
     for op in function.operations:
         val = op.outputs[0].val if op.op_type == "const" else None
         children = op.outputs[0].child_ops if op.op_type == "const" else ()
-        if (isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.ndim >= 2 and val.size > MIN_WEIGHT_SIZE
+        if (isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.ndim >= 2 and large_weight(val.size)
                 and children and all(c.op_type in WEIGHT_OPS for c in children)):
             found[op.name] = val
     return found
