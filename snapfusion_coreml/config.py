@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from .assets import layouts_dir
-from .errors import UserError
+from .errors import UserError, expected
 from .image_size import vae_factor
 from .io import read_json
+from .json_fields import JsonFields, typed_fields
 
 RESNET = "resnet"
 TRANSFORMER = "transformer"
@@ -118,7 +119,6 @@ class UNetLayout:
         blocks = [kind for _, stage, _ in self.stages() for kind in stage.blocks]
         return {RESNET: blocks.count(RESNET), TRANSFORMER: blocks.count(TRANSFORMER)}
 
-    # --- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["down"] = [_stage_to_dict(s) for s in self.down]
@@ -130,20 +130,14 @@ class UNetLayout:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "layout") -> "UNetLayout":
-        if data.get("format") != LAYOUT_FORMAT:
-            raise UserError(f"expected a UNet layout with \"format\": \"{LAYOUT_FORMAT}\", got {data.get('format')!r} (in {source})")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - fields - {"format", "version"}
+        fields = JsonFields(data, "", source)
+        if fields.raw("format", None) != LAYOUT_FORMAT:
+            raise expected(f"a UNet layout with \"format\": \"{LAYOUT_FORMAT}\"", repr(data.get("format")), source)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)} - {"format", "version"}
         if unknown:
-            raise UserError(f"unknown layout keys {sorted(unknown)} (in {source})")
-        try:
-            kwargs = {k: v for k, v in data.items() if k in fields}
-            kwargs["down"] = tuple(_stage_from_dict(s) for s in data["down"])
-            kwargs["mid"] = _stage_from_dict(data["mid"])
-            kwargs["up"] = tuple(_stage_from_dict(s) for s in data["up"])
-            layout = cls(**kwargs)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"malformed UNet layout: {exc} (in {source})") from None
+            raise expected("known layout keys", f"unknown layout keys {sorted(unknown)}", source)
+        stages = lambda f, key, _: tuple(_stage(s) for s in f.objects(key))  # noqa: E731
+        layout = cls(**typed_fields(cls, fields, down=stages, up=stages, mid=lambda f, key, _: _stage(f.object(key))))
         layout.validate(source)
         return layout
 
@@ -177,13 +171,8 @@ def _stage_to_dict(stage: StageLayout) -> dict[str, Any]:
     return data
 
 
-def _stage_from_dict(data: dict[str, Any]) -> StageLayout:
-    return StageLayout(
-        width=int(data["width"]),
-        blocks=tuple(data["blocks"]),
-        heads=int(data.get("heads", 8)),
-        transformer_depth=int(data.get("transformer_depth", 1)),
-    )
+def _stage(fields: JsonFields) -> StageLayout:
+    return StageLayout(**typed_fields(StageLayout, fields))
 
 
 @dataclass(frozen=True)
@@ -262,19 +251,6 @@ def load_layout(path: Path) -> UNetLayout:
     return UNetLayout.from_dict(read_json(Path(path), "a UNet layout JSON file"), str(path))
 
 
-def _vae_config(cls, data: dict[str, Any], what: str, source: str):
-    """A VAE half's config dataclass from its JSON dict: unknown keys ignored, block_out_channels
-    as a tuple of ints; wrong types are one error line."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    try:
-        kwargs = {k: v for k, v in data.items() if k in fields}
-        if "block_out_channels" in kwargs:
-            kwargs["block_out_channels"] = tuple(int(c) for c in kwargs["block_out_channels"])
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"malformed {what} config: {exc} (in {source})") from None
-
-
 @dataclass(frozen=True)
 class DecoderConfig:
     """SD's VAE decoder (post_quant_conv + Decoder) with a channel width multiplier.
@@ -307,7 +283,7 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "decoder config") -> "DecoderConfig":
-        config = _vae_config(cls, data, "decoder", source)
+        config = cls(**typed_fields(cls, JsonFields(data, "", source)))
         for c in config.channels:
             if c <= 0 or c % config.norm_num_groups:
                 raise UserError(f"decoder channels {config.channels} must be multiples of norm_num_groups={config.norm_num_groups} (in {source})")
@@ -338,7 +314,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "encoder config") -> "EncoderConfig":
-        config = _vae_config(cls, data, "encoder", source)
+        config = cls(**typed_fields(cls, JsonFields(data, "", source)))
         if not config.block_out_channels or config.layers_per_block < 1 or config.in_channels < 1 or config.latent_channels < 1:
             raise UserError(f"expected an encoder config with block_out_channels, layers_per_block >= 1 and positive channel "
                             f"counts, got {config.to_dict()} (in {source})")
@@ -356,8 +332,7 @@ SD_V15_LAYOUT = "sd-v1.5"
 class LayoutPairing:
     """The decoder and step count SnapFusion runs a UNet layout with (paper Sec. 5): SD-v1.5, the
     baseline, the full-width decoder for 50 steps; the efficient UNets the slim decoder (0.5 width)
-    for 8 steps. The latency estimate of a preset, full-size benchmark models and their results
-    all read it here."""
+    for 8 steps (preset estimates, full-size benchmark models)."""
 
     slim_decoder: bool
 
@@ -397,15 +372,12 @@ class SchedulerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "scheduler config") -> "SchedulerConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        config = cls(**{k: v for k, v in data.items() if k in fields})
-        if config.beta_schedule not in BETA_SCHEDULES:
-            raise UserError(f"expected beta_schedule scaled_linear or linear, got {config.beta_schedule!r} (in {source})")
-        if config.prediction_type not in PREDICTION_TYPES:
-            raise UserError(f"expected prediction_type epsilon or v_prediction, got {config.prediction_type!r} (in {source})")
-        if config.timestep_spacing not in TIMESTEP_SPACINGS:
-            raise UserError(f"expected timestep_spacing trailing, leading or linspace, got {config.timestep_spacing!r} (in {source})")
-        return config
+        """Unknown keys (diffusers' other scheduler settings) are ignored."""
+        def choice(options: tuple[str, ...]):
+            return lambda f, key, default: f.string(key, options, default)
+
+        return cls(**typed_fields(cls, JsonFields(data, "", source), beta_schedule=choice(BETA_SCHEDULES),
+                                  prediction_type=choice(PREDICTION_TYPES), timestep_spacing=choice(TIMESTEP_SPACINGS)))
 
 
 @dataclass(frozen=True)
@@ -421,7 +393,7 @@ class PipelineDefaults:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PipelineDefaults":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields})
+    def from_dict(cls, data: dict[str, Any], source: str = "sampling defaults") -> "PipelineDefaults":
+        """Unknown keys are ignored."""
+        return cls(**typed_fields(cls, JsonFields(data, "", source)))
 

@@ -1,4 +1,5 @@
-"""Typed reading of one JSON object of a contract file (pipeline.json, a blocks manifest.json):
+"""Typed reading of one JSON object of a contract or config file (pipeline.json, a blocks
+manifest.json, a UNet layout, the VAE, scheduler and sampling-default configs):
 every wrong or missing value is one UserError line, "expected X, got Y (in FILE)".
 
     fields = JsonFields(data, "latent", "out/pipeline.json")
@@ -7,6 +8,7 @@ every wrong or missing value is one UserError line, "expected X, got Y (in FILE)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -103,6 +105,23 @@ class JsonFields:
                 raise self.fail(key, "a list of file names inside the folder (no / or \\, not . or ..)", values)
         return values
 
+    def boolean(self, key: str, default: Any = MISSING) -> bool:
+        if not self.has(key):
+            return self.raw(key, default)
+        value = self.data[key]
+        if not isinstance(value, bool):
+            raise self.fail(key, "true or false", value)
+        return value
+
+    def text(self, key: str, default: Any = MISSING) -> str:
+        """Any string, the empty one included (a free-text description)."""
+        if not self.has(key):
+            return self.raw(key, default)
+        value = self.data[key]
+        if not isinstance(value, str):
+            raise self.fail(key, "a string", value)
+        return value
+
     def string(self, key: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> str:
         if not self.has(key):
             return self.raw(key, default)
@@ -121,9 +140,9 @@ class JsonFields:
         if not self.has(key):
             return list(self.raw(key, default))
         value = self.data[key]
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):  # a tuple: a config dict built in Python (diffusers' FrozenDict)
             raise self.fail(key, "a list", value)
-        return value
+        return list(value)
 
     def objects(self, key: str, default: Any = MISSING) -> list["JsonFields"]:
         """A list of JSON objects, each as JsonFields at `key[i]`."""
@@ -145,3 +164,26 @@ class JsonFields:
 def is_file_name(value: str) -> bool:
     """One path component that stays in its folder."""
     return bool(value) and "/" not in value and "\\" not in value and "\0" not in value and value not in (".", "..")
+
+
+# How a dataclass field of each declared type is read from JSON (the field types config.py's dataclasses declare).
+_READERS = {
+    "int": JsonFields.integer, "int | None": JsonFields.integer, "float": JsonFields.number,
+    "bool": JsonFields.boolean, "str": JsonFields.text,
+    "tuple[int, ...]": JsonFields.integers, "tuple[str, ...]": JsonFields.strings,
+}
+
+
+def typed_fields(cls, fields: JsonFields, **readers) -> dict[str, Any]:
+    """Every field of the dataclass `cls` read from `fields` by its declared type (json_fields'
+    one-line errors); an absent or null key takes the field's default, a field without one must
+    be given. `readers` read other fields: (fields, key, default) -> value. Unknown keys are left
+    to the caller."""
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        default = MISSING if field.default is dataclasses.MISSING else field.default
+        if field.name in readers:
+            kwargs[field.name] = readers[field.name](fields, field.name, default)
+        else:
+            kwargs[field.name] = _READERS[field.type](fields, field.name, default=default)
+    return kwargs

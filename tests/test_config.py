@@ -94,6 +94,30 @@ def test_bad_layouts_get_one_clear_error(tmp_path, mutate, message):
         load_layout(tmp_path / "bad.json")
 
 
+def test_config_json_is_read_through_json_fields(tmp_path):
+    """Layouts and the VAE, scheduler and sampling-default configs are read by json_fields: a wrong
+    type is one "expected KEY as TYPE, got VALUE (in FILE)" line; an empty description is fine."""
+    from snapfusion_coreml.config import DecoderConfig, PipelineDefaults, SchedulerConfig
+
+    data = resolve_layout("snapfusion").to_dict()
+    data["down"][0]["width"] = "320"
+    with pytest.raises(UserError) as err:
+        UNetLayout.from_dict(data, "l.json")
+    assert str(err.value) == "expected down[0].width as an integer, got a string '320' (in l.json)"
+    data = dict(resolve_layout("snapfusion").to_dict(), description="", use_linear_projection="no")
+    with pytest.raises(UserError, match=r"^expected use_linear_projection as true or false, got a string 'no' \(in l.json\)$"):
+        UNetLayout.from_dict(data, "l.json")
+    del data["use_linear_projection"]
+    assert UNetLayout.from_dict(data, "l.json").description == ""
+    with pytest.raises(UserError, match=r"^expected beta_schedule as scaled_linear or linear, got a string 'cosine' \(in s.json\)$"):
+        SchedulerConfig.from_dict({"beta_schedule": "cosine", "_class_name": "DDIMScheduler"}, "s.json")
+    with pytest.raises(UserError, match=r"^expected block_out_channels\[1\] as an integer, got a string 'x' \(in d.json\)$"):
+        DecoderConfig.from_dict({"block_out_channels": [128, "x"]}, "d.json")
+    with pytest.raises(UserError, match=r"^expected steps as an integer, got a number 8.5 \(in p.json\)$"):
+        PipelineDefaults.from_dict({"steps": 8.5}, "p.json")
+    assert PipelineDefaults.from_dict({"steps": 4, "other": 1}) == PipelineDefaults(steps=4)  # unknown keys ignored
+
+
 def test_unknown_preset_and_invalid_json(tmp_path):
     with pytest.raises(UserError, match="unknown layout preset 'nope'"):
         resolve_layout("nope")

@@ -59,7 +59,8 @@ def shapes_from_model(model: Path) -> ModelShapes:
     scheduler_path = root / "scheduler" / "scheduler_config.json"
     scheduler_config = read_json(scheduler_path, "the scheduler config") if scheduler_path.is_file() else None
     if (root / "snapfusion.json").is_file():
-        defaults = PipelineDefaults.from_dict(read_json(root / "snapfusion.json", "the sampling defaults"))
+        path = root / "snapfusion.json"
+        defaults = PipelineDefaults.from_dict(read_json(path, "the sampling defaults"), str(path))
     else:
         from ..modeling.diffusers_config import diffusers_defaults
 

@@ -77,7 +77,8 @@ class ModelFolder:
         self.scheduler_config = read_json(sched_path, "the scheduler config")
         if self.own:
             self.scheduler = SchedulerConfig.from_dict(self.scheduler_config, str(sched_path))
-            self.defaults = PipelineDefaults.from_dict(read_json(self.root / "snapfusion.json", "the sampling defaults"))
+            defaults_path = self.root / "snapfusion.json"
+            self.defaults = PipelineDefaults.from_dict(read_json(defaults_path, "the sampling defaults"), str(defaults_path))
         else:
             vae_config = read_json(_component(self.root, "vae") / "config.json", "the VAE config")
             self.scheduler = scheduler_from_diffusers(self.scheduler_config, str(sched_path))
