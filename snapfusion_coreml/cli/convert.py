@@ -134,13 +134,13 @@ def convert(
     if as_json:
         print_json({"out": str(summary.out), "format": fmt, "components": [
             {"component": r.key, "files": r.files, "size_bytes": r.size_bytes, "sha256": r.sha256,
-             "compression": r.compression, "seconds": round(r.seconds, 3)} for r in summary.results]})
+             "compression": r.compression.to_dict(), "seconds": round(r.seconds, 3)} for r in summary.results]})
         return
     table = Table()
     for column in ("component", "files", "size", "compression", "time"):
         table.add_column(column)
     for r in summary.results:
         comp = r.compression
-        text = "fp16" if comp.get("mode") == "none" else f"{comp.get('bits')}-bit {comp.get('method')} ({comp.get('granularity')})"
+        text = "fp16" if comp.mode == "none" else f"{comp.bits}-bit {comp.method} ({comp.granularity})"
         table.add_row(r.key, ", ".join(r.files), human_bytes(r.size_bytes), text, f"{r.seconds:.1f} s")
     print_titled(stdout_console(), str(summary.out), table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..contracts.pipeline_json import Compression
 from ..coreml.weights import GROUP_SIZE, MIN_WEIGHT_SIZE, WEIGHT_OPS, palettizable_consts
 from .components import ComponentSpec
 from .kmeans import kmeans_lut_function
@@ -113,13 +114,14 @@ def conversion_pass_pipeline(spec: ComponentSpec, options: ConvertOptions):
     return pipeline
 
 
-def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions, mixed_recipe: MixedRecipe | None = None):
-    """(compressed model, summary for pipeline.json) of a model converted with
+def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions,
+                   mixed_recipe: MixedRecipe | None = None) -> tuple[Any, Compression]:
+    """(compressed model, its pipeline.json compression record) of a model converted with
     conversion_pass_pipeline: one bit width is already applied; a `mixed:BITS` recipe is computed
     by mixed_recipe and applied here."""
     compression = options.compression_for(spec.key, spec.compress)
     if not compression.enabled:
-        return mlmodel, {"mode": "none"}
+        return mlmodel, Compression("none")
     grouped = options.grouped_channel_luts
     granularity = "per_grouped_channel" if grouped else "per_tensor"
     if compression.mode == "mixed":
@@ -127,8 +129,7 @@ def compress_model(mlmodel, spec: ComponentSpec, options: ConvertOptions, mixed_
             raise ValueError(NO_MIXED_RECIPE)
         recipe = mixed_recipe(mlmodel, spec, compression.bits, compression.method, grouped)
         model = palettize(mlmodel, 0, compression.method, grouped, per_op_bits=recipe.bits)
-        return model, {"mode": "palettize", "recipe": "mixed", "bits": round(recipe.average_bits, 3),
-                       "target_bits": compression.bits, "method": compression.method, "granularity": granularity,
-                       "layers": recipe.bits, "predicted_psnr_db": recipe.predicted_psnr}
-    return mlmodel, {"mode": "palettize", "bits": int(compression.bits), "method": compression.method,
-                     "granularity": granularity}
+        return model, Compression("palettize", round(recipe.average_bits, 3), compression.method, granularity,
+                                  recipe="mixed", target_bits=compression.bits, layers=recipe.bits,
+                                  predicted_psnr_db=recipe.predicted_psnr)
+    return mlmodel, Compression("palettize", int(compression.bits), compression.method, granularity)

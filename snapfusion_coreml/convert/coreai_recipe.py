@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..contracts.pipeline_json import Compression
 from ..coreai.runtime import ASSET_SUFFIX
 from ..coreai.tools import kmeans_build_tools, require_coreai
 from ..coreml.weights import GROUP_SIZE
@@ -102,16 +103,16 @@ def convert_component_coreai(spec: ComponentSpec, options: ConvertOptions, out_d
     program = to_coreai(spec)
     spec.module = None  # the float32 module is no longer needed
     compression = options.compression_for(spec.key, spec.compress)
-    summary: dict = {"mode": "none"}
+    summary = Compression("none")
     if compression.mode == "palettize":
         program = palettize(program, int(compression.bits))
-        summary = {"mode": "palettize", "bits": compression.bits, "method": "kmeans", "granularity": GRANULARITY}
+        summary = Compression("palettize", compression.bits, "kmeans", GRANULARITY)
     authoring = require_coreai("coreai.runtime")
     metadata = authoring.AIModelAssetMetadata()
     metadata.author = "snapfusion-coreml"
     metadata.model_description = f"{spec.key} of a snapfusion-coreml pipeline ({__version__})"
     metadata.set_custom("snapfusion.component", spec.key)
-    metadata.set_custom("snapfusion.compression", summary["mode"])
+    metadata.set_custom("snapfusion.compression", summary.mode)
     if spec.attention:
         metadata.set_custom("snapfusion.attention", spec.attention)
     file = COREAI_FILE_NAMES[spec.key]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import __version__
-from ..contracts.pipeline_json import Component, Compression, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Size, Source, TensorSpec, Tokenizer
+from ..contracts.pipeline_json import Component, Guidance, Latent, LoraRecord, NoiseSchedule, PipelineManifest, Size, Source, TensorSpec, Tokenizer
 from ..guidance import runs_cfg
 from ..image_size import VAE_FACTOR, ImageSize
 from ..io import recorded_path
@@ -65,7 +65,7 @@ def build_pipeline_manifest(source, options: ConvertOptions, latent: tuple[int, 
             precision="float16",
             deployment_target=COREAI_DEPLOYMENT_TARGET if options.format == "coreai" else options.target,
             attention=options.attention.value if result.key == "unet" else None,
-            compression=Compression.from_dict(result.compression),
+            compression=result.compression,
             size_bytes=result.size_bytes,
             format=options.format,
         )

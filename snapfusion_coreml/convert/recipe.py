@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..contracts.pipeline_json import Compression
 from ..coreml.features import NUMPY_DTYPES, describe_features
 from ..coreml.passes import lean_pass_pipelines
 from ..coreml.tools import quiet_coremltools
@@ -37,7 +38,7 @@ class ComponentResult:
     files: list[str]
     seconds: float
     size_bytes: int
-    compression: dict
+    compression: Compression
     outputs: list[dict] = field(default_factory=list)
     sha256: str = ""
 
@@ -116,7 +117,7 @@ def convert_component(spec: ComponentSpec, options: ConvertOptions, out_dir: Pat
     return ComponentResult(spec.key, files, time.perf_counter() - start, size, compression, outputs, digest)
 
 
-def stamp(mlmodel, spec: ComponentSpec, compression: dict) -> None:
+def stamp(mlmodel, spec: ComponentSpec, compression: Compression) -> None:
     """The package metadata: nothing that changes between runs of the same conversion (no dates,
     no paths; the source model is named in pipeline.json)."""
     mlmodel.author = "snapfusion-coreml"
@@ -124,7 +125,7 @@ def stamp(mlmodel, spec: ComponentSpec, compression: dict) -> None:
     mlmodel.short_description = f"{spec.key} of a snapfusion-coreml pipeline"
     mlmodel.user_defined_metadata.update({
         "snapfusion.component": spec.key,
-        "snapfusion.attention": spec.attention or "", "snapfusion.compression": compression.get("mode", "none"),
+        "snapfusion.attention": spec.attention or "", "snapfusion.compression": compression.mode,
     })
 
 
@@ -140,7 +141,7 @@ def convert_multifunction(specs: list[ComponentSpec], functions: list[str], opti
     spec0 = specs[0]
     work = out_dir / f".{spec0.key}.functions"
     recipe = SameRecipe(mixed_recipe) if mixed_recipe is not None else None
-    compression: dict = {}
+    compression = Compression("none")
     outputs: list[dict] = []
     parts: dict[str, list[Path]] = {}  # final file name -> one single-function package per size
     for i, (spec, function) in enumerate(zip(specs, functions)):

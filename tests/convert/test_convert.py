@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from snapfusion_coreml.contracts.pipeline_json import Compression
 from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_compression, pipeline as convert_module
 from snapfusion_coreml.convert.kmeans import kmeans_1d
 from snapfusion_coreml.errors import UserError
@@ -117,7 +118,7 @@ def test_failure_mid_write_keeps_previous_output(tiny_pipeline, tmp_path, monkey
         (tmp / spec.file).mkdir()
         if len(calls) == 2:
             raise failure
-        return convert_module.ComponentResult(spec.key, [spec.file], 0.0, 0, {"mode": "none"})
+        return convert_module.ComponentResult(spec.key, [spec.file], 0.0, 0, Compression("none"))
 
     monkeypatch.setattr(convert_module, "convert_component", fail_on_second)
     expected = UserError if isinstance(failure, OSError) else type(failure)
