@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from ..assets import default_model_dir
-from ..convert_spec import (
-    DEFAULT_COMPONENTS,
-    check_coreai_flags,
-    check_overrides_converted,
-    parse_components,
-    parse_lora_option,
-    parse_palettize,
-    resolve_target,
-)
-from ..coreai.tools import check_coreai_installed
+from ..convert_spec import DEFAULT_COMPONENTS, parse_components, parse_lora_option, parse_palettize
 from ..errors import check_interrupted
-from ..io import claim_output
 from ..modeling.attention_impl import AttentionImpl
-from ..modeling.source import resolve_model_path
 from .options import (
     Target,
     at_least,
-    check_image_size_fits,
     eta_option,
     finite,
     human_bytes,
@@ -86,49 +74,47 @@ def convert(
 ) -> None:
     """Convert a text-to-image pipeline to Core ML packages (or Core AI assets) for iPhone, iPad and Mac."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..convert import ConvertOptions, convert_model
+
+    compression, per_component = parse_palettize(palettize, palettize_mode)
+    options = ConvertOptions(
+        out=out, components=DEFAULT_COMPONENTS if components is None else parse_components(components),
+        attention=attention, compression=compression, component_compression=per_component, image_size=image_size or None,
+        unet_batch=unet_batch, target=None if target is None else target.value, chunk_unet=chunk_unet,
+        overwrite=overwrite, layout=layout, allow_pickle=allow_pickle, base=base,
+        loras=tuple(parse_lora_option(text) for text in lora or ()), sampler=sampler, steps=steps, guidance=guidance,
+        eta=eta, format=fmt,
+    )
+    console = stderr_console()
+    with ExitStack() as stack:  # the progress display opens with the first component
+        tasks: dict[str, int] = {}
+
+        def on_component(key: str, event: str) -> None:
+            check_interrupted()
+            if not tasks:
+                tasks["progress"] = stack.enter_context(Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                                                 TimeElapsedColumn(), console=console))
+            progress = tasks["progress"]
+            if event == "start":
+                tasks[key] = progress.add_task(f"converting {key}", total=1)
+            else:
+                progress.update(tasks[key], completed=1, description=f"converted {key}")
+
+        summary = convert_model(model, options, on_component, _mixed_bit_recipe)
+    _print_summary(summary, fmt, as_json, console)
+
+
+def _mixed_bit_recipe(*args, **kwargs):
+    """mixed_bits.mixed_bit_recipe, imported (with torch and coremltools) only when a mixed recipe runs."""
+    from ..mixed_bits import mixed_bit_recipe
+
+    return mixed_bit_recipe(*args, **kwargs)
+
+
+def _print_summary(summary, fmt: str, as_json: bool, console) -> None:
     from rich.table import Table
 
-    # every flag is checked before torch or coremltools is imported
-    compression, per_component = parse_palettize(palettize, palettize_mode)
-    converted = DEFAULT_COMPONENTS if components is None else parse_components(components)
-    check_overrides_converted(per_component, converted)
-    sizes = image_size or ()
-    target_name = resolve_target(None if target is None else target.value, len(sizes), fmt)
-    if fmt == "coreai":
-        check_coreai_flags(chunk_unet, compression, per_component)
-        check_coreai_installed("convert --format coreai")
-    loras = tuple(parse_lora_option(text) for text in lora or ())
-    for spec in loras:
-        spec.check_file()
-    source = str(model or default_model_dir())
-    folder = resolve_model_path(source, allow_file=True)
-    for size in sizes:
-        check_image_size_fits(size, folder, layout)
-    console = stderr_console()
-    with claim_output(out, overwrite, inputs=[source, layout]):
-        from ..convert import ConvertOptions, convert_pipeline
-        from ..memory import unmap_large_allocations
-        from ..mixed_bits import mixed_bit_recipe
-
-        options = ConvertOptions(
-            out=out, components=converted, attention=attention, compression=compression,
-            component_compression=per_component, image_size=sizes or None, unet_batch=unet_batch, target=target_name,
-            chunk_unet=chunk_unet, overwrite=overwrite, layout=layout, allow_pickle=allow_pickle, base=base, loras=loras,
-            sampler=sampler, steps=steps, guidance=guidance, eta=eta,
-            format=fmt,
-        )
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
-            tasks: dict[str, int] = {}
-
-            def on_component(key: str, event: str) -> None:
-                check_interrupted()
-                if event == "start":
-                    tasks[key] = progress.add_task(f"converting {key}", total=1)
-                else:
-                    progress.update(tasks[key], completed=1, description=f"converted {key}")
-
-            unmap_large_allocations()  # freed weights and activations leave the process (memory.py)
-            summary = convert_pipeline(source, options, on_component, mixed_bit_recipe)
     for report in summary.mapping:
         console.print(f"UNet layout mapping:\n{report}")
     if as_json:

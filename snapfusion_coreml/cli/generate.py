@@ -4,16 +4,15 @@ the Core ML packages of a converted folder (run by the Linux interpreter); `--in
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..assets import default_model_dir
-from ..errors import UserError, check_interrupted
-from ..io import claim_file, os_error, writable_parent
-from ..modeling.source import resolve_model_path
-from .options import at_least, check_image_size_fits, check_steps_fit, eta_option, finite, image_size_option, one_of, print_json, sampler_option, seed_in_range, stderr_console
+from ..errors import check_interrupted
+from ..generation import GenerateRequest, generate_png
+from .options import at_least, eta_option, finite, image_size_option, one_of, print_json, sampler_option, seed_in_range, stderr_console
 
 
 def register(app: typer.Typer) -> None:
@@ -55,93 +54,23 @@ def generate(
     folder, with its Core ML packages run by the interpreter: the image the phone draws."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..contracts.pipeline_json import PIPELINE_JSON
-
-    if out.suffix.lower() != ".png":
-        raise UserError(f"expected an output file ending in .png, got {out}")
-    if strength is not None and init_image is None:
-        raise UserError(f"expected --strength only with --init-image, got --strength {strength} alone")
-    if init_image is not None:
-        from ..init_image import open_init_image
-        from ..samplers.img2img import check_strength
-
-        strength = check_strength(0.8 if strength is None else strength)
-        start = open_init_image(init_image)  # a bad file fails before any model is read
-    if out.is_dir():
-        raise UserError(f"expected an output file ending in .png, got a folder: {out}")
-    writable_parent(out)
-    claim_file(out)  # Ctrl-C from here on: "interrupted; OUT untouched"
-    converted = model is not None and (Path(model) / PIPELINE_JSON).is_file()
-    if converted and device == "cuda":
-        raise UserError("expected --device auto or cpu for a converted folder (the interpreter runs on the CPU), got cuda")
-    if not converted:
-        if precision is not None:
-            raise UserError(f"expected --precision only with a converted folder (with {PIPELINE_JSON}), got a model: {model or default_model_dir()}")
-        model_path = resolve_model_path(str(model or default_model_dir()))  # a missing MODEL fails before torch is imported
-        check_image_size_fits(image_size, model_path)
-    else:  # one of the sizes the folder was converted for, from pipeline.json alone
-        from ..contracts.pipeline_json import PipelineManifest
-
-        PipelineManifest.read(model).size(image_size, str(Path(model) / PIPELINE_JSON))
-    check_steps_fit(steps, Path(model) if converted else model_path, converted)
-
-    import torch
-
-    from ..io import write_png
-
-    if converted:
-        from ..interpreter.backend import load_package_pipeline
-
-        pipeline = load_package_pipeline(model, precision or "fp16")
-        if init_image is not None and "encoder" not in pipeline.folder.components:
-            raise UserError(f"expected a VAE encoder in {model} for --init-image, found none: "
-                            "convert with --components including encoder")
-    else:
-        from ..modeling.attention import AttentionImpl
-        from ..modeling.loading import ModelFolder
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        folder = ModelFolder(str(model or default_model_dir()), attention=AttentionImpl.ORIGINAL, allow_pickle=allow_pickle)
-        if init_image is not None:
-            from ..samplers.img2img import start_index
-
-            start_index(steps or folder.defaults.steps, strength)  # too few steps: before the weights are read
-            if not folder.has_encoder:
-                raise UserError(f"expected a model with a VAE encoder for --init-image, got {folder.source} without one")
-        pipeline = folder.pipeline()
-        for module in (pipeline.text_encoder, pipeline.unet, pipeline.decoder, pipeline.encoder):
-            if module is not None:
-                module.to(device)
-    from ..samplers.img2img import start_index
-    from ..samplers.plan import plan
-
-    settings = pipeline.sampler_settings(sampler, eta)
-    total = plan(settings, pipeline.scheduler, steps or pipeline.defaults.steps).calls  # refuses impossible steps
-    if init_image is not None:
-        total -= start_index(steps or pipeline.defaults.steps, strength)
-    image_args = {} if init_image is None else {"init_image": start, "strength": strength}
-
+    request = GenerateRequest(prompt, out, model, negative_prompt, steps, sampler, eta, guidance, seed, image_size,
+                              device, precision, init_image, strength, allow_pickle)
     console = stderr_console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("denoising", total=total)
-        try:
-            image = pipeline.generate(prompt, steps, guidance, seed, image_size,
-                                      on_step=lambda i, t, z: (check_interrupted(), progress.update(task, completed=i + 1)),
-                                      negative_prompt=negative_prompt, sampler=settings, **image_args)
-        finally:
-            if converted:
-                pipeline.close()  # a Core AI folder's loaded assets
-    try:
-        write_png(out, image)
-    except OSError as exc:
-        raise os_error(exc, out) from None
-    backend = pipeline.runtime if converted else "PyTorch"
+    with ExitStack() as stack:  # the progress bar opens once the model is loaded and the steps are known
+        bar: list = []
+
+        def on_step(done: int, total: int) -> None:
+            check_interrupted()
+            if not bar:
+                progress = stack.enter_context(Progress(TextColumn("{task.description}"), BarColumn(),
+                                                        TextColumn("{task.completed}/{task.total}"),
+                                                        TimeElapsedColumn(), console=console))
+                bar.extend((progress, progress.add_task("denoising", total=total)))
+            bar[0].update(bar[1], completed=done)
+
+        result = generate_png(request, on_step)
     if as_json:
-        print_json({"out": str(out), "width": image.shape[1], "height": image.shape[0], "steps": steps or pipeline.defaults.steps,
-                    "sampler": settings.name, "unet_steps": total, "seed": seed, "backend": backend,
-                    **({} if init_image is None else {"init_image": str(init_image), "strength": strength})})
+        print_json(result.to_dict())
     else:
-        what = "" if init_image is None else f", from {init_image} at strength {strength:g}"
-        console.print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, {settings.name}, {total} steps, seed {seed}{what}, {backend})")
+        console.print(result.summary())

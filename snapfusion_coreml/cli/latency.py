@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import at_least, check_image_size_fits, finite, print_json, print_titled, sampler_option, stdout_console
+from ..modeling.diffusers_config import check_image_size_fits
+from .options import at_least, finite, print_json, print_titled, sampler_option, stdout_console
 
 latency_app = typer.Typer(help="Per-block latency tables (device measurements or cost-model estimates).",
                           no_args_is_help=True, rich_markup_mode=None)

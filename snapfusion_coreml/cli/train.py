@@ -7,41 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import at_least, finite, print_json, seed_in_range, stdout_console
+from .options import at_least, finite, print_json, stdout_console
+from .training_options import AsJson, BatchSize, Overwrite, TrainingOptions, training_options
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (convert and verify accept it).")]
-MaxSteps = Annotated[int, typer.Option(callback=at_least(1, "--max-steps"), help="Optimizer steps (per stage or per evolve iteration).")]
-Seed = Annotated[int, typer.Option(callback=seed_in_range("--seed"), help="Seed of every random draw (data order, noise, timesteps).")]
-BatchSize = Annotated[int, typer.Option(callback=at_least(1, "--batch-size"), help="Micro-batch size per process.")]
-LearningRate = Annotated[float, typer.Option("--lr", callback=finite("--lr", minimum=0.0), help="AdamW learning rate.")]
-Accumulate = Annotated[int, typer.Option(callback=at_least(1, "--gradient-accumulation-steps"), help="Gradient accumulation steps.")]
-Precision = Annotated[str, typer.Option(help="Mixed precision: no, fp16 or bf16.")]
-EmaDecay = Annotated[float, typer.Option(callback=finite("--ema-decay", minimum=0.0), help="EMA decay of the student weights (0: off; the saved model uses the EMA).")]
-CheckpointEvery = Annotated[int, typer.Option(callback=at_least(0, "--checkpoint-every"), help="Steps between atomic checkpoints (0: none).")]
-RunDir = Annotated[Optional[Path], typer.Option(help="Checkpoints and log.jsonl [default: OUT.run].")]
-Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in the run folder.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace an existing OUT.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result (OUT, steps, losses) as JSON.")]
 Data = Annotated[Path, typer.Option(help="Image-text folder (images or .npy latents + .txt captions), a prompt-list file, or shapes[:SEED] (the procedural shapes data set).")]
 Vae = Annotated[Optional[Path], typer.Option(help="Diffusers VAE folder whose encoder turns training images into latents.")]
 DataSteps = Annotated[int, typer.Option(callback=at_least(1, "--data-steps"), help="Prompt lists only: DDIM steps when sampling training latents from the model.")]
 CaptionDropout = Annotated[float, typer.Option(callback=finite("--caption-dropout"), help="Share of captions replaced by \"\" (the unconditional embedding).")]
-
-
-def _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-              checkpoint_every, run_dir, resume, overwrite, models=()):
-    """The shared training settings; refuses an OUT or run folder that is, holds or lies in one of
-    the input `models` or of the declared inputs (writing it would change them) before anything loads."""
-    from ..io import check_separate
-    from ..train.loop import TrainingConfig
-
-    check_separate(out, models)
-    check_separate(run_dir or out.with_name(out.name + ".run"), models, what="a run folder")
-
-    return TrainingConfig(out=out, max_steps=max_steps, seed=seed, batch_size=batch_size, learning_rate=lr,
-                          gradient_accumulation_steps=gradient_accumulation_steps, mixed_precision=mixed_precision,
-                          ema_decay=ema_decay, checkpoint_every=checkpoint_every, run_dir=run_dir, resume=resume,
-                          overwrite=overwrite)
 
 
 def _report(what: str, out: Path, losses: list[float], as_json: bool, extra: str = "", **fields) -> None:
@@ -65,6 +38,7 @@ ImageSize = Annotated[int, typer.Option(callback=at_least(1, "--image-size"), he
 
 
 @train_app.command("autoencoder")
+@training_options(batch_size=8, lr=1e-3, ema_decay=0.0)
 def autoencoder(
     data: Data, out: Out, image_size: ImageSize = 128,
     block_out_channels: Annotated[str, typer.Option(help="Channels per block, comma-separated (4 blocks: latents 8x smaller).")] = "8,16,32,32",
@@ -75,21 +49,17 @@ def autoencoder(
     decoder: Annotated[Optional[Path], typer.Option(help="Model folder whose full-width decoder (and latent scale factor) is kept "
                                                          "frozen: only the encoder trains, for a model without one (image to image).")] = None,
     init_encoder: Annotated[Optional[Path], typer.Option(help="AutoencoderKL folder whose encoder (same architecture) starts the training.")] = None,
-    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 8, lr: LearningRate = 1e-3,
-    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
-    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
-    as_json: AsJson = False,
+    *, training: TrainingOptions,
 ) -> None:
     """Train a KL autoencoder (a diffusers AutoencoderKL folder, the --vae of other commands)."""
     from ..train.autoencoder import AutoencoderConfig, train_autoencoder
 
     channels = _int_list(block_out_channels, "--block-out-channels")
-    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite, models=tuple(p for p in (decoder, init_encoder) if p))
-    model, result = train_autoencoder(AutoencoderConfig(data, training, image_size, channels, layers_per_block,
+    config = training.config(out, models=tuple(p for p in (decoder, init_encoder) if p))
+    model, result = train_autoencoder(AutoencoderConfig(data, config, image_size, channels, layers_per_block,
                                                         norm_num_groups, kl_weight=kl_weight, decoder=decoder,
                                                         init_encoder=init_encoder))
-    _report("autoencoder", out, result.losses, as_json, f"; latent scaling factor {model.config.scaling_factor:.4g}",
+    _report("autoencoder", out, result.losses, training.as_json, f"; latent scaling factor {model.config.scaling_factor:.4g}",
             scaling_factor=model.config.scaling_factor)
 
 
@@ -114,6 +84,7 @@ def latents(
 
 
 @train_app.command("base")
+@training_options(batch_size=32, lr=5e-4, ema_decay=0.999)
 def base(
     data: Data,
     vae: Annotated[Path, typer.Option(help="Diffusers AutoencoderKL folder: its decoder is saved with the model, its encoder encodes images.")],
@@ -125,24 +96,19 @@ def base(
     image_size: ImageSize = 128,
     prediction_type: Annotated[str, typer.Option(help="epsilon or v_prediction.")] = "epsilon",
     caption_dropout: CaptionDropout = 0.1,
-    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 32, lr: LearningRate = 5e-4,
     warmup_steps: Annotated[int, typer.Option(callback=at_least(0, "--warmup-steps"), help="Linear learning-rate warm-up steps.")] = 100,
-    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.999,
-    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
-    as_json: AsJson = False,
+    *, training: TrainingOptions,
 ) -> None:
     """Train a text encoder and a UNet from scratch, jointly (the teacher of the other stages)."""
     import dataclasses
 
     from ..train.base import BaseConfig, train_base
 
-    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite, models=(vae,))
-    training = dataclasses.replace(training, warmup_steps=warmup_steps)
-    config = BaseConfig(data, vae, training, layout, text_width, text_layers, text_heads, image_size, prediction_type,
+    run = dataclasses.replace(training.config(out, models=(vae,)), warmup_steps=warmup_steps)
+    config = BaseConfig(data, vae, run, layout, text_width, text_layers, text_heads, image_size, prediction_type,
                         caption_dropout)
     _, result = train_base(config)
-    _report("base model", out, result.losses, as_json)
+    _report("base model", out, result.losses, training.as_json)
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -153,28 +119,25 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 
 @train_app.command("v-pred")
+@training_options()
 def v_pred(
     model: Annotated[str, typer.Argument(help="Epsilon-prediction MODEL folder.")],
-    data: Data, out: Out, max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4,
-    lr: LearningRate = 1e-5, gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no",
-    ema_decay: EmaDecay = 0.9999, checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None,
-    resume: Resume = True, overwrite: Overwrite = False, vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
+    data: Data, out: Out, vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
     data_steps: DataSteps = 32,
     train_text_encoder: Annotated[bool, typer.Option(
         "--train-text-encoder", help="Fine-tune the text encoder with the UNet (frozen otherwise).")] = False,
-    as_json: AsJson = False,
+    *, training: TrainingOptions,
 ) -> None:
     """Fine-tune an epsilon-prediction model to v-prediction (L_ori = ||v_hat - v||^2)."""
     from ..train.vpred import VPredConfig, train_vpred
 
-    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite, models=(model, vae))
-    _, result = train_vpred(VPredConfig(model, data, training, caption_dropout, vae, data_steps,
+    _, result = train_vpred(VPredConfig(model, data, training.config(out, models=(model, vae)), caption_dropout, vae, data_steps,
                                         train_text_encoder=train_text_encoder))
-    _report("v-prediction fine-tune", out, result.losses, as_json)
+    _report("v-prediction fine-tune", out, result.losses, training.as_json)
 
 
 @distill_app.command("steps")
+@training_options()
 def steps(
     teacher: Annotated[str, typer.Argument(help="Teacher MODEL folder.")],
     data: Data, out: Out,
@@ -186,25 +149,21 @@ def steps(
     guidance_min: Annotated[float, typer.Option(callback=finite("--guidance-min"), help="w ~ U[min, max] for CFG-aware samples (w = 1: no guidance).")] = 2.0,
     guidance_max: Annotated[float, typer.Option(callback=finite("--guidance-max"))] = 14.0,
     gamma: Annotated[float, typer.Option(callback=finite("--gamma"), help="Weight of L_ori, rescaled to L_dstl's scale every step.")] = 0.2,
-    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
-    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
-    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
     vae: Vae = None, caption_dropout: CaptionDropout = 0.1,
-    as_json: AsJson = False,
+    *, training: TrainingOptions,
 ) -> None:
     """Step distillation: teacher (T steps) -> student (S steps), vanilla / CFG-aware / mixed."""
     from ..train.distill_steps import DistillStepsConfig, distill_steps
 
-    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite, models=(teacher, vae))
-    config = DistillStepsConfig(teacher, data, training, teacher_steps, student_steps, schedule, student_layout,
+    config = DistillStepsConfig(teacher, data, training.config(out, models=(teacher, vae)), teacher_steps, student_steps, schedule, student_layout,
                                 cfg_probability, guidance_min, guidance_max, gamma, caption_dropout, vae)
     _, results = distill_steps(config)
     _report(f"step distillation {teacher_steps} -> {student_steps}", out, [loss for r in results for loss in r.losses],
-            as_json)
+            training.as_json)
 
 
 @distill_app.command("decoder")
+@training_options(lr=1e-4)
 def decoder(
     teacher: Annotated[str, typer.Argument(help="Teacher MODEL folder (its UNet samples latents, its decoder teaches).")],
     prompts: Annotated[Path, typer.Option(help="Prompt-list file (or an image-text folder: captions only), or a .npy latent folder whose latents are decoded directly.")],
@@ -212,21 +171,18 @@ def decoder(
     width_multiplier: Annotated[float, typer.Option(callback=finite("--width-multiplier"), help="Slim decoder width relative to the teacher's.")] = 0.5,
     sample_steps: Annotated[int, typer.Option(callback=at_least(1, "--sample-steps"), help="DDIM steps when sampling teacher latents.")] = 50,
     guidance_scale: Annotated[float, typer.Option(callback=finite("--guidance-scale"), help="CFG scale when sampling teacher latents.")] = 7.5,
-    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-4,
-    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.9999,
-    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, resume: Resume = True, overwrite: Overwrite = False,
-    as_json: AsJson = False,
+    *, training: TrainingOptions,
 ) -> None:
     """Slim decoder by data distillation: MSE between the teacher's and the slim decoder's images."""
     from ..train.distill_decoder import DistillDecoderConfig, distill_decoder
 
-    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, resume, overwrite, models=(teacher,))
-    _, result = distill_decoder(DistillDecoderConfig(teacher, prompts, training, width_multiplier, sample_steps, guidance_scale))
-    _report("decoder distillation", out, result.losses, as_json)
+    _, result = distill_decoder(DistillDecoderConfig(teacher, prompts, training.config(out, models=(teacher,)), width_multiplier, sample_steps, guidance_scale))
+    _report("decoder distillation", out, result.losses, training.as_json)
 
 
+@training_options(fixed=("resume",), resume=False, ema_decay=0.0)
 def evolve_command(
+
     model: Annotated[str, typer.Argument(help="MODEL folder to evolve.")],
     data: Data, out: Out,
     latency_target_ms: Annotated[float, typer.Option(callback=finite("--latency-target-ms"), help="Target UNet block latency per step (ms, batch 2).")],
@@ -237,20 +193,16 @@ def evolve_command(
     scorer: Annotated[str, typer.Option(help="clip (open_clip + --clip-weights), fidelity, or module:factory.")] = "fidelity",
     clip_weights: Annotated[Optional[Path], typer.Option(help="Local open_clip weights file for --scorer clip.")] = None,
     clip_model: Annotated[str, typer.Option(help="open_clip model name.")] = "ViT-g-14",
-    max_steps: MaxSteps = 1000, seed: Seed = 0, batch_size: BatchSize = 4, lr: LearningRate = 1e-5,
-    gradient_accumulation_steps: Accumulate = 1, mixed_precision: Precision = "no", ema_decay: EmaDecay = 0.0,
-    checkpoint_every: CheckpointEvery = 500, run_dir: RunDir = None, overwrite: Overwrite = False,
-    as_json: AsJson = False,
+    *, training: TrainingOptions,
 ) -> None:
     """Robust training + architecture evolution (Algorithm 1) against a latency table."""
     from ..train.evolve import EvolveConfig, evolve
 
-    training = _training(out, max_steps, seed, batch_size, lr, gradient_accumulation_steps, mixed_precision, ema_decay,
-                         checkpoint_every, run_dir, False, overwrite, models=(model,))
-    config = EvolveConfig(model, data, training, latency_target_ms, latency_table, skip_probability, iterations,
+    run = training.config(out, models=(model,))
+    config = EvolveConfig(model, data, run, latency_target_ms, latency_table, skip_probability, iterations,
                           actions_per_step, scorer, clip_weights, clip_model)
     _, log = evolve(config)
-    if as_json:
+    if training.as_json:
         print_json({"out": str(out), "estimated_latency": latency_table is None, "iterations": log})
         return
     console = stdout_console()
@@ -261,7 +213,7 @@ def evolve_command(
                           f"dLatency {act['dLatency_ms']:+.3f} ms{label}", highlight=False)
     if log:
         console.print(f"block latency {log[0]['latency_ms_before']:.2f} -> {log[-1]['latency_ms_after']:.2f} ms{label}; "
-                      f"layouts in {training.work_dir / 'evolve'}", highlight=False)
+                      f"layouts in {run.work_dir / 'evolve'}", highlight=False)
     console.print(f"wrote {out}", highlight=False)
 
 

@@ -18,7 +18,7 @@ from ..coreai.tools import FORMATS
 from ..coreml.tools import TARGETS
 from ..errors import UserError
 from ..image_size import ImageSize, parse_image_sizes
-from ..modeling.attention import AttentionImpl
+from ..modeling.attention_impl import AttentionImpl
 from ..samplers.settings import check_sampler_name
 
 

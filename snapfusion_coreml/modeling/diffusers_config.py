@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import RESNET, TRANSFORMER, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout, load_layout
+from ..config import RESNET, TRANSFORMER, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout, load_layout, resolve_layout
 from ..errors import UserError
-from ..image_size import VAE_FACTOR, vae_factor
+from ..image_size import VAE_FACTOR, latent_size, vae_factor
 from ..io import read_json
 
 # Keys that must hold their default (SD-family) value.
@@ -125,3 +125,18 @@ def unet_folder_layout(directory: Path) -> UNetLayout:
     if (directory / "layout.json").is_file():
         return load_layout(directory / "layout.json")
     return layout_from_diffusers_config(read_json(directory / "config.json", "the UNet config"), str(directory / "config.json"))
+
+
+def check_image_size_fits(image_size, model: Path | None, layout: str | None = None) -> None:
+    """Refuse an --image-size the UNet cannot take, from config files alone (no weights, no torch):
+    the UNet of `layout` (a preset or JSON the model is mapped onto) or of the local model folder.
+    Single-file checkpoints are checked once opened (their configs come from --base)."""
+    if image_size is None:
+        return
+    if layout is not None:
+        unet = resolve_layout(layout)
+    elif model is not None and (Path(model) / "unet").is_dir():
+        unet = unet_folder_layout(Path(model) / "unet")
+    else:
+        return
+    latent_size(image_size, unet.latent_divisor, unet.num_levels)

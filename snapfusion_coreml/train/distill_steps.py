@@ -22,6 +22,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -97,11 +98,28 @@ def student_paths(config: SchedulerConfig, teacher_steps: int, student_steps: in
     return torch.tensor([ends[k * i: k * i + k + 1] for i in range(student_steps)])
 
 
-def distillation_step(teacher: torch.nn.Module, student: torch.nn.Module, teacher_type: str, student_type: str,
-                      cond: torch.Tensor, uncond: torch.Tensor, x0: torch.Tensor, paths: torch.Tensor,
-                      cumprod, config: DistillStepsConfig, seed: int, micro_step: int, rank: int,
-                      autocast, world_size: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
+@dataclass(frozen=True)
+class DistillationStage:
+    """What every micro-batch of one distillation stage shares: the frozen teacher, both
+    prediction types, the teacher paths of the student's steps, the schedule and the draws' seeds."""
+
+    teacher: torch.nn.Module
+    teacher_type: str  # prediction types: "epsilon" | "v_prediction"
+    student_type: str
+    paths: torch.Tensor  # (student steps, k + 1) teacher timesteps t -> ... -> t'' (student_paths)
+    cumprod: torch.Tensor  # alphas_cumprod of the schedule
+    config: DistillStepsConfig
+    seed: int
+    rank: int
+    autocast: Callable[[], Any]  # the accelerator's autocast context
+    world_size: int = 1
+
+
+def distillation_step(stage: DistillationStage, student: torch.nn.Module, cond: torch.Tensor, uncond: torch.Tensor,
+                      x0: torch.Tensor, micro_step: int) -> tuple[torch.Tensor, dict[str, float]]:
     """One micro-batch of mixed (vanilla / CFG-aware) step distillation. Returns (loss, metrics)."""
+    teacher, paths, cumprod, config = stage.teacher, stage.paths, stage.cumprod, stage.config
+    seed, rank, world_size = stage.seed, stage.rank, stage.world_size
     device, batch = x0.device, x0.shape[0]
     # 1. student step index per sample -> teacher path t -> ... -> t''
     index = draw_for_batch(lambda g, n: torch.randint(0, paths.shape[0], (n,), generator=g), batch, seed, micro_step,
@@ -123,16 +141,16 @@ def distillation_step(teacher: torch.nn.Module, student: torch.nn.Module, teache
 
     # 3. teacher: k DDIM steps with the guided prediction -> x-space target
     def teacher_predict(z, t):
-        with autocast():
+        with stage.autocast():
             return guided_call(teacher, z, t)[0].float()
 
-    x_target = losses.teacher_x_target(teacher_predict, noised.z_t, path, cumprod, teacher_type)
+    x_target = losses.teacher_x_target(teacher_predict, noised.z_t, path, cumprod, stage.teacher_type)
     # 4. student: one step from z_t with the same w
     student_guided, student_cond = guided_call(student, noised.z_t, path[0])
-    x_hat, _ = losses.estimates(student_guided.float(), noised.z_t, noised.alpha, noised.sigma, student_type)
+    x_hat, _ = losses.estimates(student_guided.float(), noised.z_t, noised.alpha, noised.sigma, stage.student_type)
     # 5. L = L_dstl + gamma_eff * L_ori (L_ori on the conditional prediction)
     l_dstl = losses.distillation_loss(x_hat, x_target, noised.alpha, noised.sigma)
-    l_ori = losses.original_loss(student_cond.float(), x0, noised.eps, noised.alpha, noised.sigma, student_type)
+    l_ori = losses.original_loss(student_cond.float(), x0, noised.eps, noised.alpha, noised.sigma, stage.student_type)
     combined = losses.combine_losses(l_dstl, l_ori, config.gamma)
     metrics = {"l_dstl": float(combined.distill), "l_ori": float(combined.original), "gamma_eff": combined.gamma_effective,
                "cfg_share": float((w != 1.0).float().mean())}
@@ -151,18 +169,18 @@ def _stage(config: DistillStepsConfig, teacher: Pipeline, student_unet: torch.nn
     vae = load_vae_encoder(config.vae).to(device) if config.vae else None
     rank, world = accelerator.process_index, accelerator.num_processes
     source = LatentSource(teacher, text, latent_side, run.seed, rank, vae, teacher_steps, config.data_guidance, world)
-    cumprod = alphas_cumprod(teacher.scheduler)
-    paths = student_paths(teacher.scheduler, teacher_steps, student_steps)
-    student_type = teacher.scheduler.prediction_type  # the student starts from the teacher's weights
+    # the student starts from the teacher's weights, so it predicts what the teacher predicts
+    distillation = DistillationStage(teacher_unet, teacher.scheduler.prediction_type, teacher.scheduler.prediction_type,
+                                     student_paths(teacher.scheduler, teacher_steps, student_steps),
+                                     alphas_cumprod(teacher.scheduler), config, run.seed, rank, accelerator.autocast,
+                                     world)
 
     # 2. the loss of one micro-batch
     def step_fn(model, micro_step):
         batch = stream.batch(micro_step)
         x0 = source(batch, micro_step, device)
-        cond = text(batch.captions)
-        return distillation_step(teacher_unet, model, teacher.scheduler.prediction_type, student_type, cond,
-                                 text.null(len(batch.captions)), x0, paths, cumprod, config, run.seed, micro_step, rank,
-                                 accelerator.autocast, world)
+        return distillation_step(distillation, model, text(batch.captions), text.null(len(batch.captions)), x0,
+                                 micro_step)
 
     # 3. train
     fingerprint = {"kind": "distill-steps", "teacher": str(config.teacher), "stage": [teacher_steps, student_steps],
