@@ -91,9 +91,9 @@ def timed_runs(fn, runs: int) -> list[float]:
 
 def measure_package(mlmodel, name: str, inputs: dict, reference, tmp: Path, runs: int = 1) -> dict:
     """Save, size, run in the interpreter (fp16 mode), compare with PyTorch, then free."""
+    from snapfusion_coreml.digests import dir_size
     from snapfusion_coreml.interpreter.execute import run_program
     from snapfusion_coreml.interpreter.program import load_program
-    from snapfusion_coreml.io import dir_size
     from snapfusion_coreml.metrics import compare
 
     path = tmp / f"{name}.mlpackage"

@@ -26,8 +26,7 @@ from typing import Any
 from .assets import layouts_dir
 from .errors import UserError, expected
 from .image_size import vae_factor
-from .io import read_json
-from .json_fields import JsonFields, typed_fields
+from .json_fields import JsonFields, read_json, typed_fields
 
 RESNET = "resnet"
 TRANSFORMER = "transformer"

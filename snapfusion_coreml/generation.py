@@ -143,8 +143,7 @@ def check_steps_fit(steps: Optional[int], model: Path | None, converted: bool) -
     """Refuse --steps above the noise schedule's num_train_timesteps, from config files alone: a
     converted folder's pipeline.json, or a model folder's scheduler/scheduler_config.json."""
     from .contracts.pipeline_json import PIPELINE_JSON, PipelineManifest
-    from .io import read_json
-    from .json_fields import JsonFields
+    from .json_fields import JsonFields, read_json
 
     if steps is None or model is None:
         return

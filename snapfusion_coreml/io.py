@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -391,66 +390,6 @@ def move_into_place(tmp: Path, out: Path) -> None:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     _remove(old)
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from `path`, with one clear error for missing or invalid files."""
-    if not path.is_file():
-        raise UserError(f"expected {what} at {path}, found none")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"expected {what} as JSON, got invalid JSON: {exc} (in {path})") from None
-    except RecursionError:
-        data = None  # nested deeper than the parser goes
-    except OSError as exc:  # a folder named like the file, unreadable, a symlink loop
-        raise UserError(f"expected {what} as a readable file, got \"{exc.strerror}\" (in {path})") from None
-    if data is None or _depth(data) > MAX_JSON_DEPTH:
-        raise UserError(f"expected {what} nested at most {MAX_JSON_DEPTH} levels deep, got deeper nesting (in {path})")
-    if not isinstance(data, dict):
-        raise UserError(f"expected {what} as a JSON object, got {type(data).__name__} (in {path})")
-    return data
-
-
-MAX_JSON_DEPTH = 32  # every file we read nests at most 6 levels; anything deeper is malformed
-
-
-def _depth(data: Any) -> int:
-    """How deeply lists and objects nest in `data` (iterative: any depth is measured safely)."""
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth > MAX_JSON_DEPTH:
-                return depth
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
-    return deepest
-
-
-def tree_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder as docs/contracts.md section 2 defines it."""
-    path = Path(path)
-    if path.is_file():
-        return _file_sha256(path)
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = file.relative_to(path).as_posix()
-        digest.update(f"{rel}\0{_file_sha256(file)}\n".encode())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def dir_size(path: Path) -> int:
-    path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def write_png(path: Path, image) -> None:

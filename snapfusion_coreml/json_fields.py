@@ -1,4 +1,4 @@
-"""Typed reading of one JSON object of a contract or config file (pipeline.json, a blocks
+"""JSON files read with one clear error (`read_json`), and typed reading of one JSON object of a contract or config file (pipeline.json, a blocks
 manifest.json, a UNet layout, the VAE, scheduler and sampling-default configs):
 every wrong or missing value is one UserError line, "expected X, got Y (in FILE)".
 
@@ -9,7 +9,9 @@ every wrong or missing value is one UserError line, "expected X, got Y (in FILE)
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from .errors import UserError, expected
@@ -187,3 +189,38 @@ def typed_fields(cls, fields: JsonFields, **readers) -> dict[str, Any]:
         else:
             kwargs[field.name] = _READERS[field.type](fields, field.name, default=default)
     return kwargs
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from `path`, with one clear error for missing or invalid files."""
+    if not path.is_file():
+        raise UserError(f"expected {what} at {path}, found none")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"expected {what} as JSON, got invalid JSON: {exc} (in {path})") from None
+    except RecursionError:
+        data = None  # nested deeper than the parser goes
+    except OSError as exc:  # a folder named like the file, unreadable, a symlink loop
+        raise UserError(f"expected {what} as a readable file, got \"{exc.strerror}\" (in {path})") from None
+    if data is None or _depth(data) > MAX_JSON_DEPTH:
+        raise UserError(f"expected {what} nested at most {MAX_JSON_DEPTH} levels deep, got deeper nesting (in {path})")
+    if not isinstance(data, dict):
+        raise UserError(f"expected {what} as a JSON object, got {type(data).__name__} (in {path})")
+    return data
+
+
+MAX_JSON_DEPTH = 32  # every file we read nests at most 6 levels; anything deeper is malformed
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest in `data` (iterative: any depth is measured safely)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest

@@ -12,8 +12,8 @@ from .contracts.pipeline_json import Component, PipelineManifest
 from .coreml.features import describe_features
 from .coreml.tools import SPEC_VERSION_TARGETS
 from .coreml.weights import large_weight
+from .digests import dir_size
 from .errors import UserError
-from .io import dir_size
 
 _LUT_OPS = ("constexpr_lut_to_dense",)
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
-from .io import read_json
+from .json_fields import read_json
 
 MAX_LENGTH = 77
 

@@ -53,7 +53,7 @@ def build_once(root: Path, key: str, build: Callable[[Path], None]) -> Path:
 def convert_once(tmp_path_factory):
     """convert_once(model, **ConvertOptions fields) -> the folder `convert_pipeline` writes for them,
     made once per run for each (model folder content, options) and shared."""
-    from snapfusion_coreml.io import tree_sha256
+    from snapfusion_coreml.digests import tree_sha256
 
     root = run_folder(tmp_path_factory)
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cli_runner import run_cli
@@ -14,6 +15,7 @@ def test_unknown_preset_is_one_line_and_non_zero(tiny_model_dir, tmp_path, capsy
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_layout_that_does_not_fit(tiny_model_dir, tmp_path, capsys):
     code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(tmp_path / "o"), "--layout", "snapfusion"], capsys)
     assert code == 2 and "does not fit the weights" in err
@@ -34,6 +36,7 @@ def test_bad_option_values(tiny_model_dir, tmp_path, capsys):
     assert code == 2 and "--palettize" in err
 
 
+@pytest.mark.slow
 def test_convert_decoder_and_inspect_json(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "o"
     code, stdout, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "decoder"], capsys)
@@ -62,6 +65,7 @@ def test_inspect_incomplete_folder(tmp_path, capsys):
     assert code == 2 and "pipeline.json" in err
 
 
+@pytest.mark.slow
 def test_palettize_the_decoder_by_name(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "o"
     code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "decoder",

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cli_runner import run_cli
-from snapfusion_coreml.io import tree_sha256
+from snapfusion_coreml.digests import tree_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 DEEP = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"  # nested beyond any parser's recursion limit
@@ -293,6 +293,7 @@ def test_a_link_at_the_lock_name_is_refused(tiny_model_dir, tmp_path, capsys):
     assert victim.read_text() == "not yours" and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_out_that_is_a_link_replaces_the_folder_it_points_to(tiny_model_dir, tmp_path, capsys):
     real = tmp_path / "real"
     real.mkdir()
@@ -375,6 +376,7 @@ def test_a_lora_scale_that_overflows_float16_is_refused_at_convert(tiny_model_di
 
 
 @pytest.mark.parametrize("where", ["model_index.json", "layout", "pipeline.json"])
+@pytest.mark.slow
 def test_deeply_nested_json_is_one_line_in_every_reader(where, model, folder, tmp_path, capsys):
     if where == "model_index.json":
         (model / "model_index.json").write_text(DEEP)
@@ -439,6 +441,7 @@ def test_a_caption_that_is_not_utf8_is_one_line(tmp_path, capsys):
     assert snapshot(data) == before and not (tmp_path / "vae").exists()
 
 
+@pytest.mark.slow
 def test_verify_of_a_package_whose_data_folder_is_a_symlink_loop(folder, capsys):
     package = folder / "VAEDecoder.mlpackage"
     shutil.rmtree(package / "Data")
@@ -490,6 +493,7 @@ def test_generate_out_refuses_packages_changed_after_convert(folder, tmp_path, c
 
 # ---- 5. temporaries, recorded paths, read-only commands, early checks ------------------------------
 
+@pytest.mark.slow
 def test_temporaries_of_a_killed_run_are_removed_by_the_next(tiny_model_dir, tmp_path, capsys):
     import tempfile
 
@@ -513,6 +517,7 @@ def test_temporaries_of_a_killed_run_are_removed_by_the_next(tiny_model_dir, tmp
     assert not mine[0].exists()
 
 
+@pytest.mark.slow
 def test_verify_finds_the_model_from_another_folder(tiny_model_dir, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(tiny_model_dir, work / "model")
@@ -526,6 +531,7 @@ def test_verify_finds_the_model_from_another_folder(tiny_model_dir, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_read_only_commands_change_nothing(tiny_converted_dir, tmp_path, capsys):
     """inspect, verify and generate only read OUT: on a read-only disk where this user may mount one
     (else a copy), every file keeps its bytes and its mtime."""

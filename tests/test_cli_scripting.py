@@ -16,7 +16,7 @@ import pytest
 
 from cli_runner import run_cli
 from snapfusion_coreml import __version__
-from snapfusion_coreml.io import tree_sha256
+from snapfusion_coreml.digests import tree_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,6 +88,7 @@ def mount_tmpfs(tmp_path):
 # ---- signals -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.slow
 def test_signal_during_convert_keeps_the_previous_out(sig, code, word, tiny_model_dir, converted, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(converted, out)
@@ -102,6 +103,7 @@ def test_signal_during_convert_keeps_the_previous_out(sig, code, word, tiny_mode
     assert leftovers(tmp_path, "out") == [] and tree_sha256(out) == before
 
 
+@pytest.mark.slow
 def test_sigkill_leftover_is_removed_and_reported_by_the_next_run(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     proc = start_cli(["convert", tiny_model_dir, "-o", out, "--components", "decoder"], tmp_path)
@@ -133,6 +135,7 @@ def test_sigint_during_verify_or_generate_exits_130(command, tiny_model_dir, con
 
 # ---- output safety ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_keeps_the_previous_out(tiny_model_dir, converted, mount_tmpfs, tmp_path,
                                                           monkeypatch, capsys):
     """A 3 MB tmpfs (the previous OUT takes 1.7 MB, the text encoder alone 3.2 MB); where mounting
@@ -214,6 +217,7 @@ def test_eval_may_not_replace_its_judge(tiny_model_dir, tmp_path, capsys):
     assert (judge / "config.json").read_text() == "{}"
 
 
+@pytest.mark.slow
 def test_second_writer_fails_fast_and_first_output_is_kept(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "o"
     lock = tmp_path / ".o.lock"
@@ -241,6 +245,7 @@ def test_bracketed_path_is_printed_literally(converted, tiny_model_dir, tmp_path
     assert code == 0 and str(out) in stdout
 
 
+@pytest.mark.slow
 def test_shape_mismatch_list_is_printed_literally(tiny_model_dir, tmp_path, capsys):
     """A decoder checkpoint written by safetensors itself with one tensor of the wrong shape: the
     error keeps its bracketed list of mismatches (rich markup would drop it)."""
@@ -310,6 +315,7 @@ print(json.dumps({"results": results, "torch": "torch" in sys.modules}))
 """
 
 
+@pytest.mark.slow
 def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tmp_path):
     """One child process runs every case; torch is never imported, so each fails in well under a second."""
     model, png = str(tiny_model_dir), str(tmp_path / "x.png")
@@ -410,6 +416,7 @@ def test_bad_options_fail_before_torch_is_imported(tiny_model_dir, converted, tm
 
 # ---- output for scripts ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_non_terminal_output_is_not_cut_and_json_is_strict(converted, tmp_path, capsys):
     deep = tmp_path / ("a_long_folder_name_" * 4) / "decoder [fp16]"
     shutil.copytree(converted, deep)
@@ -430,6 +437,7 @@ def test_json_ready_turns_non_finite_numbers_into_null():
     assert json.loads(text) == {"psnr": None, "rows": [None, 1.5], "path": "a [b]"}
 
 
+@pytest.mark.slow
 def test_third_party_log_lines_only_with_verbose(tiny_model_dir, tmp_path):
     runs = {}
     for flags in ([], ["--verbose"]):
@@ -445,6 +453,7 @@ def test_third_party_log_lines_only_with_verbose(tiny_model_dir, tmp_path):
 
 # ---- reproducible conversion -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_converting_twice_gives_identical_bytes(tiny_model_dir, tmp_path, capsys):
     """Run a: in this process. Run b: a child process with another hash seed, converting a copy of
     the model at another path. Every package byte is the same; pipeline.json differs only in the

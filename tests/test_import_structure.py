@@ -130,6 +130,7 @@ def test_no_import_cycle_between_modules():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+@pytest.mark.slow
 def test_every_part_imports_first_in_a_fresh_interpreter():
     """Each subpackage imported as the first module of the package (in one fresh interpreter,
     forgetting the package's modules between them), so no part relies on another being loaded first."""

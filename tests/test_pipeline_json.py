@@ -145,6 +145,7 @@ def test_bad_values_give_one_line_naming_key_and_file(edit, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_converted_folder_round_trips(tiny_converted_dir):
     written = json.loads((tiny_converted_dir / PIPELINE_JSON).read_text())
     manifest = PipelineManifest.read(tiny_converted_dir)

@@ -14,8 +14,8 @@ from typing import Any
 
 from ..config import BLOCK_KINDS, block_name
 from ..errors import UserError, expected
-from ..io import read_json, write_json
-from ..json_fields import JsonFields
+from ..io import write_json
+from ..json_fields import JsonFields, read_json
 from .pipeline_json import TensorSpec
 
 BLOCKS_MANIFEST_JSON = "manifest.json"

@@ -42,8 +42,8 @@ from typing import Any
 from ..config import BETA_SCHEDULES, PREDICTION_TYPES, SchedulerConfig
 from ..errors import UserError, expected
 from ..image_size import VAE_FACTOR, ImageSize, function_name
-from ..io import read_json, write_json
-from ..json_fields import JsonFields
+from ..io import write_json
+from ..json_fields import JsonFields, read_json
 from ..samplers.record import SamplerRecord
 
 PIPELINE_JSON = "pipeline.json"

@@ -27,9 +27,10 @@ from ..contracts.blocks_manifest import BlockEntry, BlocksManifest
 from ..contracts.pipeline_json import TensorSpec
 from ..coreml.features import describe_features
 from ..coreml.tools import TARGETS
+from ..digests import dir_size
 from ..errors import UserError
 from ..image_size import VAE_FACTOR, ImageSize, parse_image_size
-from ..io import atomic_directory, dir_size
+from ..io import atomic_directory
 from ..modeling.attention import AttentionImpl
 from ..modeling.unet import SnapFusionUNet
 from ..pipeline import Pipeline

@@ -24,7 +24,7 @@ from ..contracts.pipeline_json import Compression
 from ..coreai.runtime import ASSET_SUFFIX
 from ..coreai.tools import kmeans_build_tools, require_coreai
 from ..coreml.weights import GROUP_SIZE
-from ..io import dir_size, tree_sha256
+from ..digests import dir_size, tree_sha256
 from ..memory import release_freed_memory
 from .components import ComponentSpec
 from .options import ConvertOptions

@@ -21,7 +21,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..io import tree_sha256
+from ..digests import tree_sha256
 
 MANIFEST_FILE = "Manifest.json"
 DATA_DIR = Path("Data") / "com.apple.CoreML"

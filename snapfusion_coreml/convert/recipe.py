@@ -23,8 +23,8 @@ from ..contracts.pipeline_json import Compression
 from ..coreml.features import NUMPY_DTYPES, describe_features
 from ..coreml.passes import lean_pass_pipelines
 from ..coreml.tools import quiet_coremltools
+from ..digests import dir_size, tree_sha256
 from ..errors import UserError
-from ..io import dir_size, tree_sha256
 from ..memory import release_freed_memory
 from .components import ComponentSpec
 from .compress import MixedRecipe, compress_model, conversion_pass_pipeline

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..io import atomic_file, read_json, write_text
+from ..io import atomic_file, write_text
+from ..json_fields import read_json
 from ..optional import require
 
 BENCHMARK_FORMAT = "snapfusion-benchmark"

@@ -24,8 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UserError, expected
-from ..io import read_json
-from ..json_fields import JsonFields
+from ..json_fields import JsonFields, read_json
 from .shapes import COLORS, SHAPES
 
 CONFIG_FILE = "judge.json"

@@ -21,8 +21,8 @@ import numpy as np
 from ..contracts.pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Component, PipelineManifest, TensorSpec
 from ..coreai.runtime import ASSET_SUFFIX, AssetRunner, check_asset
 from ..coreml.package import package_functions
+from ..digests import tree_sha256
 from ..errors import expected
-from ..io import tree_sha256
 from .execute import MODES, run_chain
 from .program import Program, load_program
 

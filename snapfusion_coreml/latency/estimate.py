@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import DecoderConfig, LayoutPairing, PipelineDefaults, SchedulerConfig, UNetLayout, resolve_layout
 from ..errors import UserError
 from ..guidance import runs_cfg
-from ..io import read_json
+from ..json_fields import read_json
 from ..samplers.settings import SamplerSettings, model_settings, unet_calls
 from .cost_model import CLIP_TEXT, PipelineEstimate, estimate_pipeline
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from ..config import block_name
 from ..errors import UserError
-from ..io import read_json, write_json
+from ..io import write_json
+from ..json_fields import read_json
 
 LATENCY_FORMAT = "snapfusion-latency-table"
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import RESNET, TRANSFORMER, PipelineDefaults, SchedulerConfig, StageLayout, UNetLayout, load_layout, resolve_layout
 from ..errors import UserError
 from ..image_size import VAE_FACTOR, latent_size, vae_factor
-from ..io import read_json
+from ..json_fields import read_json
 
 # Keys that must hold their default (SD-family) value.
 _DEFAULTS: dict[str, Any] = {

@@ -18,7 +18,8 @@ import torch
 from .. import __version__
 from ..config import PipelineDefaults, SchedulerConfig, UNetLayout
 from ..errors import UserError
-from ..io import atomic_directory, read_json, write_json
+from ..io import atomic_directory, write_json
+from ..json_fields import read_json
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, save_tokenizer
 from .attention import AttentionImpl

@@ -32,8 +32,9 @@ from typing import Mapping
 import torch
 
 from ..convert_spec import LoraSpec
+from ..digests import tree_sha256
 from ..errors import UserError
-from ..io import recorded_path, tree_sha256
+from ..io import recorded_path
 
 UNET, TEXT_ENCODER = "unet", "text_encoder"
 METADATA_KEY = "lora_adapter_metadata"  # diffusers' header entry holding peft's LoraConfig per component

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..assets import tokenizer_dir as bundled_tokenizer_dir
 from ..config import UNetLayout
 from ..errors import UserError
-from ..io import read_json
+from ..json_fields import read_json
 from ..pipeline import Pipeline
 from ..tokenizer import load_tokenizer, pad_token
 from .attention import AttentionImpl

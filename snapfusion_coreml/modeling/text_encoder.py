@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..io import read_json
+from ..json_fields import read_json
 from .checkpoint import find_weights, read_state_dict
 
 

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from ..config import EncoderConfig
 from ..errors import UserError
-from ..io import read_json, write_json
+from ..io import write_json
+from ..json_fields import read_json
 from .checkpoint import load_weights, read_state_dict, save_weights
 from .vae_decoder import _DEPRECATED_ATTENTION_KEYS, NORM_EPS, MidBlock, ResnetBlock2D
 

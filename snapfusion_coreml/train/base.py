@@ -25,7 +25,7 @@ from torch import nn
 
 from ..config import PipelineDefaults, SchedulerConfig, resolve_layout
 from ..errors import UserError
-from ..io import read_json
+from ..json_fields import read_json
 from ..pipeline import Pipeline
 from ..schedule import alphas_cumprod
 from . import losses

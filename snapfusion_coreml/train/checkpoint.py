@@ -23,7 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
-from ..io import move_into_place, read_json, write_json
+from ..io import move_into_place, write_json
+from ..json_fields import read_json
 
 PREFIX = "step-"
 STATE_FILE = "state.json"

@@ -28,11 +28,11 @@ import numpy as np
 from ..contracts.pipeline_json import PIPELINE_JSON, SINGLE_FUNCTION, Size, tensors_at
 from ..coreai.runtime import AssetRunner
 from ..coreml.package import package_functions
+from ..digests import tree_sha256
 from ..errors import UserError, expected
 from ..interpreter.execute import MODES, run_chain
 from ..interpreter.folder import open_folder_runner
 from ..interpreter.program import load_program
-from ..io import tree_sha256
 from ..metrics import MIN_PSNR_DB, compare
 from . import native
 from .declared import declared_io_problems, package_features

@@ -6,8 +6,8 @@ import pytest
 from snapfusion_coreml.contracts.pipeline_json import Compression
 from snapfusion_coreml.convert import ConvertOptions, convert_pipeline, parse_compression, pipeline as convert_module
 from snapfusion_coreml.convert.kmeans import kmeans_1d
+from snapfusion_coreml.digests import tree_sha256
 from snapfusion_coreml.errors import UserError
-from snapfusion_coreml.io import tree_sha256
 from snapfusion_coreml.package_info import inspect_path
 from snapfusion_coreml.schedule import timesteps
 
@@ -21,6 +21,7 @@ def converted(tiny_pipeline, tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_output_folder_follows_the_contract(converted, tiny_pipeline):
     out, summary = converted
     names = sorted(p.name for p in out.iterdir())
@@ -55,6 +56,7 @@ def test_inspect_reports_io_and_ops(converted):
     assert info["pipeline"]["sampler"]["default_steps"] == 4
 
 
+@pytest.mark.slow
 def test_palettized_chunked_ios18_unet(tiny_pipeline, tmp_path):
     options = ConvertOptions(out=tmp_path / "o", components=("unet",), compression=parse_compression("4", "uniform"),
                              target="iOS18", chunk_unet=True, unet_batch=1, attention="original")
@@ -134,6 +136,7 @@ def test_existing_output_needs_overwrite(tiny_pipeline, tmp_path):
         convert_pipeline(tiny_pipeline, ConvertOptions(out=tmp_path / "o", components=("decoder",)))
 
 
+@pytest.mark.slow
 def test_token_embedding_stays_unpalettized(tmp_path):
     """The bundled model's text encoder: every linear weight palettized, the gather's table not."""
     from snapfusion_coreml.assets import default_model_dir

@@ -32,6 +32,7 @@ def exported(tiny_pipeline, tmp_path_factory):
     return out, summary, calls
 
 
+@pytest.mark.slow
 def test_manifest_follows_the_layout_plan(exported, tiny_pipeline):
     out, summary, calls = exported
     plan = tiny_pipeline.unet.plan
@@ -111,6 +112,7 @@ def test_swift_reads_the_manifest_and_writes_matching_entries(exported):
         assert f"{entry.name}.mlpackage" == block["package"]  # the cost model's names are the packages' names
 
 
+@pytest.mark.slow
 def test_cli_selected_blocks_batch_size_and_target(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "o"
     args = ["export-blocks", str(tiny_model_dir), "-o", str(out), "--image-size", "128", "--batch", "1",

@@ -68,6 +68,7 @@ def _lut_bits(path: Path) -> dict[str, int]:
     return found
 
 
+@pytest.mark.slow
 def test_recipe_meets_the_target_with_allowed_bits_keyed_by_op_name(analysed):
     spec, mlmodel, sensitivity = analysed
     names = set(palettizable_weights(mlmodel))
@@ -85,6 +86,7 @@ def test_recipe_meets_the_target_with_allowed_bits_keyed_by_op_name(analysed):
     assert set(choose_bits(sensitivity, 2.0).bits.values()) == {2}
 
 
+@pytest.mark.slow
 def test_noise_model_predicts_real_palettized_runs(analysed, tmp_path):
     spec, mlmodel, sensitivity = analysed
     measured = {}
@@ -102,6 +104,7 @@ def test_noise_model_predicts_real_palettized_runs(analysed, tmp_path):
     assert measured[2.5] > uniform + 1.0
 
 
+@pytest.mark.slow
 def test_recipe_survives_a_fine_tuned_copy(analysed, small_pipeline, tmp_path):
     _, _, sensitivity = analysed
     recipe = choose_bits(sensitivity, 4.0)
@@ -147,6 +150,7 @@ def test_quantiser_palette_sizes():
         assert len(np.unique(grouped)) > 4
 
 
+@pytest.mark.slow
 def test_convert_mixed_end_to_end_then_inspect_and_verify(tiny_model_dir, tmp_path, capsys):
     from snapfusion_coreml.verify.check import verify_folder
 

@@ -37,6 +37,7 @@ def test_latent_size_needs_each_side_divisible():
         latent_size(ImageSize(512, 744), 8, 4)
 
 
+@pytest.mark.slow
 def test_64x96_convert_verify_generate(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--image-size", "64x96"], capsys)

@@ -18,6 +18,7 @@ def _package_files(path):
 
 
 @pytest.mark.parametrize("palettize", [None, "6"])
+@pytest.mark.slow
 def test_lean_pipelines_write_the_same_package_as_coremltools(tiny_pipeline, tmp_path, monkeypatch, palettize):
     """fp16, and 6-bit palettization inside the pipeline (constexpr ops appear at its end)."""
     from snapfusion_coreml.convert import ConvertOptions, parse_palettize
@@ -78,6 +79,7 @@ def test_a_pass_that_breaks_the_program_is_still_caught():
         del PASS_REGISTRY.passes[name]
 
 
+@pytest.mark.slow
 def test_convert_releases_the_module_before_the_passes(tiny_pipeline):
     import coremltools as ct
 

@@ -16,9 +16,9 @@ from PIL import Image
 
 from cli_runner import run_cli
 from snapfusion_coreml.convert import ConvertOptions
+from snapfusion_coreml.digests import tree_sha256
 from snapfusion_coreml.errors import UserError
 from snapfusion_coreml.image_size import ImageSize, parse_image_sizes
-from snapfusion_coreml.io import tree_sha256
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,6 +87,7 @@ def test_convert_refuses_bad_size_lists_before_loading(tiny_model_dir, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_one_multifunction_package_per_size_dependent_component(folders):
     several, _ = folders
     from snapfusion_coreml.coreml.package import package_functions
@@ -124,6 +125,7 @@ def test_functions_share_their_weights(folders):
 
 
 @pytest.mark.parametrize("size", SIZES)
+@pytest.mark.slow
 def test_each_size_draws_the_image_of_its_single_size_conversion(folders, tmp_path, capsys, size):
     several, single = folders
     images = []
@@ -148,6 +150,7 @@ def test_generate_refuses_a_size_the_folder_lacks(folders, tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_verify_checks_every_function_and_inspect_lists_them(folders, capsys):
     several, _ = folders
     code, stdout, err = run_cli(["verify", str(several), "--modes", "fp16", "--json"], capsys)
@@ -190,6 +193,7 @@ def test_the_interpret_server_runs_a_named_function(folders):
         "error": "expected function from image_64x64, image_64x96, image_96x64, got 'image_32x32'"}
 
 
+@pytest.mark.slow
 def test_chunked_multifunction_conversions_are_byte_reproducible(tiny_model_dir, tmp_path, capsys):
     args = ["--components", "unet", "--chunk-unet", "--image-size", "64x64,64x96"]  # fp16: palettizing is another test's
     first = _convert(capsys, tiny_model_dir, tmp_path / "a", *args)
@@ -226,6 +230,7 @@ def wide_unet_folder(tmp_path_factory, diffusers_folder) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_three_sizes_cost_under_a_tenth_more_than_one(wide_unet_folder, tmp_path, capsys):
     """The 3-size Unet package is at most 1.1x the one-size package: the weights are stored once."""
     args = ["--components", "unet", "--target", "iOS18"]

@@ -42,6 +42,7 @@ def coreai_dir(tiny_model_dir, convert_once):
 
 
 @needs_coreai
+@pytest.mark.slow
 def test_folder_keeps_the_pipeline_json_contract(coreai_dir, tiny_converted_dir):
     names = sorted(p.name for p in coreai_dir.iterdir())
     assert names == ["TextEncoder.aimodel", "Unet.aimodel", "VAEDecoder.aimodel", "merges.txt", "pipeline.json", "vocab.json"]
@@ -57,6 +58,7 @@ def test_folder_keeps_the_pipeline_json_contract(coreai_dir, tiny_converted_dir)
 
 
 @needs_coreai
+@pytest.mark.slow
 def test_every_asset_runs_in_apples_runtime_against_pytorch(coreai_dir, capsys):
     code, out, err = run_cli(["verify", str(coreai_dir), "--json"], capsys)
     assert code == 0, err
@@ -70,6 +72,7 @@ def test_every_asset_runs_in_apples_runtime_against_pytorch(coreai_dir, capsys):
 
 
 @needs_coreai
+@pytest.mark.slow
 def test_generate_draws_the_core_ml_folders_image(coreai_dir, tiny_converted_dir, tmp_path, capsys):
     args = ["--prompt", PROMPT, "--seed", "3", "--guidance", "5"]
     code, _, err = run_cli(["generate", str(tiny_converted_dir), *args, "-o", str(tmp_path / "coreml.png")], capsys)
@@ -111,6 +114,7 @@ def test_a_broken_asset_is_refused_with_one_line(coreai_dir, tmp_path, capsys, d
 
 
 @needs_coreai
+@pytest.mark.slow
 def test_palettized_unet_keeps_quality(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "pal"
     code, stdout, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--format", "coreai", "--components", "unet",
@@ -127,6 +131,7 @@ def test_palettized_unet_keeps_quality(tiny_model_dir, tmp_path, capsys):
 
 
 @needs_coreai
+@pytest.mark.slow
 def test_full_lcm_unet_takes_its_guidance_embedding_in_apples_runtime(lcm_unet_folder, tmp_path, capsys):
     """A full LCM UNet (time_cond_proj_dim) exports `timestep_cond` and runs in Core AI as the PyTorch UNet does."""
     out = tmp_path / "lcm"

@@ -21,6 +21,7 @@ def _png(path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
+@pytest.mark.slow
 def test_shapes_domain_eval_of_a_model_folder(tiny_model_dir, small_judge_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     code, stdout, err = run_cli(["eval", str(tiny_model_dir), "-o", str(out), *SWEEP, "--judge", str(small_judge_dir)], capsys)
@@ -47,6 +48,7 @@ def test_shapes_domain_eval_of_a_model_folder(tiny_model_dir, small_judge_dir, t
     np.testing.assert_array_equal(_png(tmp_path / "one.png"), _png(out / "images" / "w3" / "0001.png"))
 
 
+@pytest.mark.slow
 def test_converted_folder_eval_draws_the_model_folders_images(tiny_model_dir, tiny_converted_dir, small_judge_dir,
                                                               tmp_path, capsys):
     args = [*SWEEP, "--judge", str(small_judge_dir), "--prompts", "shapes:9"]
@@ -63,6 +65,7 @@ def test_converted_folder_eval_draws_the_model_folders_images(tiny_model_dir, ti
             assert psnr(a, b) >= MIN_PSNR_DB
 
 
+@pytest.mark.slow
 def test_clip_score_and_fid_with_user_weights(tiny_model_dir, clip_dir, inception_file, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# COCO-like captions\na photo of an astronaut\n\na bowl of fruit on a table\na red bus\n")
@@ -86,6 +89,7 @@ def test_clip_score_and_fid_with_user_weights(tiny_model_dir, clip_dir, inceptio
     assert (out / "sweep.png").is_file()
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_and_keeps_an_existing_output(tiny_model_dir, small_judge_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     out.mkdir()
@@ -109,6 +113,7 @@ def test_bad_input_exits_2_and_keeps_an_existing_output(tiny_model_dir, small_ju
     assert (out / "results.json").read_text() == "{}" and not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_train_judge_command(tmp_path, capsys):
     out = tmp_path / "judge"
     argv = ["eval", "train-judge", "-o", str(out), "--train-images", "64", "--epochs", "1", "--seed", "5"]

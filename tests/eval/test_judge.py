@@ -28,6 +28,7 @@ def test_training_is_deterministic_and_round_trips(small_judge_dir):
     assert all(set(p) == {"shape", "color", "background"} for p in predictions)
 
 
+@pytest.mark.slow
 def test_shipped_judge_names_held_out_scenes():
     """models/judge, as `eval train-judge` wrote it, on scenes of the held-out seed it never saw."""
     judge = Judge.load(judge_dir())

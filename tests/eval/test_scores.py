@@ -14,6 +14,7 @@ PROMPTS = ["a red circle on a blue background", "a green square on a white backg
            "a black triangle on a yellow background", "an orange circle on a purple background"]
 
 
+@pytest.mark.slow
 def test_clip_score_is_the_raw_cosine_clip_itself_computes(clip_dir):
     from transformers import CLIPModel, CLIPProcessor
 
@@ -69,6 +70,7 @@ def test_inception_weights_that_need_torch_fidelity(tmp_path):
             FeatureDistance(inception_features(state))
 
 
+@pytest.mark.slow
 def test_evolve_clip_scorer_uses_the_same_clip_score(clip_dir, tiny_pipeline):
     from snapfusion_coreml.train.scorers import load_scorer
 

@@ -37,6 +37,7 @@ def test_convert_writes_the_encoder_package(converted_with_encoder, diffusers_fo
     assert [(t.name, t.shape) for t in encoder.outputs] == [("latent", (1, 8, 8, 8))]
 
 
+@pytest.mark.slow
 def test_verify_checks_the_encoder_and_inspect_lists_it(converted_with_encoder, capsys):
     from snapfusion_coreml.verify.check import verify_folder
 
@@ -51,8 +52,9 @@ def test_verify_checks_the_encoder_and_inspect_lists_it(converted_with_encoder, 
     assert any(p["path"].endswith("VAEEncoder.mlpackage") for p in info["packages"])
 
 
+@pytest.mark.slow
 def test_components_encoder_alone_is_byte_reproducible(converted_with_encoder, diffusers_folder, tmp_path, capsys):
-    from snapfusion_coreml.io import tree_sha256
+    from snapfusion_coreml.digests import tree_sha256
 
     out = tmp_path / "enc"
     code, _, err = run_cli(["convert", str(diffusers_folder[0]), "-o", str(out), "--components", "encoder"], capsys)
@@ -91,6 +93,7 @@ def test_the_interpret_server_runs_the_encoder(converted_with_encoder, diffusers
     np.testing.assert_allclose(np.frombuffer(payload, "<f4").reshape(1, 8, 8, 8), expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_coreai_writes_and_verifies_the_encoder_asset(diffusers_folder, tmp_path, capsys):
     from tests.coreai.test_coreai import HAVE_COREAI
 

@@ -70,6 +70,7 @@ def test_single_file_checkpoint_encoder(tmp_path):
     assert load_pipeline(tmp_path / "no-encoder.safetensors", base=str(base)).encoder is None
 
 
+@pytest.mark.slow
 def test_own_folders_keep_the_encoder(diffusers_folder, tmp_path):
     root, _, vae, _ = diffusers_folder
     pipeline = load_pipeline(root)

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
+@pytest.mark.slow
 def test_generate_out_follows_the_model_per_step(case, converted_with_encoder, diffusers_folder, tmp_path):
     from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
     from snapfusion_coreml.convert import ConvertOptions
@@ -52,6 +53,7 @@ def test_generate_out_follows_the_model_per_step(case, converted_with_encoder, d
     assert psnr(reference, picture) >= 30.0
 
 
+@pytest.mark.slow
 def test_cli_generate_init_image_model_and_out(converted_with_encoder, diffusers_folder, tmp_path, capsys):
     """The CLI reads the PNG, fits it and draws what Pipeline.generate draws from the same image;
     a non-square PNG is center-cropped and resized first."""

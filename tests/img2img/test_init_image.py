@@ -107,6 +107,7 @@ def test_strength_without_init_image_and_models_without_an_encoder(tiny_model_di
     assert _one_line(err) == f"error: expected a model with a VAE encoder for --init-image, got {tiny_model_dir} without one"
 
 
+@pytest.mark.slow
 def test_a_converted_folder_without_an_encoder_says_how_to_get_one(converted_with_encoder, tmp_path, capsys):
     import json
     import shutil

@@ -38,6 +38,7 @@ def _linked_copy(folder, target):
 
 
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
+@pytest.mark.slow
 def test_packages_draw_the_pytorch_image(tiny_converted_dir, tiny_model_dir, tmp_path, capsys, precision):
     args = ["--prompt", PROMPT, "--seed", "3", "--guidance", "5"]
     code, _, err = run_cli(["generate", str(tiny_model_dir), *args, "-o", str(tmp_path / "torch.png")], capsys)
@@ -78,6 +79,7 @@ def test_one_generation_path_for_every_unet_batch(tiny_pipeline, w):
         assert psnr(reference / 127.5 - 1.0, image / 127.5 - 1.0) >= PARITY_PSNR_DB
 
 
+@pytest.mark.slow
 def test_sampler_and_tokenizer_come_from_pipeline_json(tiny_converted_dir, tmp_path):
     folder = _linked_copy(tiny_converted_dir, tmp_path / "edited")
     manifest = json.loads((folder / "pipeline.json").read_text())

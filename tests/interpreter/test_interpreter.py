@@ -21,6 +21,7 @@ CONVERSIONS = [("text", "iOS16"), ("text", "iOS18"), ("unet", "iOS16"), ("decode
 
 
 @pytest.mark.parametrize("kind, target", CONVERSIONS)
+@pytest.mark.slow
 def test_matches_pytorch_in_both_modes(packages, kind, target):
     path, reference = packages.get(kind, target)
     program = load_program(path)
@@ -69,6 +70,7 @@ COMPRESSION = [  # (target, method, options, least PSNR against PyTorch)
 
 @pytest.mark.parametrize("target, method, options, least_psnr", COMPRESSION,
                          ids=[f"{c[1]}-{c[0]}-" + "-".join(str(v) for v in c[2].values()) for c in COMPRESSION])
+@pytest.mark.slow
 def test_compressed_weights_decode_like_coremltools(packages, target, method, options, least_psnr):
     compressed, reference = packages.get("decoder", target, method, **options)
     expanded, _ = packages.get("decoder", target, method, decompressed=True, **options)

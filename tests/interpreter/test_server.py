@@ -58,6 +58,7 @@ def example_inputs(folder: FolderRunner, key: str) -> dict[str, np.ndarray]:
     return component_inputs(key, folder.declared_inputs(key), folder.path)
 
 
+@pytest.mark.slow
 def test_serves_every_component_as_the_interpreter_computes_it(tiny_converted_dir, tiny_model_dir):
     folder = FolderRunner(tiny_converted_dir, "fp16")
     keys = ("text_encoder", "unet", "decoder")
@@ -85,6 +86,7 @@ def test_serves_every_component_as_the_interpreter_computes_it(tiny_converted_di
     assert psnr(ref.numpy(), answers["unet"]["outputs"]["noise_pred"]) >= MIN_PSNR_DB
 
 
+@pytest.mark.slow
 def test_bad_requests_get_one_line_errors_and_the_server_goes_on(tiny_converted_dir):
     folder = FolderRunner(tiny_converted_dir, "fp16")
     good = example_inputs(folder, "decoder")
@@ -117,6 +119,7 @@ def test_bad_requests_get_one_line_errors_and_the_server_goes_on(tiny_converted_
                                   FolderRunner(tiny_converted_dir, "fp32").run("decoder", good)["image"])
 
 
+@pytest.mark.slow
 def test_input_ending_inside_a_request_is_answered_then_exits_2(tiny_converted_dir):
     folder = FolderRunner(tiny_converted_dir)
     data = request("decoder", example_inputs(folder, "decoder"))
@@ -128,6 +131,7 @@ def test_input_ending_inside_a_request_is_answered_then_exits_2(tiny_converted_d
 
 
 @pytest.mark.parametrize("case", ["no_manifest", "bad_precision"])
+@pytest.mark.slow
 def test_unusable_folder_or_option_exits_2_before_serving(tiny_converted_dir, tmp_path, case):
     folder = tmp_path if case == "no_manifest" else tiny_converted_dir
     server = start(folder, *(["--precision", "fp8"] if case == "bad_precision" else []))

@@ -116,6 +116,7 @@ def with_sampler(converted: Path, out: Path, sampler: str, steps: int, guidance:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.slow
 def test_swift_and_python_pipelines_draw_the_same_image(converted, swift_cli, tmp_path, precision):
     swift, python = draw_both(converted, swift_cli, tmp_path, precision)
     difference = np.abs(swift - python)
@@ -136,6 +137,7 @@ def test_bad_folder_is_one_line_and_exit_2(swift_cli, tmp_path):
 
 
 @pytest.mark.parametrize("sampler, steps, guidance", [("euler_ancestral", 3, 3.0), ("lcm", 2, 1.0), ("dpmsolver++", 3, 3.0)])
+@pytest.mark.slow
 def test_swift_and_python_agree_on_every_sampler(converted, swift_cli, tmp_path, sampler, steps, guidance):
     """The bundled model's packages with another sampler record: Euler ancestral and LCM draw
     fresh noise every step from the seed's stream, DPM-Solver++ keeps the previous output."""
@@ -147,6 +149,7 @@ def test_swift_and_python_agree_on_every_sampler(converted, swift_cli, tmp_path,
     assert difference.max() <= max_levels and difference.mean() <= mean_levels
 
 
+@pytest.mark.slow
 def test_swift_and_python_agree_on_a_full_lcm_unet(lcm_unet_folder, swift_cli, tmp_path):
     """A UNet with a guidance embedding: Swift sends `timestep_cond`, one call per step, no CFG."""
     from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
@@ -167,6 +170,7 @@ def encoder_folder(diffusers_folder, convert_once) -> Path:
 
 
 @pytest.mark.parametrize("sampler, steps, guidance, strength", [("ddim", 4, 3.0, 0.6), ("lcm", 4, 1.0, 0.5)])
+@pytest.mark.slow
 def test_swift_and_python_agree_on_image_to_image(encoder_folder, swift_cli, tmp_path, sampler, steps, guidance, strength):
     """Image to image: the encoder's posterior sample, the noise at the strength's timestep and the
     sampler from there, in both pipelines from one PPM file (the Swift CLI reads binary PPM)."""

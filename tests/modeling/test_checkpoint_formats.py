@@ -91,6 +91,7 @@ def test_text_encoder_key_conventions(models, tmp_path, name):
     assert_matches_references(pipe, ref)
 
 
+@pytest.mark.slow
 def test_hub_folder_converts_and_verifies(models, tmp_path):
     """The reported failure: transformers 4.x text encoder keys (text_model.*, position_ids)."""
     unet, vae, text = models
@@ -101,6 +102,7 @@ def test_hub_folder_converts_and_verifies(models, tmp_path):
     convert_and_verify(folder, tmp_path / "out", ("text_encoder", "decoder"))
 
 
+@pytest.mark.slow
 def test_fp16_variant_files_only(models, tmp_path):
     unet, vae, text = models
     fp16 = dict(te_file="model.fp16.safetensors", unet_file="diffusion_pytorch_model.fp16.safetensors",
@@ -112,6 +114,7 @@ def test_fp16_variant_files_only(models, tmp_path):
     convert_and_verify(folder, tmp_path / "out", ("text_encoder", "decoder"))
 
 
+@pytest.mark.slow
 def test_pickle_files_need_allow_pickle(models, tmp_path):
     unet, vae, text = models
     pickle = dict(te_file="pytorch_model.bin", unet_file="diffusion_pytorch_model.bin", vae_file="diffusion_pytorch_model.bin")
@@ -123,6 +126,7 @@ def test_pickle_files_need_allow_pickle(models, tmp_path):
     convert_and_verify(folder, tmp_path / "out", ("text_encoder",), allow_pickle=True)
 
 
+@pytest.mark.slow
 def test_deprecated_vae_attention_names(models, tmp_path):
     unet, vae, text = models
     folder = write_sd_folder(tmp_path / "sd", unet, vae, text, legacy_vae_attention=True)
@@ -182,6 +186,7 @@ def test_sd2_pad_token_matches_transformers(tmp_path, form):
     assert got[0, 2:].eq(0).all() and got[0, :2].tolist() == [49406, 49407]
 
 
+@pytest.mark.slow
 def test_sd2_v_prediction_768_linear_projection_upcast(tmp_path):
     """SD-2.x: v-prediction scheduler, 768 px (96 latent), linear projections, upcast attention,
     per-block head counts and the tokenizer's own pad token ("!", id 0)."""
@@ -218,6 +223,7 @@ def test_own_folder_keeps_the_pad_token(tmp_path):
 
 
 # --- BK-SDM-style pruned UNets ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bk_sdm_unet_without_mid_block(tmp_path):
     cfg = unet_config(pruned=True)
     unet, vae, text = tiny_models(seed=3, unet_cfg=cfg)
@@ -231,6 +237,7 @@ def test_bk_sdm_unet_without_mid_block(tmp_path):
 
 
 # --- float32 token ids (Apple's convention) -------------------------------------------------------------
+@pytest.mark.slow
 def test_input_ids_are_float32_and_exact(models, tmp_path):
     """Every CLIP id survives the float32 input: the program casts input_ids straight to int32."""
     from snapfusion_coreml.interpreter.program import load_program

@@ -24,6 +24,7 @@ def test_diffusers_folder_loads_and_matches(diffusers_folder):
     assert pipe.defaults.steps == 50 and pipe.defaults.image_size == 64
 
 
+@pytest.mark.slow
 def test_tokenizer_json_form(diffusers_folder, tmp_path):
     root, *_ = diffusers_folder
     copy = tmp_path / "sd"

@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 
 from cli_runner import run_cli
 from snapfusion_coreml.convert_spec import LoraSpec, parse_lora_option
+from snapfusion_coreml.digests import tree_sha256
 from snapfusion_coreml.errors import UserError
-from snapfusion_coreml.io import tree_sha256
 from snapfusion_coreml.metrics import PARITY_PSNR_DB, psnr
 from snapfusion_coreml.modeling.loading import load_pipeline
 from snapfusion_coreml.modeling.lora import read_lora
@@ -136,6 +136,7 @@ def _outputs(pipeline):
         return pipeline.text_encoder(input_ids=ids).last_hidden_state.numpy(), pipeline.unet(x, t, c).numpy()
 
 
+@pytest.mark.slow
 def test_merged_loras_match_diffusers_fusing(diffusers_folder, lora_files, fused_folder):
     root = diffusers_folder[0]
     kohya, peft = lora_files
@@ -155,6 +156,7 @@ def test_merged_loras_match_diffusers_fusing(diffusers_folder, lora_files, fused
         assert torch.allclose(ours_state[name].reshape(tensor.shape), tensor, atol=1e-5), name
 
 
+@pytest.mark.slow
 def test_one_lora_at_a_scale(diffusers_folder, lora_files, tmp_path):
     root = diffusers_folder[0]
     fused_with_diffusers(root, [(lora_files[0], 0.5)], tmp_path / "fused")
@@ -217,6 +219,7 @@ def test_lora_files_that_cannot_be_read(tmp_path):
         read_lora(LoraSpec(tmp_path / "w.ckpt"))
 
 
+@pytest.mark.slow
 def test_convert_with_loras_then_verify(diffusers_folder, lora_files, fused_folder, tmp_path, capsys):
     """convert --lora FILE:SCALE --lora FILE (palettized), verify against diffusers' fused pipeline
     and against the source model with the recorded LoRAs."""
@@ -241,6 +244,7 @@ def test_convert_with_loras_then_verify(diffusers_folder, lora_files, fused_fold
     assert code == 1
 
 
+@pytest.mark.slow
 def test_convert_refuses_bad_loras_before_writing(diffusers_folder, tmp_path, capsys):
     root = diffusers_folder[0]
     path = tmp_path / "other.safetensors"

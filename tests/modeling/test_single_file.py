@@ -71,6 +71,7 @@ def sd1(tmp_path_factory):
     return root, unet, vae, text
 
 
+@pytest.mark.slow
 def test_sd1_safetensors_matches_the_diffusers_modules_and_verifies(sd1, tmp_path):
     root, unet, vae, text = sd1
     pipe = load_pipeline(root / "model.safetensors", base=str(root / "base"))
@@ -90,6 +91,7 @@ def test_ckpt_needs_allow_pickle(sd1, tmp_path):
     assert_matches_references(pipe, text, unet, vae)
 
 
+@pytest.mark.slow
 def test_sd2_open_clip_single_file(tmp_path):
     cfg = unet_config(sd2=True)
     unet, vae, text = tiny_models(seed=6, unet_cfg=cfg, text_cfg=SD2_TEXT)
@@ -118,6 +120,7 @@ def test_unknown_or_missing_tensors_are_named(sd1, tmp_path):
         load_pipeline(tmp_path / "missing.safetensors", base=str(root / "base"))
 
 
+@pytest.mark.slow
 def test_cli_needs_a_matching_base(sd1, tmp_path, capsys):
     root, *_ = sd1
     model = str(root / "model.safetensors")

@@ -84,6 +84,7 @@ def test_skipped_blocks_act_as_identity():
     assert torch.allclose(skipped, zeroed, atol=1e-6)  # a zero residual branch is the identity
 
 
+@pytest.mark.slow
 def test_sd_weights_map_onto_the_snapfusion_layout():
     sd, sf = resolve_layout("sd-v1.5"), resolve_layout("snapfusion")
     with torch.device("meta"):

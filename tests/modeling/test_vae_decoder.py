@@ -90,6 +90,7 @@ def test_full_size_parameter_counts():
     assert slim.num_parameters() == 12_387_479  # paper: 13M
 
 
+@pytest.mark.slow
 def test_attention_converts_to_core_ml_without_sdpa():
     ct = pytest.importorskip("coremltools")
     decoder = tiny_decoder(block_out_channels=(32, 64))

@@ -22,6 +22,7 @@ def _with_scheduler(diffusers_folder, tmp_path, config: dict):
     return out
 
 
+@pytest.mark.slow
 def test_generate_reads_the_sampler_and_takes_a_negative_prompt(diffusers_folder, tmp_path, capsys):
     model = _with_scheduler(diffusers_folder, tmp_path, {"_class_name": "EulerAncestralDiscreteScheduler",
                                                         "timestep_spacing": "trailing"})

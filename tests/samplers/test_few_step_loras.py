@@ -9,6 +9,7 @@ upsampler convs), which is also what the TCD and Hyper-SD SD-1.5 LoRAs adapt.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from snapfusion_coreml.convert_spec import LoraSpec
@@ -28,6 +29,7 @@ def lcm_lora_targets(unet) -> list[str]:
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and name.endswith(LCM_LORA_MODULES)]
 
 
+@pytest.mark.slow
 def test_lcm_lora_fused_at_convert_draws_diffusers_image(diffusers_folder, tmp_path):
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel

@@ -85,6 +85,7 @@ def _assert_same(expected: tuple[np.ndarray, list[torch.Tensor]], image: np.ndar
 
 
 @pytest.mark.parametrize("case", SCHEDULERS, ids=[c[0] for c in SCHEDULERS])
+@pytest.mark.slow
 def test_generate_model_equals_stable_diffusion_pipeline(case, diffusers_folder, tmp_path):
     from diffusers import StableDiffusionPipeline
 
@@ -130,6 +131,7 @@ def converted_sd(convert_once, diffusers_folder):
 
 @pytest.mark.parametrize("case", [c for c in SCHEDULERS if c[0] in ("ddim", "pndm", "dpmsolver++", "euler-turbo", "euler_ancestral-turbo", "lcm-lora", "tcd")],
                          ids=lambda c: c[0])
+@pytest.mark.slow
 def test_generate_out_equals_the_model_image(case, converted_sd, diffusers_folder, tmp_path, one_thread):
     """`generate OUT` with the sampler convert writes for that scheduler config: the interpreter in
     fp16 against the PyTorch image of the model folder."""
@@ -161,6 +163,7 @@ def test_generate_out_equals_the_model_image(case, converted_sd, diffusers_folde
         assert psnr(theirs.numpy(), ours.numpy()) >= 30.0, (i, psnr(theirs.numpy(), ours.numpy()))
 
 
+@pytest.mark.slow
 def test_converted_lcm_unet_takes_the_guidance_embedding(lcm_unet_folder, tmp_path, one_thread):
     """A full LCM UNet converts with a `timestep_cond` input, unet_batch 1 and no CFG; `verify`
     checks it against PyTorch and `generate OUT` (interpreter, fp16) follows the model per step."""

@@ -54,6 +54,7 @@ def test_autoencoder_trains_and_sets_scaling(tmp_path, training):
     assert len(result.losses) == 3 and result.losses[-1] < result.losses[0]
 
 
+@pytest.mark.slow
 def test_autoencoder_with_a_frozen_decoder_trains_only_the_encoder(tmp_path, training, tiny_model_dir):
     """--decoder MODEL: the model's decoder and latent scale factor are kept, the encoder learns to invert them."""
     from safetensors.torch import load_file
@@ -88,6 +89,7 @@ def test_autoencoder_refuses_prompt_lists(tmp_path, training, prompts):
         train_autoencoder(tiny_vae_config(prompts, training(tmp_path / "vae")))
 
 
+@pytest.mark.slow
 def test_latents_then_base_model_generates(tmp_path, vae_dir, layout_file, training):
     n = encode_latents(EncodeConfig(vae_dir, "shapes:1", tmp_path / "latents", count=5, image_size=IMAGE, batch_size=2))
     files = sorted(p.name for p in (tmp_path / "latents").iterdir())
@@ -118,6 +120,7 @@ def test_latents_then_base_model_generates(tmp_path, vae_dir, layout_file, train
     torch.testing.assert_close(loaded.encoder(pixels), vae.quant_conv(vae.encoder(pixels)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_base_from_images_through_the_vae(tmp_path, vae_dir, layout_file, training):
     _, result = train_base(base_config("shapes:2", vae_dir, layout_file, training(tmp_path / "base", max_steps=2)))
     assert len(result.losses) == 2 and all(np.isfinite(result.losses))

@@ -27,6 +27,7 @@ def run_cli(monkeypatch, capsys, *args, stdout=None):
 
 
 @pytest.mark.parametrize("case", ["missing teacher", "steps do not divide", "empty data folder", "layout mismatch"])
+@pytest.mark.slow
 def test_bad_input_gets_one_clear_line(case, teacher_dir, prompts, tmp_path, monkeypatch, capsys):
     args = ["distill", "steps", str(teacher_dir), "--data", str(prompts), "-o", str(tmp_path / "out"),
             "--teacher-steps", "4", "--student-steps", "2", "--max-steps", "1"]
@@ -55,6 +56,7 @@ def test_latency_estimate_prints_labelled_estimates(monkeypatch, capsys, tmp_pat
     assert code != 0 and "MODEL or --layout" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_commands_end_to_end(tmp_path, prompts, monkeypatch, capsys):
     eps = tmp_path / "eps"
     save_pipeline(build_tiny_pipeline(prediction_type="epsilon"), eps)

@@ -39,6 +39,7 @@ def test_schedules_and_step_errors(config, teacher_dir, prompts, tmp_path):
         dataclasses.replace(c, teacher_steps=24).stages()
 
 
+@pytest.mark.slow
 def test_loss_falls_and_output_loads(config, teacher_dir, prompts, tmp_path):
     student, results = distill_steps(config(teacher_dir, prompts, tmp_path / "student", run=dict(max_steps=6)))
     result = results[0]
@@ -58,6 +59,7 @@ def test_student_with_another_layout(config, teacher_dir, prompts, tmp_path):
     assert load_pipeline(tmp_path / "s").unet.layout == small
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(config, teacher_dir, prompts, tmp_path):
     full = config(teacher_dir, prompts, tmp_path / "a", run=dict(max_steps=4, checkpoint_every=2, ema_decay=0.9, evaluate=False))
     _, (a,) = distill_steps(full)
@@ -73,6 +75,7 @@ def test_resume_equals_uninterrupted_run(config, teacher_dir, prompts, tmp_path)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_kill_during_checkpoint_write_keeps_previous(config, teacher_dir, prompts, tmp_path, monkeypatch):
     c = config(teacher_dir, prompts, tmp_path / "k", run=dict(max_steps=4, checkpoint_every=2, evaluate=False))
     real = ckpt.write_payload

@@ -49,6 +49,7 @@ def _train_base(out: Path, data: Path, vae: Path, layout: Path, processes: int) 
     return subprocess.run(launcher + args, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     from test_base import tiny_vae_config
 

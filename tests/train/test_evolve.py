@@ -35,6 +35,7 @@ def test_remove_keeps_the_surviving_blocks_weights():
                if k.startswith("mid_block.attentions.0."))
 
 
+@pytest.mark.slow
 def test_evolve_removes_least_valuable_block_and_stops_at_target(teacher_dir, prompts, tmp_path, training):
     layout = load_pipeline(teacher_dir).unet.layout
     latency = block_latencies(layout, None, 64)

@@ -14,12 +14,14 @@ from snapfusion_coreml.train.vpred import VPredConfig, train_vpred
 pytestmark = [pytest.mark.xdist_group("test_vpred_decoder")]  # its module fixtures are built once, on one worker
 
 
+@pytest.mark.slow
 def test_vpred_loss_falls(eps_model_dir, prompts, tmp_path, training):
     _, result = train_vpred(VPredConfig(str(eps_model_dir), prompts, training(tmp_path / "v", max_steps=6), data_steps=4))
     assert result.eval_after < result.eval_before
     assert load_pipeline(tmp_path / "v").scheduler.prediction_type == "v_prediction"
 
 
+@pytest.mark.slow
 def test_vpred_trains_the_text_encoder_only_when_asked(eps_model_dir, prompts, tmp_path, training):
     original = load_pipeline(eps_model_dir).text_encoder.state_dict()
     for train_text, name in ((False, "frozen"), (True, "tuned")):
@@ -48,6 +50,7 @@ def wide_decoder_teacher(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_decoder_distillation_loss_falls(wide_decoder_teacher, prompts, tmp_path, training):
     config = DistillDecoderConfig(str(wide_decoder_teacher), prompts, training(tmp_path / "d", max_steps=6, learning_rate=5e-3),
                                   sample_steps=2)

@@ -37,6 +37,7 @@ def _corrupt_largest_fp16_blob(weight_bin) -> None:
     rewrite_largest_fp16_blob(weight_bin, lambda values: values.byteswap())
 
 
+@pytest.mark.slow
 def test_verify_passes_and_reports_every_output_and_mode(folder, tiny_model_dir, capsys):
     code, out, err = run_cli(["verify", str(folder), "--json"], capsys)
     assert code == 0, err
@@ -56,6 +57,7 @@ def test_verify_passes_and_reports_every_output_and_mode(folder, tiny_model_dir,
     assert "noise_pred" in out and "pooled_outputs" in out and "FAIL" not in out and "fp32" not in out
 
 
+@pytest.mark.slow
 def test_altered_weights_fail_with_exit_code_1(folder, tmp_path, capsys):
     altered = _copy(folder, tmp_path)
     _corrupt_largest_fp16_blob(altered / "Unet.mlpackage" / "Data" / "com.apple.CoreML" / "weights" / "weight.bin")
@@ -67,6 +69,7 @@ def test_altered_weights_fail_with_exit_code_1(folder, tmp_path, capsys):
     assert all(r["ok"] for r in rows if r["component"] != "unet")
 
 
+@pytest.mark.slow
 def test_fp16_overflow_is_reported_as_non_finite(tmp_path, capsys):
     from snapfusion_coreml.modeling.factory import build_tiny_pipeline
     from snapfusion_coreml.modeling.loading import save_pipeline
@@ -87,6 +90,7 @@ def test_fp16_overflow_is_reported_as_non_finite(tmp_path, capsys):
     assert not rows["fp16"]["ok"] and rows["fp16"]["non_finite"] > 0 and rows["fp16"]["psnr_db"] is None
 
 
+@pytest.mark.slow
 def test_unsupported_op_is_a_clear_error(folder, tmp_path, capsys):
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
@@ -131,6 +135,7 @@ def test_clear_errors_for_folder_package_and_reference(folder, tmp_path, capsys)
     assert code == 2 and "expected --modes from fp32, fp16, coreml" in err
 
 
+@pytest.mark.slow
 def test_core_ml_runtime_only_on_macos(folder, monkeypatch):
     monkeypatch.setattr(native.sys, "platform", "linux")
     modes, notes = resolve_modes(None)
