@@ -26,6 +26,17 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+# Fixtures that convert or build before their test runs: a test that uses one (directly or through
+# another fixture) is slow, as a test that converts in its own body is marked by hand.
+BUILDING_FIXTURES = {"convert_once", "converted", "exported", "analysed", "swift_cli"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BUILDING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def run_folder(tmp_path_factory) -> Path:
     """The folder this test run's workers share: xdist gives each worker its own base temp below it."""
     base = tmp_path_factory.getbasetemp()
