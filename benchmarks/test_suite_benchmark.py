@@ -78,12 +78,18 @@ def summary(results: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for label, r in results.items():
         t = r["totals"]
+        load = (f"{r['load_average_before'][0]} -> {r['load_average_after'][0]}" if r.get("load_average_before")
+                else "not recorded")
         lines.append(f"| {label} | {r['commit'][:10]} | {r['workers']} | {r['marker'] or 'all'} | "
                      f"{r['wall_s'] / 60:.1f} min | {t.get('tests', 0)} ({t.get('failures', 0) + t.get('errors', 0)}, "
-                     f"{t.get('skipped', 0)}) | {r['load_average_before'][0]} -> {r['load_average_after'][0]} |")
+                     f"{t.get('skipped', 0)}) | {load} |")
     for label, r in results.items():
-        lines += ["", f"## Slowest 20: {label}", "", f"`{r['command']}`", "", "| seconds | test |", "|---|---|"]
-        lines += [f"| {t['seconds']:.1f} | `{t['test']}` |" for t in r["slowest"]]
+        if r.get("source"):  # a run this script did not make, recorded with where its figures come from
+            lines += ["", f"{label}: {r['source']}"]
+    for label, r in results.items():
+        if r["slowest"]:
+            lines += ["", f"## Slowest 20: {label}", "", f"`{r['command']}`", "", "| seconds | test |", "|---|---|"]
+            lines += [f"| {t['seconds']:.1f} | `{t['test']}` |" for t in r["slowest"]]
     return "\n".join(lines) + "\n"
 
 
