@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UserError, expected
 
@@ -55,6 +55,16 @@ class JsonFields:
     def fail(self, key: str | int, what: str, value: Any) -> UserError:
         return expected(f"{self.name(key)} as {what}", describe(value), self.source)
 
+    def _checked(self, key: str, default: Any, ok: Callable[[Any], bool], what: str) -> Any:
+        """The value at `key` when ok(value), else the error "expected KEY as WHAT"; `default` when
+        absent or null (raw)."""
+        if not self.has(key):
+            return self.raw(key, default)
+        value = self.data[key]
+        if not ok(value):
+            raise self.fail(key, what, value)
+        return value
+
     def integer(self, key: str, minimum: int | None = None, default: Any = MISSING) -> int:
         if not self.has(key):
             return self.raw(key, default)
@@ -68,13 +78,9 @@ class JsonFields:
     def number(self, key: str, minimum: float | None = None, default: Any = MISSING) -> float | int:
         """A finite int or float as written (6 stays 6, 0.8 stays 0.8); Python's parser reads NaN and
         Infinity, which no contract file may hold."""
-        if not self.has(key):
-            return self.raw(key, default)
-        value = self.data[key]
-        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-                or (minimum is not None and value < minimum)):
-            raise self.fail(key, "a finite number" + (f" >= {minimum}" if minimum is not None else ""), value)
-        return value
+        return self._checked(key, default, lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      and math.isfinite(v) and (minimum is None or v >= minimum)),
+                             "a finite number" + (f" >= {minimum}" if minimum is not None else ""))
 
     def positive(self, key: str) -> float | int:
         """A finite number > 0."""
@@ -108,29 +114,15 @@ class JsonFields:
         return values
 
     def boolean(self, key: str, default: Any = MISSING) -> bool:
-        if not self.has(key):
-            return self.raw(key, default)
-        value = self.data[key]
-        if not isinstance(value, bool):
-            raise self.fail(key, "true or false", value)
-        return value
+        return self._checked(key, default, lambda v: isinstance(v, bool), "true or false")
 
     def text(self, key: str, default: Any = MISSING) -> str:
         """Any string, the empty one included (a free-text description)."""
-        if not self.has(key):
-            return self.raw(key, default)
-        value = self.data[key]
-        if not isinstance(value, str):
-            raise self.fail(key, "a string", value)
-        return value
+        return self._checked(key, default, lambda v: isinstance(v, str), "a string")
 
     def string(self, key: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> str:
-        if not self.has(key):
-            return self.raw(key, default)
-        value = self.data[key]
-        if not isinstance(value, str) or not value or (choices and value not in choices):
-            raise self.fail(key, " or ".join(choices) if choices else "a non-empty string", value)
-        return value
+        return self._checked(key, default, lambda v: isinstance(v, str) and bool(v) and (not choices or v in choices),
+                             " or ".join(choices) if choices else "a non-empty string")
 
     def object(self, key: str, default: Any = MISSING) -> "JsonFields":
         if not self.has(key):
