@@ -112,6 +112,11 @@ def guided_prediction(cond: torch.Tensor, uncond: torch.Tensor | None, scale: fl
     return guide(cond, uncond, scale) if uses_guidance(scale) else cond
 
 
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, 1, 1) (as many trailing ones as `like` has extra dims), in like's dtype."""
+    return values.to(like.dtype).view((-1,) + (1,) * (like.dim() - 1))
+
+
 UNetCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (z, t, context) -> prediction
 
 
@@ -124,7 +129,7 @@ def cfg_batch(unet: UNetCall, z: torch.Tensor, t: torch.Tensor, uncond: torch.Te
     `t` is (B,); `scale` is a float or a per-sample (B,) tensor (cast to the prediction's dtype)."""
     out_uncond, out_cond = unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond])).chunk(2)
     if isinstance(scale, torch.Tensor):
-        scale = scale.to(out_cond.dtype).view((-1,) + (1,) * (out_cond.dim() - 1))
+        scale = per_sample(scale, out_cond)
     return guided_prediction(out_cond, out_uncond, scale), out_cond
 
 

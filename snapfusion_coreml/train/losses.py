@@ -20,14 +20,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..schedule import alpha_sigma, guided_prediction, to_x_eps, v_target
+from ..schedule import alpha_sigma, guided_prediction, per_sample, to_x_eps, v_target
 
 SNR_TRUNCATION = 1.0  # max(SNR, 1): the official progressive-distillation "snr_trunc" weight
-
-
-def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B, 1, 1, 1) (as many trailing ones as `like` has extra dims), in like's dtype."""
-    return values.to(like.dtype).view((-1,) + (1,) * (like.dim() - 1))
 
 
 def diffuse(x: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
