@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import UserError
 from ..io import atomic_file
 from .attention import Conv1x1
+from .safetensors_file import SafetensorsFormatError, read_safetensors
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -25,11 +26,9 @@ def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.T
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
-            return load_file(str(path))
-        except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers/data
+            return read_safetensors(path)
+        except SafetensorsFormatError as exc:
             raise UserError(f"expected a valid safetensors file, got a corrupt or truncated one: {exc} (in {path})") from None
     if not allow_pickle:
         raise UserError(f"refusing to load pickle checkpoint {path}: pickle can run code; pass --allow-pickle if you trust it")
