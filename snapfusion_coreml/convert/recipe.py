@@ -10,6 +10,7 @@ stores them once.
 
 from __future__ import annotations
 
+import gc
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -47,10 +48,11 @@ def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None, consume: boo
     """Trace the component and convert it to an fp16 ML program for deployment target `target`
     (pass_pipeline: ct.convert's main pipeline, default coremltools' own).
 
-    consume=True releases spec.module once coremltools' torch frontend has read it. The program's
-    fp32 constants share the weights' memory, so nothing is freed at that point; what changes is
-    that the module no longer holds the weights once the passes have replaced those constants by
-    fp16 and palettized ones (benchmarks/results/convert_memory.md)."""
+    consume=True releases spec.module once coremltools' torch frontend has read it, collecting
+    the reference cycles the module and its trace sit in: from then on the program's fp32
+    constants, which share the weights' memory, hold them alone, and the fp16 cast releases each
+    as it makes its fp16 copy (coreml/passes.py), so a weight is never held twice over
+    (benchmarks/results/convert_memory.md)."""
     ct = quiet_coremltools()
     # 1. frontend: TorchScript -> MIL program, no optimization passes yet
     with torch.no_grad(), warnings.catch_warnings(), lean_pass_pipelines():
@@ -68,7 +70,8 @@ def to_coreml(spec: ComponentSpec, target: str, pass_pipeline=None, consume: boo
     del traced
     release_freed_memory()  # the trace's forward-pass activations
     if consume:
-        spec.module = None  # freed with its last reference; convert_pipeline collects cycles once per component
+        spec.module = None
+        gc.collect()  # the module and the trace refer to themselves: without this they outlive the conversion
     # 2. passes (fp16 cast, palettization when asked) and the ML program backend
     with warnings.catch_warnings(), lean_pass_pipelines():
         warnings.simplefilter("ignore")
