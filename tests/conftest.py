@@ -95,6 +95,24 @@ def tiny_model_dir(tmp_path_factory, tiny_pipeline):
     return build_once(run_folder(tmp_path_factory), "models", lambda out: save_pipeline(tiny_pipeline, out / "tiny")) / "tiny"
 
 
+@pytest.fixture(scope="session")
+def micro_pipeline():
+    """The tiny pipeline (text encoder, decoder, sampler) with tests/micro_layout.py's UNet (one head)."""
+    from micro_layout import micro_layout
+
+    from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+
+    return build_tiny_pipeline(micro_layout(), prediction_type="v_prediction")
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(tmp_path_factory, micro_pipeline):
+    """micro_pipeline saved in this project's folder format, one folder per run (as tiny_model_dir)."""
+    from snapfusion_coreml.modeling.loading import save_pipeline
+
+    return build_once(run_folder(tmp_path_factory), "micro-models", lambda out: save_pipeline(micro_pipeline, out / "micro")) / "micro"
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny Core ML programs run fastest on one thread (and do not fight other jobs for cores)."""
