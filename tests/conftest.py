@@ -31,10 +31,30 @@ def pytest_configure(config):
 BUILDING_FIXTURES = {"convert_once", "converted", "exported", "analysed", "swift_cli"}
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, which this completes
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if BUILDING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if getattr(config.option, "loadgroup", False):
+            _group_for_xdist(item)
+
+
+def _group_for_xdist(item) -> None:
+    """`--dist loadgroup` sends every test of one `xdist_group` to one worker (so a module's fixtures
+    are built once) by reading a '@GROUP' suffix of the node id, which pytest-xdist's worker writes
+    as `item._nodeid`; pytest 9 keeps the node id in `item._id`, so there the suffix was lost and
+    the group's tests were spread over the workers, each building the module's fixtures."""
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+    if not groups or "@" in item.nodeid:
+        return
+    nodeid = f"{item.nodeid}@{'_'.join(groups)}"
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import coerce_node_id
+
+        item._id = coerce_node_id(nodeid)
+    else:
+        item._nodeid = nodeid
 
 
 def run_folder(tmp_path_factory) -> Path:
