@@ -35,16 +35,16 @@ def _convert(capsys, model: Path, out: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def folders(convert_once, micro_model_dir):
+def folders(convert_each, micro_model_dir):
     """The micro model (the tiny pipeline with a smaller UNet: what is checked here does not depend
     on the layout's size) converted once at three sizes and once per size alone (iOS 18, 6-bit
     palettes for the text encoder and UNet), as `convert --image-size 64x64,64x96,96x64 --palettize 6` does."""
     from snapfusion_coreml.convert import parse_palettize
 
     six, _ = parse_palettize("6", "kmeans")
-    several = convert_once(micro_model_dir, image_size=",".join(SIZES), compression=six)
-    single = {size: convert_once(micro_model_dir, image_size=size, compression=six, target="iOS18") for size in SIZES}
-    return several, single
+    several, *single = convert_each(micro_model_dir, [dict(image_size=",".join(SIZES), compression=six)] +
+                                    [dict(image_size=size, compression=six, target="iOS18") for size in SIZES])
+    return several, dict(zip(SIZES, single))
 
 
 def test_size_lists_parse_and_refuse_in_one_line():
