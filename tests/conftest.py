@@ -28,13 +28,33 @@ def pytest_configure(config):
 
 # Fixtures that convert or build before their test runs: a test that uses one (directly or through
 # another fixture) is slow, as a test that converts in its own body is marked by hand.
-BUILDING_FIXTURES = {"convert_once", "converted", "exported", "analysed", "swift_cli"}
+BUILDING_FIXTURES = {"convert_once", "convert_each", "converted", "exported", "analysed", "swift_cli"}
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, which this completes
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if BUILDING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if getattr(config.option, "loadgroup", False):
+            _group_for_xdist(item)
+
+
+def _group_for_xdist(item) -> None:
+    """`--dist loadgroup` sends every test of one `xdist_group` to one worker (so a module's fixtures
+    are built once) by reading a '@GROUP' suffix of the node id, which pytest-xdist's worker writes
+    as `item._nodeid`; pytest 9 keeps the node id in `item._id`, so there the suffix was lost and
+    the group's tests were spread over the workers, each building the module's fixtures."""
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+    if not groups or "@" in item.nodeid:
+        return
+    nodeid = f"{item.nodeid}@{'_'.join(groups)}"
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import coerce_node_id
+
+        item._id = coerce_node_id(nodeid)
+    else:
+        item._nodeid = nodeid
 
 
 def run_folder(tmp_path_factory) -> Path:
@@ -43,20 +63,28 @@ def run_folder(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def build_once(root: Path, key: str, build: Callable[[Path], None]) -> Path:
+def build_once(root: Path, key: str, build: Callable[[Path], None], wait: bool = True) -> Path | None:
     """root/shared/key (a folder) filled by `build(path)` once per run: the first worker to ask builds it under a
-    file lock, the others wait for it and reuse it. A build that failed is retried by the next asker."""
-    from filelock import FileLock
+    file lock, the others wait for it and reuse it. A build that failed is retried by the next asker.
+    With wait=False, None (nothing built) while another worker holds the lock, building it."""
+    from filelock import FileLock, Timeout
 
     target = root / "shared" / key
     target.parent.mkdir(parents=True, exist_ok=True)
     done = target.parent / f"{key}.done"
-    with FileLock(str(target.parent / f"{key}.lock")):
+    lock = FileLock(str(target.parent / f"{key}.lock"))
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        return None
+    try:
         if not done.exists():
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir()
             build(target)
             done.touch()
+    finally:
+        lock.release()
     return target
 
 
@@ -68,13 +96,27 @@ def convert_once(tmp_path_factory):
 
     root = run_folder(tmp_path_factory)
 
-    def convert(model: Path, **options) -> Path:
+    def convert(model: Path, wait: bool = True, **options) -> Path | None:
         from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
 
         key = hashlib.sha256(f"{tree_sha256(model)} {sorted(options.items())!r}".encode()).hexdigest()[:16]
         folder = build_once(root, f"converted-{key}",
-                            lambda out: convert_pipeline(str(model), ConvertOptions(out=out / "out", **options)))
-        return folder / "out"
+                            lambda out: convert_pipeline(str(model), ConvertOptions(out=out / "out", **options)), wait)
+        return folder / "out" if folder else None
+
+    return convert
+
+
+@pytest.fixture(scope="session")
+def convert_each(convert_once):
+    """convert_each(model, [options, ...]) -> the folders convert_once makes for each options dict; a
+    worker that finds one of them being converted by another converts the next one meanwhile,
+    instead of waiting for it."""
+
+    def convert(model: Path, option_sets: list[dict]) -> list[Path]:
+        for options in option_sets:
+            convert_once(model, wait=False, **options)
+        return [convert_once(model, **options) for options in option_sets]
 
     return convert
 
@@ -93,6 +135,24 @@ def tiny_model_dir(tmp_path_factory, tiny_pipeline):
     from snapfusion_coreml.modeling.loading import save_pipeline
 
     return build_once(run_folder(tmp_path_factory), "models", lambda out: save_pipeline(tiny_pipeline, out / "tiny")) / "tiny"
+
+
+@pytest.fixture(scope="session")
+def micro_pipeline():
+    """The tiny pipeline (text encoder, decoder, sampler) with tests/micro_layout.py's UNet (one head)."""
+    from micro_layout import micro_layout
+
+    from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+
+    return build_tiny_pipeline(micro_layout(), prediction_type="v_prediction")
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(tmp_path_factory, micro_pipeline):
+    """micro_pipeline saved in this project's folder format, one folder per run (as tiny_model_dir)."""
+    from snapfusion_coreml.modeling.loading import save_pipeline
+
+    return build_once(run_folder(tmp_path_factory), "micro-models", lambda out: save_pipeline(micro_pipeline, out / "micro")) / "micro"
 
 
 @pytest.fixture(scope="module")

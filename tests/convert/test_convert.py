@@ -57,10 +57,10 @@ def test_inspect_reports_io_and_ops(converted):
 
 
 @pytest.mark.slow
-def test_palettized_chunked_ios18_unet(tiny_pipeline, tmp_path):
+def test_palettized_chunked_ios18_unet(micro_pipeline, tmp_path):
     options = ConvertOptions(out=tmp_path / "o", components=("unet",), compression=parse_compression("4", "uniform"),
                              target="iOS18", chunk_unet=True, unet_batch=1, attention="original")
-    summary = convert_pipeline(tiny_pipeline, options)
+    summary = convert_pipeline(micro_pipeline, options)  # chunking and palettes do not depend on the layout's size
     unet = summary.pipeline_manifest.to_dict()["components"]["unet"]
     assert unet["chunks"] == ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"] and unet["file"] is None
     assert unet["compression"]["granularity"] == "per_grouped_channel" and unet["attention"] == "original"

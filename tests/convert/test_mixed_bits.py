@@ -34,10 +34,13 @@ def _unet(pipeline, batch: int):
 
 @pytest.fixture(scope="module")
 def small_pipeline():
-    """A tiny SnapFusion-layout pipeline with plain attention: quick to convert."""
-    from snapfusion_coreml.modeling.factory import build_tiny_pipeline, tiny_layout
+    """A tiny pipeline with the micro UNet layout and plain attention: quick to convert and to analyse
+    (one palettized run per weight)."""
+    from micro_layout import micro_layout
 
-    return build_tiny_pipeline(tiny_layout(32, snapfusion=True), prediction_type="v_prediction", attention="original")
+    from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+
+    return build_tiny_pipeline(micro_layout(), prediction_type="v_prediction", attention="original")
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +154,11 @@ def test_quantiser_palette_sizes():
 
 
 @pytest.mark.slow
-def test_convert_mixed_end_to_end_then_inspect_and_verify(tiny_model_dir, tmp_path, capsys):
+def test_convert_mixed_end_to_end_then_inspect_and_verify(micro_model_dir, tmp_path, capsys):
     from snapfusion_coreml.verify.check import verify_folder
 
     out = tmp_path / "mixed"
-    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--components", "unet", "--unet-batch", "1",
+    code, _, err = run_cli(["convert", str(micro_model_dir), "-o", str(out), "--components", "unet", "--unet-batch", "1",
                             "--palettize", "mixed:4", "--chunk-unet", "--attention", "original"], capsys)
     assert code == 0, err
     compression = json.loads((out / "pipeline.json").read_text())["components"]["unet"]["compression"]

@@ -13,13 +13,25 @@ from snapfusion_coreml.convert.package import save_package
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.fixture(scope="module")
+def two_head_pipeline():
+    """The tiny pipeline with the micro UNet layout at two heads (split-einsum attention splits and
+    joins heads as in full-size layouts): every kind of op the passes meet, in a third of the tiny
+    layout's ops."""
+    from micro_layout import micro_layout
+
+    from snapfusion_coreml.modeling.factory import build_tiny_pipeline
+
+    return build_tiny_pipeline(micro_layout(heads=2), prediction_type="v_prediction")
+
+
 def _package_files(path):
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("palettize", [None, "6"])
 @pytest.mark.slow
-def test_lean_pipelines_write_the_same_package_as_coremltools(tiny_pipeline, tmp_path, monkeypatch, palettize):
+def test_lean_pipelines_write_the_same_package_as_coremltools(two_head_pipeline, tmp_path, monkeypatch, palettize):
     """fp16, and 6-bit palettization inside the pipeline (constexpr ops appear at its end)."""
     from snapfusion_coreml.convert import ConvertOptions, parse_palettize
     from snapfusion_coreml.convert.compress import conversion_pass_pipeline
@@ -27,7 +39,7 @@ def test_lean_pipelines_write_the_same_package_as_coremltools(tiny_pipeline, tmp
 
     compression, per_component = parse_palettize(palettize or "none", "kmeans")
     options = ConvertOptions(out=tmp_path / "out", compression=compression, component_compression=per_component)
-    spec = component_specs(tiny_pipeline, 8, ("unet",), 2)[0]
+    spec = component_specs(two_head_pipeline, 8, ("unet",), 2)[0]
     ours = to_coreml(spec, "iOS16", conversion_pass_pipeline(spec, options))
     monkeypatch.setattr("snapfusion_coreml.convert.recipe.lean_pass_pipelines", _coremltools_own_manager)
     theirs = to_coreml(spec, "iOS16", conversion_pass_pipeline(spec, options))

@@ -35,15 +35,16 @@ def _convert(capsys, model: Path, out: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def folders(convert_once, tiny_model_dir):
-    """The tiny model converted once at three sizes and once per size alone (iOS 18, 6-bit palettes
-    for the text encoder and UNet), as `convert --image-size 64x64,64x96,96x64 --palettize 6` does."""
+def folders(convert_each, micro_model_dir):
+    """The micro model (the tiny pipeline with a smaller UNet: what is checked here does not depend
+    on the layout's size) converted once at three sizes and once per size alone (iOS 18, 6-bit
+    palettes for the text encoder and UNet), as `convert --image-size 64x64,64x96,96x64 --palettize 6` does."""
     from snapfusion_coreml.convert import parse_palettize
 
     six, _ = parse_palettize("6", "kmeans")
-    several = convert_once(tiny_model_dir, image_size=",".join(SIZES), compression=six)
-    single = {size: convert_once(tiny_model_dir, image_size=size, compression=six, target="iOS18") for size in SIZES}
-    return several, single
+    several, *single = convert_each(micro_model_dir, [dict(image_size=",".join(SIZES), compression=six)] +
+                                    [dict(image_size=size, compression=six, target="iOS18") for size in SIZES])
+    return several, dict(zip(SIZES, single))
 
 
 def test_size_lists_parse_and_refuse_in_one_line():
@@ -74,14 +75,14 @@ def test_a_size_list_picks_ios18_and_refuses_older_targets(tmp_path):
     (["--image-size", "64x64,64x72"], "got 64x72"),  # a size the UNet cannot take
     (["--image-size", "64x64,64x96", "--format", "coreai"], "expected one --image-size with --format coreai"),
 ])
-def test_convert_refuses_bad_size_lists_before_loading(tiny_model_dir, tmp_path, capsys, monkeypatch, args, message):
+def test_convert_refuses_bad_size_lists_before_loading(micro_model_dir, tmp_path, capsys, monkeypatch, args, message):
     from snapfusion_coreml.modeling import loading
 
     def no_weights(*a, **k):
         raise AssertionError("weights were read before the sizes were checked")
 
     monkeypatch.setattr(loading, "load_unet", no_weights)
-    code, _, err = run_cli(["convert", str(tiny_model_dir), "-o", str(tmp_path / "o"), *args], capsys)
+    code, _, err = run_cli(["convert", str(micro_model_dir), "-o", str(tmp_path / "o"), *args], capsys)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == []
@@ -194,10 +195,10 @@ def test_the_interpret_server_runs_a_named_function(folders):
 
 
 @pytest.mark.slow
-def test_chunked_multifunction_conversions_are_byte_reproducible(tiny_model_dir, tmp_path, capsys):
+def test_chunked_multifunction_conversions_are_byte_reproducible(micro_model_dir, tmp_path, capsys):
     args = ["--components", "unet", "--chunk-unet", "--image-size", "64x64,64x96"]  # fp16: palettizing is another test's
-    first = _convert(capsys, tiny_model_dir, tmp_path / "a", *args)
-    second = _convert(capsys, tiny_model_dir, tmp_path / "b", *args)
+    first = _convert(capsys, micro_model_dir, tmp_path / "a", *args)
+    second = _convert(capsys, micro_model_dir, tmp_path / "b", *args)
     unet = json.loads((first / "pipeline.json").read_text())["components"]["unet"]
     assert unet["chunks"] == ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
     for name in unet["chunks"]:
@@ -216,7 +217,8 @@ def test_chunked_multifunction_conversions_are_byte_reproducible(tiny_model_dir,
 @pytest.fixture(scope="module")
 def wide_unet_folder(tmp_path_factory, diffusers_folder) -> Path:
     """The tiny diffusers folder with a UNet whose weights outweigh its program text, as in every real
-    UNet (SD-1.5: 1.7 GB of float16 weights against a few MB of program): channels 128 and 256."""
+    UNet (SD-1.5: 1.7 GB of float16 weights against a few MB of program): channels 128 and 256,
+    one attention head (each head is its own einsums in the program: more heads, more program text)."""
     from diffusers import UNet2DConditionModel
 
     root = diffusers_folder[0]
@@ -225,7 +227,7 @@ def wide_unet_folder(tmp_path_factory, diffusers_folder) -> Path:
     torch.manual_seed(5)
     unet = UNet2DConditionModel(block_out_channels=(128, 256), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=8, norm_num_groups=32, sample_size=8, layers_per_block=1)
+                                attention_head_dim=1, norm_num_groups=32, sample_size=8, layers_per_block=1)
     unet.save_pretrained(out / "unet")
     return out
 

@@ -115,9 +115,9 @@ def test_a_broken_asset_is_refused_with_one_line(coreai_dir, tmp_path, capsys, d
 
 @needs_coreai
 @pytest.mark.slow
-def test_palettized_unet_keeps_quality(tiny_model_dir, tmp_path, capsys):
+def test_palettized_unet_keeps_quality(micro_model_dir, tmp_path, capsys):
     out = tmp_path / "pal"
-    code, stdout, err = run_cli(["convert", str(tiny_model_dir), "-o", str(out), "--format", "coreai", "--components", "unet",
+    code, stdout, err = run_cli(["convert", str(micro_model_dir), "-o", str(out), "--format", "coreai", "--components", "unet",
                                  "--palettize", "8", "--json"], capsys)
     assert code == 0, err
     assert json.loads(stdout)["format"] == "coreai"

@@ -164,18 +164,19 @@ def test_generate_out_equals_the_model_image(case, converted_sd, diffusers_folde
 
 
 @pytest.mark.slow
-def test_converted_lcm_unet_takes_the_guidance_embedding(lcm_unet_folder, tmp_path, one_thread):
+def test_converted_lcm_unet_takes_the_guidance_embedding(lcm_unet_folder, convert_once, one_thread):
     """A full LCM UNet converts with a `timestep_cond` input, unet_batch 1 and no CFG; `verify`
-    checks it against PyTorch and `generate OUT` (interpreter, fp16) follows the model per step."""
-    from snapfusion_coreml.convert import ConvertOptions, convert_pipeline
+    checks it against PyTorch and `generate OUT` (interpreter, fp16) follows the model per step.
+    (The conversion is shared with the Swift end-to-end case of the same folder.)"""
+    from snapfusion_coreml.contracts.pipeline_json import PipelineManifest
     from snapfusion_coreml.interpreter.backend import load_package_pipeline
     from snapfusion_coreml.modeling.attention import AttentionImpl
     from snapfusion_coreml.modeling.loading import load_pipeline
     from snapfusion_coreml.verify.check import verify_folder
 
     root = lcm_unet_folder[0]
-    out = tmp_path / "out"
-    manifest = convert_pipeline(str(root), ConvertOptions(out=out)).pipeline_manifest
+    out = convert_once(root)
+    manifest = PipelineManifest.read(out)
     assert (manifest.sampler.name, manifest.sampler.default_steps, manifest.guidance.default_scale) == ("lcm", 4, 8.5)
     assert (manifest.guidance.unet_batch, manifest.guidance.embedding_dim) == (1, 16)
     assert [t.name for t in manifest.component("unet").inputs][-1] == "timestep_cond"
