@@ -1,36 +1,21 @@
-"""kmeans_1d: Lloyd's algorithm on distinct fp16 values, summed run by run, gives the palettes of
-the textbook form (assign every value, then np.bincount) to the bit."""
+"""kmeans_1d sums each cluster as one run of the sorted distinct values: the palettes equal, to the
+bit, those of the textbook step (assign every value to its nearest centroid, sum each cluster with
+np.bincount), which palettes converted before were made with."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from snapfusion_coreml.convert.kmeans import MAX_ITERATIONS, _distinct, kmeans_1d
+from snapfusion_coreml.convert import kmeans
+from snapfusion_coreml.convert.kmeans import kmeans_1d
 
 
-def kmeans_by_assignment(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """The textbook iteration: each distinct value assigned to its nearest centroid, clusters
-    summed with np.bincount. Palettes converted with it are the ones earlier versions wrote."""
-    k = 1 << bits
-    uniq, inverse, counts = _distinct(values.reshape(-1))
-    if len(uniq) <= k:
-        lut = np.zeros(k, dtype=values.dtype)
-        lut[: len(uniq)] = uniq
-        return lut, inverse.astype(np.uint8)
-    x, w = uniq.astype(np.float64), counts.astype(np.float64)
-    cum = np.cumsum(w)
-    centroids = x[np.searchsorted(cum, (np.arange(k) + 0.5) / k * cum[-1])]
-    for _ in range(MAX_ITERATIONS):
-        assign = np.searchsorted((centroids[:-1] + centroids[1:]) / 2, x)
-        total = np.bincount(assign, weights=w, minlength=k)
-        sums = np.bincount(assign, weights=w * x, minlength=k)
-        updated = np.sort(np.where(total > 0, sums / np.maximum(total, 1e-300), centroids))
-        if np.allclose(updated, centroids, rtol=0, atol=1e-12):
-            break
-        centroids = updated
+def _sums_by_assignment(x: np.ndarray, runs: tuple[np.ndarray, np.ndarray], centroids: np.ndarray):
+    """kmeans._cluster_sums the textbook way: every value assigned, each cluster summed by bincount."""
+    w, k = runs[0][:-1], len(centroids)
     assign = np.searchsorted((centroids[:-1] + centroids[1:]) / 2, x)
-    return centroids.astype(values.dtype), assign[inverse].astype(np.uint8)
+    return np.bincount(assign, weights=w, minlength=k), np.bincount(assign, weights=w * x, minlength=k)
 
 
 def _weights() -> list[np.ndarray]:
@@ -45,9 +30,10 @@ def _weights() -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 6, 8])
-def test_palettes_equal_the_assignment_form_to_the_bit(bits):
-    for values in _weights():
-        lut, indices = kmeans_1d(values, bits)
-        want_lut, want_indices = kmeans_by_assignment(values, bits)
+def test_palettes_equal_the_assignment_form_to_the_bit(bits, monkeypatch):
+    ours = [kmeans_1d(values, bits) for values in _weights()]
+    monkeypatch.setattr(kmeans, "_cluster_sums", _sums_by_assignment)
+    for (lut, indices), values in zip(ours, _weights()):
+        want_lut, want_indices = kmeans_1d(values, bits)
         assert lut.tobytes() == want_lut.tobytes(), (bits, values.size)
         assert np.array_equal(indices, want_indices), (bits, values.size)
