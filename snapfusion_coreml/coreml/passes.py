@@ -85,15 +85,12 @@ def largest_finite_magnitude(value, chunk: int = 1 << 20) -> float:
 def fp16_overflow(op) -> bool:
     """FP16ComputePrecision.fp16_overflow: does a constant fp32 input of `op` hold a finite value
     beyond fp16's range? (Then the op stays fp32.)"""
-    for inputs in op.inputs.values():
-        for var in inputs if isinstance(inputs, (list, tuple)) else [inputs]:
-            if (var.op is not None and var.op.op_type == "const" and var.is_tensor_or_scalar_of(dtype="fp32")
-                    and largest_finite_magnitude(var.op.val.val) > FP16_MAX):
-                return True
-    return False
+    return any(var.op is not None and var.op.op_type == "const" and var.is_tensor_or_scalar_of(dtype="fp32")
+               and largest_finite_magnitude(var.op.val.val) > FP16_MAX for var in _input_vars(op))
 
 
 def _input_vars(op) -> list:
+    """Every input variable of `op`, list-valued inputs flattened."""
     found = []
     for inputs in op.inputs.values():
         found.extend(inputs if isinstance(inputs, (list, tuple)) else [inputs])
